@@ -1,0 +1,210 @@
+// Package topology loads the JetStream definitions in deploy/nats/topology
+// and applies them to a server: streams, consumers and KV buckets, created
+// or updated idempotently, so that every binary can call Apply at start.
+package topology
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io/fs"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	deploy "github.com/altegio-integrator/integrator/deploy/nats/topology"
+)
+
+// Names of the streams, consumers and buckets the code refers to. The JSON
+// files are the definitions; a test checks that these names exist in them.
+const (
+	StreamCommands   = "COMMANDS"
+	StreamEvents     = "EVENTS"
+	StreamDLQ        = "DLQ"
+	StreamAdvisories = "COMMAND_ADVISORIES"
+
+	// ConsumerWorkerPrefix + partition number names a worker consumer.
+	ConsumerWorkerPrefix = "worker-p"
+	// PriorityGroup is the priority group of the pinned worker consumers.
+	PriorityGroup   = "workers"
+	ConsumerSweeper = "sweeper"
+
+	BucketIdempotency = "altegio_idempotency"
+	BucketClientRefs  = "altegio_client_refs"
+	BucketTokens      = "altegio_tokens"
+	BucketRateLimit   = "altegio_ratelimit"
+)
+
+// Consumer is a durable consumer definition and the stream it belongs to.
+type Consumer struct {
+	Stream string                   `json:"stream_name"`
+	Config jetstream.ConsumerConfig `json:"config"`
+}
+
+// Topology is the full set of definitions.
+type Topology struct {
+	Streams   []jetstream.StreamConfig
+	Consumers []Consumer
+	Buckets   []jetstream.KeyValueConfig
+}
+
+// Load reads the definitions embedded from deploy/nats/topology.
+func Load() (*Topology, error) {
+	return LoadFS(deploy.Files)
+}
+
+// LoadFS reads definitions from fsys, laid out as streams/*.json,
+// consumers/*.json and kv/*.json.
+func LoadFS(fsys fs.FS) (*Topology, error) {
+	t := &Topology{}
+	if err := readAll(fsys, "streams", &t.Streams); err != nil {
+		return nil, err
+	}
+	if err := readAll(fsys, "consumers", &t.Consumers); err != nil {
+		return nil, err
+	}
+	if err := readAll(fsys, "kv", &t.Buckets); err != nil {
+		return nil, err
+	}
+	if err := t.Validate(); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+func readAll[T any](fsys fs.FS, dir string, out *[]T) error {
+	names, err := fs.Glob(fsys, dir+"/*.json")
+	if err != nil {
+		return fmt.Errorf("list %s: %w", dir, err)
+	}
+	for _, name := range names {
+		b, err := fs.ReadFile(fsys, name)
+		if err != nil {
+			return fmt.Errorf("read %s: %w", name, err)
+		}
+		var v T
+		dec := json.NewDecoder(strings.NewReader(string(b)))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&v); err != nil {
+			return fmt.Errorf("parse %s: %w", path.Base(name), err)
+		}
+		*out = append(*out, v)
+	}
+	return nil
+}
+
+// partitionRe finds the partition count in the COMMANDS subject transform.
+var partitionRe = regexp.MustCompile(`\{\{\s*partition\((\d+),`)
+
+// Partitions is the number of command partitions, read from the COMMANDS
+// stream's subject transform. Each partition has one worker consumer.
+func (t *Topology) Partitions() int {
+	s, ok := t.Stream(StreamCommands)
+	if !ok || s.SubjectTransform == nil {
+		return 0
+	}
+	m := partitionRe.FindStringSubmatch(s.SubjectTransform.Destination)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
+// Stream returns the stream definition with the given name.
+func (t *Topology) Stream(name string) (jetstream.StreamConfig, bool) {
+	for _, s := range t.Streams {
+		if s.Name == name {
+			return s, true
+		}
+	}
+	return jetstream.StreamConfig{}, false
+}
+
+// WorkerConsumer returns the name of the worker consumer of partition p.
+func WorkerConsumer(p int) string { return ConsumerWorkerPrefix + strconv.Itoa(p) }
+
+// Validate checks that the definitions hold what the code relies on: the
+// named streams and buckets, and one pinned worker consumer per partition.
+func (t *Topology) Validate() error {
+	for _, name := range []string{StreamCommands, StreamEvents, StreamDLQ, StreamAdvisories} {
+		if _, ok := t.Stream(name); !ok {
+			return fmt.Errorf("topology: stream %s not defined", name)
+		}
+	}
+	for _, name := range []string{BucketIdempotency, BucketClientRefs, BucketTokens, BucketRateLimit} {
+		found := false
+		for _, b := range t.Buckets {
+			found = found || b.Bucket == name
+		}
+		if !found {
+			return fmt.Errorf("topology: bucket %s not defined", name)
+		}
+	}
+	n := t.Partitions()
+	if n < 1 {
+		return fmt.Errorf("topology: no partition count in the %s subject transform", StreamCommands)
+	}
+	for p := range n {
+		c, ok := t.consumer(StreamCommands, WorkerConsumer(p))
+		switch {
+		case !ok:
+			return fmt.Errorf("topology: no consumer %s for partition %d", WorkerConsumer(p), p)
+		case c.Config.FilterSubject != fmt.Sprintf("altegio.cmd.%d.>", p):
+			return fmt.Errorf("topology: consumer %s filters %q", c.Config.Durable, c.Config.FilterSubject)
+		case c.Config.PriorityPolicy != jetstream.PriorityPolicyPinned:
+			return fmt.Errorf("topology: consumer %s is not pinned", c.Config.Durable)
+		}
+	}
+	return nil
+}
+
+func (t *Topology) consumer(stream, name string) (Consumer, bool) {
+	for _, c := range t.Consumers {
+		if c.Stream == stream && c.Config.Durable == name {
+			return c, true
+		}
+	}
+	return Consumer{}, false
+}
+
+// WithReplicas returns a copy of t with every stream, consumer and bucket
+// set to n replicas (3 on a cluster). Consumers follow their stream (0).
+func (t *Topology) WithReplicas(n int) *Topology {
+	c := &Topology{
+		Streams:   append([]jetstream.StreamConfig(nil), t.Streams...),
+		Consumers: append([]Consumer(nil), t.Consumers...),
+		Buckets:   append([]jetstream.KeyValueConfig(nil), t.Buckets...),
+	}
+	for i := range c.Streams {
+		c.Streams[i].Replicas = n
+	}
+	for i := range c.Buckets {
+		c.Buckets[i].Replicas = n
+	}
+	return c
+}
+
+// Apply creates or updates every stream, bucket and consumer of t. It is
+// idempotent and safe to run from several processes at once.
+func Apply(ctx context.Context, js jetstream.JetStream, t *Topology) error {
+	for _, s := range t.Streams {
+		if _, err := js.CreateOrUpdateStream(ctx, s); err != nil {
+			return fmt.Errorf("apply stream %s: %w", s.Name, err)
+		}
+	}
+	for _, b := range t.Buckets {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, b); err != nil {
+			return fmt.Errorf("apply bucket %s: %w", b.Bucket, err)
+		}
+	}
+	for _, c := range t.Consumers {
+		if _, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config); err != nil {
+			return fmt.Errorf("apply consumer %s on %s: %w", c.Config.Durable, c.Stream, err)
+		}
+	}
+	return nil
+}

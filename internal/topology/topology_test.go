@@ -1,0 +1,104 @@
+package topology
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/altegio-integrator/integrator/internal/testenv"
+)
+
+func TestLoadDefinitions(t *testing.T) {
+	top, err := Load()
+	if err != nil {
+		t.Fatalf("load: %v", err)
+	}
+	if got, want := top.Partitions(), 8; got != want {
+		t.Errorf("partitions = %d, want %d", got, want)
+	}
+	cmds, _ := top.Stream(StreamCommands)
+	if cmds.Retention != jetstream.WorkQueuePolicy || cmds.Discard != jetstream.DiscardNew {
+		t.Errorf("COMMANDS retention/discard = %v/%v, want workqueue/new", cmds.Retention, cmds.Discard)
+	}
+	if cmds.Duplicates < time.Minute {
+		t.Errorf("COMMANDS duplicate window = %v, want at least a minute", cmds.Duplicates)
+	}
+	for _, c := range top.Consumers {
+		if c.Stream != StreamCommands {
+			continue
+		}
+		// NakWithDelay backoff is capped well below the first ack deadline,
+		// so that after a crash a parked command is redelivered before the
+		// later commands of its client (see docs/design.md).
+		if c.Config.AckWait < time.Minute || c.Config.BackOff[0] < time.Minute {
+			t.Errorf("%s ack wait %v backoff %v, want at least 1m", c.Config.Durable, c.Config.AckWait, c.Config.BackOff)
+		}
+	}
+}
+
+func TestApplyIsIdempotentAndPartitions(t *testing.T) {
+	n := testenv.RunJetStream(t)
+	_, js := testenv.Connect(t, n.URL())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	top, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 2 {
+		if err := Apply(ctx, js, top); err != nil {
+			t.Fatalf("apply #%d: %v", i+1, err)
+		}
+	}
+	// A command published without a partition is stored with one, and the
+	// same client always lands in the same partition.
+	for i := range 3 {
+		if _, err := js.Publish(ctx, "altegio.cmd.42.r-crm-7.update", []byte(fmt.Sprint(i))); err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+	}
+	s, err := js.Stream(ctx, StreamCommands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := s.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var part int
+	if _, err := fmt.Sscanf(first.Subject, "altegio.cmd.%d.42.r-crm-7.update", &part); err != nil {
+		t.Fatalf("stored subject %q has no partition: %v", first.Subject, err)
+	}
+	c, err := js.Consumer(ctx, StreamCommands, WorkerConsumer(part))
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.NumPending; got != 3 {
+		t.Errorf("pending on %s = %d, want all 3 commands of the client", WorkerConsumer(part), got)
+	}
+}
+
+func TestWithReplicas(t *testing.T) {
+	top, err := Load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r3 := top.WithReplicas(3)
+	for _, s := range r3.Streams {
+		if s.Replicas != 3 {
+			t.Errorf("stream %s replicas = %d, want 3", s.Name, s.Replicas)
+		}
+	}
+	for _, s := range top.Streams {
+		if s.Replicas != 1 {
+			t.Errorf("original stream %s changed to %d replicas", s.Name, s.Replicas)
+		}
+	}
+}
