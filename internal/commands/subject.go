@@ -1,0 +1,191 @@
+package commands
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"strconv"
+)
+
+// Stream filter patterns: one stream per pattern.
+const (
+	// CommandSubjects matches every command subject (stream COMMANDS).
+	CommandSubjects = "altegio.cmd.>"
+	// EventSubjects matches every result event subject (stream EVENTS).
+	EventSubjects = "altegio.evt.>"
+	// DLQSubjects matches every dead-letter subject (stream DLQ).
+	DLQSubjects = "altegio.dlq.>"
+)
+
+// Stream names, as in the architecture.
+const (
+	// StreamCommands holds commands on CommandSubjects.
+	StreamCommands = "COMMANDS"
+	// StreamEvents holds result events on EventSubjects.
+	StreamEvents = "EVENTS"
+	// StreamDLQ holds dead-letter records on DLQSubjects.
+	StreamDLQ = "DLQ"
+)
+
+// Message header names. NATS header names are case-sensitive: use these.
+const (
+	// HeaderMsgID is JetStream's deduplication header. A command's first
+	// publication uses its id; a replay uses ReplayMsgID; results use
+	// Result.MsgID; DLQ records use DLQRecord.MsgID.
+	HeaderMsgID = "Nats-Msg-Id"
+	// HeaderCommandID carries the command id on commands, results and DLQ
+	// records.
+	HeaderCommandID = "Altegio-Command-Id"
+	// HeaderCommandType carries the command type, e.g. "client.create".
+	HeaderCommandType = "Altegio-Command-Type"
+	// HeaderCorrelationID carries the producer's correlation id, when set.
+	HeaderCorrelationID = "Altegio-Correlation-Id"
+	// HeaderSchemaVersion carries the contract version of the body.
+	HeaderSchemaVersion = "Altegio-Schema-Version"
+	// HeaderClientKey carries the command's ClientKey.
+	HeaderClientKey = "Altegio-Client-Key"
+	// HeaderOutcome carries a result's outcome.
+	HeaderOutcome = "Altegio-Outcome"
+	// HeaderErrorClass carries the error class of a failed result or DLQ
+	// record.
+	HeaderErrorClass = "Altegio-Error-Class"
+	// HeaderReplay carries the replay generation (1 for the first replay)
+	// on a command republished from the DLQ.
+	HeaderReplay = "Altegio-Replay"
+	// HeaderReplayOf carries the DLQ stream sequence of the record a
+	// replayed command came from.
+	HeaderReplayOf = "Altegio-Replay-Of"
+)
+
+// Client key prefixes. Each kind has its own prefix, so keys of different
+// kinds never collide.
+const (
+	keyRefPrefix       = "ref_"  // a readable client_ref
+	keyRefHashPrefix   = "refh_" // the hash of any other client_ref
+	keyClientPrefix    = "id_"   // an Altegio client id
+	keyCommandPrefix   = "cmd_"  // a command id (a UUID)
+	keyCommandHashPref = "cmdh_" // the hash of anything else in the id field
+)
+
+// ClientKey returns the subject token that groups the commands of one
+// client, so that a consumer can apply them in order. It is, in order of
+// preference:
+//
+//   - "ref_<client_ref>" when client_ref is set and made only of ASCII
+//     letters, digits, '-' and '_' (at most MaxClientRefLength of them);
+//     any other client_ref becomes "refh_<32 hex digits of its SHA-256>";
+//   - "id_<client_id>" when client_id > 0;
+//   - "cmd_<id>" otherwise: a client.create without client_ref and every
+//     client.bulk_create are ordered only with themselves. An id that is not
+//     a UUID is hashed like a ref ("cmdh_…"); assign the id (NewID) before
+//     computing subjects.
+//
+// A client that producers address by client_ref in one command and by
+// client_id only in another gets two keys, and those commands are not
+// ordered with each other: address a client the same way every time, by
+// client_ref when there is one. The key is always a valid, non-empty NATS
+// subject token, even for an invalid command.
+func (c Command) ClientKey() string {
+	switch {
+	case c.ClientRef != "":
+		if isSafeToken(c.ClientRef) {
+			return keyRefPrefix + c.ClientRef
+		}
+		return keyRefHashPrefix + hashToken(c.ClientRef)
+	case c.ClientID > 0:
+		return keyClientPrefix + strconv.FormatInt(c.ClientID, 10)
+	case uuidRE.MatchString(c.ID):
+		return keyCommandPrefix + c.ID
+	default:
+		return keyCommandHashPref + hashToken(c.ID)
+	}
+}
+
+// isSafeToken reports whether s can appear in a subject token as it is.
+func isSafeToken(s string) bool {
+	if s == "" || len(s) > MaxClientRefLength {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// hashToken returns 128 bits of the SHA-256 of s in lowercase hex.
+func hashToken(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:16])
+}
+
+// locationToken returns the subject token for a location id: its decimal
+// form, or "unknown" when it is not positive.
+func locationToken(id int64) string {
+	if id <= 0 {
+		return opUnknown
+	}
+	return strconv.FormatInt(id, 10)
+}
+
+// CommandSubject returns the subject c is published on:
+// altegio.cmd.<location>.<client-key>.<op>. Invalid parts become "unknown"
+// (see Command.ClientKey), so the subject is always well-formed.
+func CommandSubject(c Command) string {
+	return "altegio.cmd." + locationToken(c.LocationID) + "." + c.ClientKey() + "." + c.Type.Op()
+}
+
+// ClientCommandFilter returns the filter that matches every command of one
+// client key in one location: altegio.cmd.<location>.<client-key>.*.
+func ClientCommandFilter(locationID int64, clientKey string) string {
+	return "altegio.cmd." + locationToken(locationID) + "." + clientKey + ".*"
+}
+
+// EventSubject returns the subject r is published on:
+// altegio.evt.<location>.<op>.<outcome>. Invalid parts become "unknown".
+func EventSubject(r Result) string {
+	outcome := opUnknown
+	if r.Outcome.Valid() {
+		outcome = string(r.Outcome)
+	}
+	return "altegio.evt." + locationToken(r.LocationID) + "." + r.Type.Op() + "." + outcome
+}
+
+// DLQSubject returns the subject the dead-letter record of c is published
+// on: altegio.dlq.<location>.<op>. Invalid parts become "unknown", so a
+// command that failed validation (or a zero Command, for input that could
+// not be decoded at all) still has a DLQ subject.
+func DLQSubject(c Command) string {
+	return "altegio.dlq." + locationToken(c.LocationID) + "." + c.Type.Op()
+}
+
+// CommandHeaders returns the headers to publish c with: HeaderMsgID (the
+// command id), HeaderCommandID, HeaderCommandType, HeaderSchemaVersion,
+// HeaderClientKey and, when set, HeaderCorrelationID. The result converts
+// to nats.Header. A command without an id gets no HeaderMsgID or
+// HeaderCommandID.
+func CommandHeaders(c Command) map[string][]string {
+	h := map[string][]string{
+		HeaderCommandType:   {string(c.Type)},
+		HeaderSchemaVersion: {strconv.Itoa(SchemaVersion)},
+		HeaderClientKey:     {c.ClientKey()},
+	}
+	if c.ID != "" {
+		h[HeaderMsgID] = []string{c.ID}
+		h[HeaderCommandID] = []string{c.ID}
+	}
+	if c.CorrelationID != "" {
+		h[HeaderCorrelationID] = []string{c.CorrelationID}
+	}
+	return h
+}
+
+// ReplayMsgID returns the Nats-Msg-Id of the replay-th republication of a
+// command from the DLQ (replay >= 1): "<command id>:replay:<replay>". The
+// command id in the body stays the same, so the worker's idempotency state
+// still recognises work that already succeeded.
+func ReplayMsgID(commandID string, replay int) string {
+	return commandID + ":replay:" + strconv.Itoa(replay)
+}
