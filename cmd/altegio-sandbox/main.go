@@ -1,0 +1,206 @@
+// Command altegio-sandbox runs the stateful Altegio API sandbox
+// (internal/sandbox) as a process, for the one-command dev mode and for
+// manual testing. The API is served under /api/v1; /healthz answers 200.
+//
+// Every setting is a flag and an environment variable; run with --help to
+// list them with their defaults. Flags override the environment.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/altegio-integrator/integrator/internal/sandbox"
+)
+
+const (
+	envPrefix       = "ALTEGIO_SANDBOX_"
+	shutdownTimeout = 10 * time.Second
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "altegio-sandbox:", err)
+		os.Exit(1)
+	}
+}
+
+// config is everything the binary can be told.
+type config struct {
+	addr                  string
+	logLevel              slog.Level
+	partnerToken          string
+	login, password       string
+	userToken             string
+	userEmail, userPhone  string
+	twoFactor             bool
+	locations             string
+	ratePerSecond         int
+	ratePerMinute         int
+	retryAfter            bool
+	publishedCommentPaths bool
+	faults                sandbox.Faults
+}
+
+// parseConfig reads flags over environment variables. It returns
+// flag.ErrHelp after printing the usage for -h/--help.
+func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("altegio-sandbox", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.addr, "addr", "127.0.0.1:8090", "listen address")
+	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
+	fs.StringVar(&c.partnerToken, "partner-token", "sandbox-partner-token", "partner token every request must carry")
+	fs.StringVar(&c.login, "user-login", "owner@example.com", "login of the business user for POST /auth")
+	fs.StringVar(&c.password, "user-password", "sandbox-password", "password of the business user")
+	fs.StringVar(&c.userToken, "user-token", "", "initial user token (random when empty)")
+	fs.StringVar(&c.userEmail, "user-email", "", "email of the business user (also accepted as login)")
+	fs.StringVar(&c.userPhone, "user-phone", "", "phone of the business user (also accepted as login)")
+	fs.BoolVar(&c.twoFactor, "user-2fa", false, "POST /auth answers a 2FA challenge (200, data.uuid) instead of a token")
+	fs.StringVar(&c.locations, "user-locations", "", "comma-separated location IDs the user may access (empty: all)")
+	fs.IntVar(&c.ratePerSecond, "rate-per-second", sandbox.DefaultRatePerSecond, "per-IP requests per second (<0 disables)")
+	fs.IntVar(&c.ratePerMinute, "rate-per-minute", sandbox.DefaultRatePerMinute, "per-IP requests per minute (<0 disables)")
+	fs.BoolVar(&c.retryAfter, "retry-after", false, "send Retry-After on 429 (the real API documents none)")
+	fs.BoolVar(&c.publishedCommentPaths, "published-comment-paths", false, "also serve /clients/{loc}/clients/{id}/comments")
+	fs.DurationVar(&c.faults.Latency, "latency", 0, "delay added to every answer")
+	fs.Float64Var(&c.faults.ErrorRate, "error-rate", 0, "share of calls answered with a random 5xx, 0..1")
+	fs.Float64Var(&c.faults.ResetRate, "reset-rate", 0, "share of calls whose connection is reset, 0..1")
+	fs.DurationVar(&c.faults.SlowBody, "slow-body", 0, "spread writing each body over this duration")
+	fs.Int64Var(&c.faults.Seed, "seed", 1, "seed of the random faults")
+
+	fs.Usage = func() {
+		fmt.Fprintf(out, "Usage: altegio-sandbox [flags]\n\nRuns the Altegio API sandbox; the API is under /api/v1.\n"+
+			"Every flag can also be set with the environment variable shown; flags win.\n\n")
+		fs.VisitAll(func(f *flag.Flag) {
+			fmt.Fprintf(out, "  -%s (env %s, default %q)\n    \t%s\n", f.Name, envName(f.Name), f.DefValue, f.Usage)
+		})
+	}
+
+	var envErr error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v := getenv(envName(f.Name)); v != "" && envErr == nil {
+			if err := fs.Set(f.Name, v); err != nil {
+				envErr = fmt.Errorf("%s: %w", envName(f.Name), err)
+			}
+		}
+	})
+	if envErr != nil {
+		return c, envErr
+	}
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if fs.NArg() > 0 {
+		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	return c, nil
+}
+
+// envName maps a flag name to its environment variable: user-login →
+// ALTEGIO_SANDBOX_USER_LOGIN.
+func envName(flagName string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (c config) sandboxConfig(logger *slog.Logger) (sandbox.Config, error) {
+	var locs []int64
+	for part := range strings.SplitSeq(c.locations, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		id, err := strconv.ParseInt(part, 10, 64)
+		if err != nil {
+			return sandbox.Config{}, fmt.Errorf("user locations: %w", err)
+		}
+		locs = append(locs, id)
+	}
+	return sandbox.Config{
+		PartnerToken: c.partnerToken,
+		Users: []sandbox.User{{
+			Login:     c.login,
+			Password:  c.password,
+			Token:     c.userToken,
+			TwoFactor: c.twoFactor,
+			Locations: locs,
+			Email:     c.userEmail,
+			Phone:     c.userPhone,
+		}},
+		RatePerSecond:              c.ratePerSecond,
+		RatePerMinute:              c.ratePerMinute,
+		Logger:                     logger,
+		Faults:                     c.faults,
+		RetryAfter:                 c.retryAfter,
+		ServePublishedCommentPaths: c.publishedCommentPaths,
+	}, nil
+}
+
+// run serves the sandbox until ctx is cancelled, then shuts down within
+// shutdownTimeout. -h/--help prints the usage and returns nil.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	c, err := parseConfig(args, getenv, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
+	cfg, err := c.sandboxConfig(logger)
+	if err != nil {
+		return err
+	}
+	sb, err := sandbox.New(cfg)
+	if err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.Handle("/", sb)
+	srv := &http.Server{
+		Handler:           mux,
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	ln, err := net.Listen("tcp", c.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	logger.Info("altegio sandbox listening", "addr", ln.Addr().String(), "base_url",
+		"http://"+ln.Addr().String()+sandbox.BasePath, "user_login", c.login)
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+
+	logger.Info("altegio sandbox shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return nil
+}
