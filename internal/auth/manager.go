@@ -1,0 +1,762 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/altegio-integrator/integrator/internal/altegio"
+)
+
+// Defaults applied by [New] to a zero [Config] field.
+const (
+	// DefaultLoginTimeout bounds one POST /auth.
+	DefaultLoginTimeout = 10 * time.Second
+	// DefaultLeaseTimeout is when an unchanged login lease counts as stale.
+	DefaultLeaseTimeout = 20 * time.Second
+	// DefaultRefreshTimeout bounds one refresh, waiting included.
+	DefaultRefreshTimeout = 45 * time.Second
+	// DefaultPollInterval is how often a waiting process reads the KV.
+	DefaultPollInterval = 100 * time.Millisecond
+	// DefaultKVTimeout bounds one KV operation.
+	DefaultKVTimeout = 2 * time.Second
+	// DefaultKVRetryInterval is the pause after a KV failure.
+	DefaultKVRetryInterval = 10 * time.Second
+	// DefaultLoginBackoffMin is the first back-off after a failed login.
+	DefaultLoginBackoffMin = time.Second
+	// DefaultLoginBackoffMax caps the back-off after failed logins.
+	DefaultLoginBackoffMax = 2 * time.Minute
+)
+
+// Loginer exchanges a login and password for a user token (POST /auth).
+// *altegio.Client implements it. It must be safe for concurrent use and
+// must keep secrets out of its errors.
+type Loginer interface {
+	Login(ctx context.Context, partnerToken, login, password string) (altegio.LoginResult, error)
+}
+
+var _ Loginer = (*altegio.Client)(nil)
+
+// Config configures a [Manager].
+type Config struct {
+	// Accounts are the accounts to serve; see [ValidateAccounts]. Required.
+	Accounts []Account
+	// Bucket is the KV bucket holding the shared tokens; default
+	// DefaultBucket. The Manager binds it lazily on first use. Create it at
+	// start with [EnsureBucket] to choose its replicas; a missing bucket is
+	// created with one replica.
+	Bucket string
+	// Logger receives warnings about logins and the token store; default
+	// discards. Secrets are never logged.
+	Logger *slog.Logger
+	// Registerer receives the metrics; nil registers none.
+	Registerer prometheus.Registerer
+	// Now tells the time (token age, back-off, lease staleness); default
+	// time.Now.
+	Now func() time.Time
+	// LoginTimeout bounds one POST /auth; default 10s.
+	LoginTimeout time.Duration
+	// LeaseTimeout is how long a login lease may stay unchanged before
+	// another process takes it over; default 20s. Keep it above
+	// LoginTimeout.
+	LeaseTimeout time.Duration
+	// RefreshTimeout bounds one refresh (waiting for another process's
+	// login included); default 45s. Callers stop waiting earlier when
+	// their context ends.
+	RefreshTimeout time.Duration
+	// PollInterval is how often a process waiting for another's login
+	// reads the KV; default 100ms.
+	PollInterval time.Duration
+	// KVTimeout bounds each KV operation; default 2s.
+	KVTimeout time.Duration
+	// KVRetryInterval is how long the KV is left alone after it failed,
+	// and how often a process-local token is offered to it; default 10s.
+	KVRetryInterval time.Duration
+	// LoginBackoffMin and LoginBackoffMax bound the back-off after failed
+	// logins: it starts at Min, doubles per consecutive failure up to Max,
+	// with jitter (each delay is drawn from [d/2, d]). Defaults 1s and 2m.
+	LoginBackoffMin, LoginBackoffMax time.Duration
+}
+
+func (c *Config) setDefaults() {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.Bucket == "" {
+		c.Bucket = DefaultBucket
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	def(&c.LoginTimeout, DefaultLoginTimeout)
+	def(&c.LeaseTimeout, DefaultLeaseTimeout)
+	def(&c.RefreshTimeout, DefaultRefreshTimeout)
+	def(&c.PollInterval, DefaultPollInterval)
+	def(&c.KVTimeout, DefaultKVTimeout)
+	def(&c.KVRetryInterval, DefaultKVRetryInterval)
+	def(&c.LoginBackoffMin, DefaultLoginBackoffMin)
+	def(&c.LoginBackoffMax, DefaultLoginBackoffMax)
+}
+
+// Validate reports the first problem with c (after defaults).
+func (c *Config) Validate() error {
+	if err := ValidateAccounts(c.Accounts); err != nil {
+		return err
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"login timeout", c.LoginTimeout}, {"lease timeout", c.LeaseTimeout},
+		{"refresh timeout", c.RefreshTimeout}, {"poll interval", c.PollInterval},
+		{"KV timeout", c.KVTimeout}, {"KV retry interval", c.KVRetryInterval},
+		{"login back-off min", c.LoginBackoffMin}, {"login back-off max", c.LoginBackoffMax},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("%s %v is negative", d.name, d.v)
+		}
+	}
+	if c.LoginBackoffMax < c.LoginBackoffMin {
+		return fmt.Errorf("login back-off max %v is below min %v", c.LoginBackoffMax, c.LoginBackoffMin)
+	}
+	return nil
+}
+
+// Manager provides the credentials of every account and implements
+// [altegio.Authorizer]. It keeps the user tokens in a shared KV bucket and in
+// memory, logs in when no usable token exists, and re-logs in once after a
+// 401 across all processes; see the package documentation for the session
+// model. All methods are safe for concurrent use.
+type Manager struct {
+	cfg     Config
+	js      jetstream.JetStream
+	login   Loginer
+	log     *slog.Logger
+	now     func() time.Time
+	metrics *metrics
+	id      string // owner of the leases this Manager takes
+
+	accounts []*account
+	byLoc    map[int64]*account
+	catchAll *account
+
+	kvMu      sync.Mutex // guards the fields below
+	kv        jetstream.KeyValue
+	kvRetryAt time.Time // the store is not tried before this after a failure
+	kvErr     error     // why the store failed
+
+	ctx    context.Context // cancelled by Close
+	cancel context.CancelFunc
+	goMu   sync.Mutex // guards closed and wg.Add
+	closed bool
+	wg     sync.WaitGroup
+}
+
+var _ altegio.Authorizer = (*Manager)(nil)
+
+// account is the state of one configured account.
+type account struct {
+	cfg Account
+	cur atomic.Pointer[session] // nil: no usable token in memory
+
+	mu           sync.Mutex // guards the fields below
+	flight       *flight
+	lastRejected altegio.Credentials
+	failures     int
+	backoffUntil time.Time
+	lastErr      error
+	syncing      bool
+	nextSync     time.Time
+
+	// Used only by the account's single running flight.
+	seenFailRev  uint64    // failed lease revision already backed off on
+	leaseSeenRev uint64    // lease revision being watched for staleness
+	leaseSeenAt  time.Time // when leaseSeenRev was first seen
+}
+
+// session is a user token in memory.
+type session struct {
+	creds      altegio.Credentials
+	obtainedAt time.Time
+	shared     bool // read from or written to the KV
+}
+
+// flight is one refresh shared by the callers of a process.
+type flight struct {
+	done  chan struct{}
+	creds altegio.Credentials
+	err   error
+}
+
+// New validates cfg, applies defaults and returns a Manager. It does not
+// touch NATS: the bucket is bound on first use, so New succeeds while NATS
+// is down. js may be nil for a process-local session (development without
+// NATS). login may be nil only when every account has a fixed user token.
+// It returns an error for an invalid configuration or when the metrics
+// cannot be registered.
+func New(cfg Config, js jetstream.JetStream, login Loginer) (*Manager, error) {
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("auth config: %w", err)
+	}
+	m := &Manager{
+		cfg:   cfg,
+		js:    js,
+		login: login,
+		log:   cfg.Logger,
+		now:   cfg.Now,
+		id:    uuid.NewString(),
+		byLoc: make(map[int64]*account),
+	}
+	for _, ac := range cfg.Accounts {
+		ac.Locations = append([]int64(nil), ac.Locations...)
+		a := &account{cfg: ac}
+		if ac.fixed() {
+			a.cur.Store(&session{
+				creds:      altegio.Credentials{PartnerToken: ac.PartnerToken, UserToken: ac.UserToken},
+				obtainedAt: m.now(),
+			})
+		} else if login == nil {
+			return nil, fmt.Errorf("auth config: account %q logs in, but no Loginer was given", ac.Name)
+		}
+		m.accounts = append(m.accounts, a)
+		if len(ac.Locations) == 0 {
+			m.catchAll = a
+		}
+		for _, loc := range ac.Locations {
+			m.byLoc[loc] = a
+		}
+	}
+	met, err := newMetrics(cfg.Registerer, m)
+	if err != nil {
+		return nil, fmt.Errorf("auth config: %w", err)
+	}
+	m.metrics = met
+	m.ctx, m.cancel = context.WithCancel(context.Background())
+	return m, nil
+}
+
+// Close stops background work and waits for it; refreshes in progress end
+// with [ErrClosed]. Calls after Close fail with ErrClosed. It does not
+// close the NATS connection. It always returns nil.
+func (m *Manager) Close() error {
+	m.goMu.Lock()
+	m.closed = true
+	m.goMu.Unlock()
+	m.cancel()
+	m.wg.Wait()
+	return nil
+}
+
+// spawn runs fn in a goroutine that Close waits for. It reports false when
+// the Manager is closed.
+func (m *Manager) spawn(fn func()) bool {
+	m.goMu.Lock()
+	defer m.goMu.Unlock()
+	if m.closed {
+		return false
+	}
+	m.wg.Add(1)
+	go func() {
+		defer m.wg.Done()
+		fn()
+	}()
+	return true
+}
+
+// AccountName returns the name of the account serving locationID, for
+// labelling events such as "account needs attention". It returns an error
+// wrapping [ErrNoAccount] when no account serves it.
+func (m *Manager) AccountName(locationID int64) (string, error) {
+	a, err := m.account(locationID)
+	if err != nil {
+		return "", err
+	}
+	return a.cfg.Name, nil
+}
+
+// account selects the account for a location: an exact match, else the
+// catch-all.
+func (m *Manager) account(loc int64) (*account, error) {
+	if a, ok := m.byLoc[loc]; ok {
+		return a, nil
+	}
+	if m.catchAll != nil {
+		return m.catchAll, nil
+	}
+	return nil, &noAccountError{location: loc}
+}
+
+// Credentials returns the credentials for a call on locationID. With a warm
+// cache it does no I/O. Otherwise it reads the shared token from the KV, or
+// logs in (single-flight, see Refresh). Errors: [ErrNoAccount] (permanent),
+// [*AccountError] for a failed login or a back-off in progress, ErrClosed.
+func (m *Manager) Credentials(ctx context.Context, locationID int64) (altegio.Credentials, error) {
+	a, err := m.account(locationID)
+	if err != nil {
+		return altegio.Credentials{}, err
+	}
+	if s := a.cur.Load(); s != nil {
+		if !s.shared && !a.cfg.fixed() {
+			m.maybeSync(a, s)
+		}
+		return s.creds, nil
+	}
+	a.mu.Lock()
+	rejected := a.lastRejected
+	a.mu.Unlock()
+	return m.refresh(ctx, a, rejected)
+}
+
+// Refresh is called after the API answered 401 to rejected. It returns
+// credentials newer than rejected: from memory when another caller already
+// refreshed, from the KV when another process did, or from exactly one new
+// login across all processes. Concurrent callers for an account share one
+// attempt; a caller whose ctx ends stops waiting, the attempt goes on.
+//
+// Errors, all [*AccountError] except the first: [ErrNoAccount]; for a fixed
+// token, [ErrFixedTokenRejected] (permanent); a permanent login failure
+// (two-factor, invalid credentials); a retryable one (/auth 5xx or
+// transport); a [*BackoffError] while logins are suspended; the caller's
+// context error.
+func (m *Manager) Refresh(ctx context.Context, locationID int64, rejected altegio.Credentials) (altegio.Credentials, error) {
+	a, err := m.account(locationID)
+	if err != nil {
+		return altegio.Credentials{}, err
+	}
+	m.metrics.unauthorized.WithLabelValues(a.cfg.Name).Inc()
+	if a.cfg.fixed() {
+		return altegio.Credentials{}, &AccountError{Account: a.cfg.Name, Err: ErrFixedTokenRejected}
+	}
+	a.mu.Lock()
+	if rejected.UserToken != "" && !newer(a.lastRejected, rejected) {
+		a.lastRejected = rejected
+	}
+	a.mu.Unlock()
+	return m.refresh(ctx, a, rejected)
+}
+
+// newer reports whether c is a usable token that replaces rejected: a higher
+// KV revision when both have one, else a different token.
+func newer(c, rejected altegio.Credentials) bool {
+	if c.UserToken == "" {
+		return false
+	}
+	if c.Version != 0 && rejected.Version != 0 {
+		return c.Version > rejected.Version
+	}
+	return c.UserToken != rejected.UserToken
+}
+
+// refresh returns a token newer than rejected, joining or starting the
+// account's flight.
+func (m *Manager) refresh(ctx context.Context, a *account, rejected altegio.Credentials) (altegio.Credentials, error) {
+	a.mu.Lock()
+	if s := a.cur.Load(); s != nil && newer(s.creds, rejected) {
+		a.mu.Unlock()
+		return s.creds, nil
+	}
+	f := a.flight
+	if f == nil {
+		if err := a.backoffErrLocked(m.now()); err != nil {
+			a.mu.Unlock()
+			return altegio.Credentials{}, err
+		}
+		f = &flight{done: make(chan struct{})}
+		if !m.spawn(func() { m.fly(a, f, rejected) }) {
+			a.mu.Unlock()
+			return altegio.Credentials{}, ErrClosed
+		}
+		a.flight = f
+	}
+	a.mu.Unlock()
+	select {
+	case <-f.done:
+		return f.creds, f.err
+	case <-ctx.Done():
+		return altegio.Credentials{}, &AccountError{Account: a.cfg.Name, Err: fmt.Errorf("wait for credentials: %w", ctx.Err())}
+	}
+}
+
+// fly runs one flight to completion and hands its result to the waiters.
+func (m *Manager) fly(a *account, f *flight, rejected altegio.Credentials) {
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.RefreshTimeout)
+	defer cancel()
+	creds, err := m.obtain(ctx, a, rejected)
+	if err != nil {
+		if m.ctx.Err() != nil {
+			err = ErrClosed
+		}
+		var ae *AccountError
+		if !errors.As(err, &ae) && !errors.Is(err, ErrClosed) {
+			err = &AccountError{Account: a.cfg.Name, Err: err}
+		}
+	}
+	a.mu.Lock()
+	if s := a.cur.Load(); err != nil && s != nil && !newer(s.creds, rejected) {
+		a.cur.Store(nil) // do not hand out the rejected token again
+	}
+	f.creds, f.err = creds, err
+	a.flight = nil
+	a.mu.Unlock()
+	close(f.done)
+}
+
+// obtain finds or makes a token newer than rejected, through the KV when it
+// is reachable and process-locally otherwise.
+func (m *Manager) obtain(ctx context.Context, a *account, rejected altegio.Credentials) (altegio.Credentials, error) {
+	kv, err := m.bucket(ctx)
+	if err != nil {
+		return m.obtainLocal(ctx, a, err)
+	}
+	creds, err := m.obtainShared(ctx, kv, a, rejected)
+	var se *storeError
+	if errors.As(err, &se) {
+		m.storeFailed(se.err)
+		return m.obtainLocal(ctx, a, se.err)
+	}
+	return creds, err
+}
+
+// obtainLocal logs in without the KV.
+func (m *Manager) obtainLocal(ctx context.Context, a *account, cause error) (altegio.Credentials, error) {
+	m.log.Warn("token store unavailable; using a process-local session",
+		"account", a.cfg.Name, "bucket", m.cfg.Bucket, "error", cause)
+	if err := m.checkBackoff(a); err != nil {
+		return altegio.Credentials{}, err
+	}
+	tok, err := m.doLogin(ctx, a)
+	if err != nil {
+		return altegio.Credentials{}, m.loginFailed(a, err)
+	}
+	s := &session{
+		creds:      altegio.Credentials{PartnerToken: a.cfg.PartnerToken, UserToken: tok},
+		obtainedAt: m.now(),
+	}
+	m.adopt(a, s)
+	a.mu.Lock()
+	a.nextSync = m.now().Add(m.cfg.KVRetryInterval)
+	a.mu.Unlock()
+	return s.creds, nil
+}
+
+// obtainShared is the cross-process protocol: use a newer token from the
+// KV, or take the login lease and log in, or wait for the lease holder.
+func (m *Manager) obtainShared(ctx context.Context, kv jetstream.KeyValue, a *account, rejected altegio.Credentials) (altegio.Credentials, error) {
+	name := a.cfg.Name
+	for {
+		cur, tokRev, err := m.readToken(ctx, kv, a)
+		if err != nil {
+			return altegio.Credentials{}, err
+		}
+		if cur != nil && newer(cur.creds, rejected) {
+			m.adopt(a, cur)
+			return cur.creds, nil
+		}
+
+		leaseRev, held, err := m.takeLease(ctx, kv, a)
+		if err != nil {
+			return altegio.Credentials{}, err
+		}
+		if !held {
+			continue // lost a race or waited for the holder: read the token again
+		}
+
+		// The previous holder may have written a token between our read
+		// and taking the lease.
+		cur, tokRev, err = m.readToken(ctx, kv, a)
+		if err != nil {
+			return altegio.Credentials{}, err
+		}
+		if cur != nil && newer(cur.creds, rejected) {
+			m.releaseLease(kv, a, leaseRev)
+			m.adopt(a, cur)
+			return cur.creds, nil
+		}
+
+		tok, err := m.doLogin(ctx, a)
+		if err != nil {
+			if rev, uerr := m.kvUpdate(ctx, kv, leaseKey(name), encodeLease(leaseRecord{
+				Owner: m.id, State: leaseFailed, Reason: loginReason(err),
+			}), leaseRev); uerr == nil {
+				a.seenFailRev = rev
+			}
+			return altegio.Credentials{}, m.loginFailed(a, err)
+		}
+
+		obtained := m.now()
+		rec := encodeToken(tokenRecord{UserToken: tok, ObtainedAt: obtained.UTC()})
+		var rev uint64
+		if tokRev == 0 {
+			rev, err = m.kvCreate(ctx, kv, tokenKey(name), rec)
+		} else {
+			rev, err = m.kvUpdate(ctx, kv, tokenKey(name), rec, tokRev)
+		}
+		s := &session{
+			creds:      altegio.Credentials{PartnerToken: a.cfg.PartnerToken, UserToken: tok, Version: rev},
+			obtainedAt: obtained,
+			shared:     true,
+		}
+		switch {
+		case isConflict(err):
+			// Someone else wrote a token meanwhile (a stale-lease takeover
+			// race): both are fresh; converge on the stored one.
+			if other, _, rerr := m.readToken(ctx, kv, a); rerr == nil && other != nil {
+				s = other
+			} else {
+				s.creds.Version, s.shared = 0, false
+			}
+		case err != nil:
+			m.log.Warn("store the new user token; using it process-locally", "account", name, "error", err)
+			s.creds.Version, s.shared = 0, false
+		}
+		m.releaseLease(kv, a, leaseRev)
+		m.adopt(a, s)
+		m.log.Info("altegio session renewed", "account", name, "revision", s.creds.Version)
+		return s.creds, nil
+	}
+}
+
+// takeLease tries to take the account's login lease. It returns held=false
+// after waiting one poll interval for another holder, or after losing a
+// race; the caller then reads the token again.
+func (m *Manager) takeLease(ctx context.Context, kv jetstream.KeyValue, a *account) (rev uint64, held bool, err error) {
+	key := leaseKey(a.cfg.Name)
+	mine := encodeLease(leaseRecord{Owner: m.id, State: leaseLogin})
+	e, err := m.kvGet(ctx, kv, key)
+	if err != nil {
+		return 0, false, err
+	}
+	if e == nil {
+		if err := m.checkBackoff(a); err != nil {
+			return 0, false, err
+		}
+		rev, err := m.kvCreate(ctx, kv, key, mine)
+		if isConflict(err) {
+			return 0, false, nil
+		}
+		return rev, err == nil, err
+	}
+
+	rec, derr := decodeLease(e.Value())
+	takeOver := false
+	switch {
+	case derr != nil:
+		m.log.Warn("replace unreadable login lease", "account", a.cfg.Name, "error", derr)
+		takeOver = true
+	case rec.State == leaseFailed:
+		if e.Revision() != a.seenFailRev {
+			// Another process failed to log in: back off with it.
+			a.seenFailRev = e.Revision()
+			return 0, false, m.loginFailed(a, remoteFailure(rec.Reason))
+		}
+		if err := m.checkBackoff(a); err != nil {
+			return 0, false, err
+		}
+		takeOver = true
+	case rec.Owner == m.id:
+		// Only one flight per account runs in this process, so a login
+		// lease of ours is left over from a release that failed.
+		takeOver = true
+	default:
+		now := m.now()
+		if e.Revision() != a.leaseSeenRev {
+			a.leaseSeenRev, a.leaseSeenAt = e.Revision(), now
+		}
+		if now.Sub(a.leaseSeenAt) >= m.cfg.LeaseTimeout {
+			m.log.Warn("take over a stale login lease", "account", a.cfg.Name, "revision", e.Revision())
+			takeOver = true
+		}
+	}
+	if takeOver {
+		rev, err := m.kvUpdate(ctx, kv, key, mine, e.Revision())
+		if isConflict(err) {
+			return 0, false, nil
+		}
+		return rev, err == nil, err
+	}
+	t := time.NewTimer(m.cfg.PollInterval)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return 0, false, nil
+	case <-ctx.Done():
+		return 0, false, fmt.Errorf("wait for another worker to log in: %w", ctx.Err())
+	}
+}
+
+// releaseLease deletes the lease if it is still at rev. Failure is logged:
+// the lease then goes stale and is taken over.
+func (m *Manager) releaseLease(kv jetstream.KeyValue, a *account, rev uint64) {
+	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.KVTimeout)
+	defer cancel()
+	if err := kv.Delete(ctx, leaseKey(a.cfg.Name), jetstream.LastRevision(rev)); err != nil && !isConflict(err) {
+		m.log.Warn("release login lease", "account", a.cfg.Name, "error", err)
+	}
+}
+
+// readToken returns the account's token in the KV (nil when absent or
+// unreadable) and the key's revision (0 when absent).
+func (m *Manager) readToken(ctx context.Context, kv jetstream.KeyValue, a *account) (*session, uint64, error) {
+	e, err := m.kvGet(ctx, kv, tokenKey(a.cfg.Name))
+	if err != nil || e == nil {
+		return nil, 0, err
+	}
+	rec, err := decodeToken(e.Value())
+	if err != nil {
+		m.log.Warn("ignore unreadable token record", "account", a.cfg.Name, "revision", e.Revision(), "error", err)
+		return nil, e.Revision(), nil
+	}
+	obtained := rec.ObtainedAt
+	if obtained.IsZero() {
+		obtained = e.Created()
+	}
+	return &session{
+		creds:      altegio.Credentials{PartnerToken: a.cfg.PartnerToken, UserToken: rec.UserToken, Version: e.Revision()},
+		obtainedAt: obtained,
+		shared:     true,
+	}, e.Revision(), nil
+}
+
+// adopt makes s the account's current session and ends any back-off.
+func (m *Manager) adopt(a *account, s *session) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.cur.Store(s)
+	a.failures, a.backoffUntil, a.lastErr = 0, time.Time{}, nil
+}
+
+// doLogin calls POST /auth for the account and records the outcome.
+func (m *Manager) doLogin(ctx context.Context, a *account) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, m.cfg.LoginTimeout)
+	defer cancel()
+	res, err := m.login.Login(ctx, a.cfg.PartnerToken, a.cfg.Login, a.cfg.Password)
+	if err == nil && (res.UserToken == "" || !validToken(res.UserToken)) {
+		err = errors.New("POST /auth returned no usable user token")
+	}
+	if err != nil {
+		reason := loginReason(err)
+		m.metrics.logins.WithLabelValues(a.cfg.Name, reason).Inc()
+		if reason == reasonTwoFactor {
+			err = twoFactorHint(err)
+		}
+		if reason == reasonUnavailable {
+			m.log.Warn("altegio login failed", "account", a.cfg.Name, "error", err)
+		} else {
+			m.log.Error("altegio login rejected; the account needs attention", "account", a.cfg.Name, "error", err)
+		}
+		return "", err
+	}
+	m.metrics.logins.WithLabelValues(a.cfg.Name, "success").Inc()
+	m.log.Info("altegio login", "account", a.cfg.Name)
+	return res.UserToken, nil
+}
+
+// loginFailed arms the back-off after a failed login and returns the error
+// for the callers.
+func (m *Manager) loginFailed(a *account, err error) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.failures++
+	d := m.cfg.LoginBackoffMin
+	for i := 1; i < a.failures && d < m.cfg.LoginBackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, m.cfg.LoginBackoffMax)
+	d = d/2 + jitter(d-d/2)
+	a.backoffUntil = m.now().Add(d)
+	a.lastErr = err
+	return &AccountError{Account: a.cfg.Name, Err: err}
+}
+
+// checkBackoff returns the back-off error when logins are suspended.
+func (m *Manager) checkBackoff(a *account) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.backoffErrLocked(m.now())
+}
+
+func (a *account) backoffErrLocked(now time.Time) error {
+	if a.lastErr == nil || !now.Before(a.backoffUntil) {
+		return nil
+	}
+	return &AccountError{Account: a.cfg.Name, Err: &BackoffError{RetryAfter: a.backoffUntil.Sub(now), Err: a.lastErr}}
+}
+
+// maybeSync offers a process-local token to the KV in the background, at
+// most every KVRetryInterval.
+func (m *Manager) maybeSync(a *account, s *session) {
+	now := m.now()
+	a.mu.Lock()
+	if a.syncing || now.Before(a.nextSync) {
+		a.mu.Unlock()
+		return
+	}
+	a.syncing = true
+	a.nextSync = now.Add(m.cfg.KVRetryInterval)
+	a.mu.Unlock()
+	if !m.spawn(func() { m.sync(a, s) }) {
+		a.mu.Lock()
+		a.syncing = false
+		a.mu.Unlock()
+	}
+}
+
+// sync publishes the local session s to the KV, or adopts the token there
+// when it is newer, so that the session is shared again.
+func (m *Manager) sync(a *account, s *session) {
+	defer func() {
+		a.mu.Lock()
+		a.syncing = false
+		a.mu.Unlock()
+	}()
+	ctx := m.ctx
+	kv, err := m.bucket(ctx)
+	if err != nil {
+		return
+	}
+	stored, rev, err := m.readToken(ctx, kv, a)
+	if err != nil {
+		m.storeFailed(err)
+		return
+	}
+	var next *session
+	switch {
+	case stored != nil && stored.creds.UserToken == s.creds.UserToken:
+		next = stored // the same token: learn its revision
+	case stored != nil && !stored.obtainedAt.Before(s.obtainedAt):
+		next = stored // another process logged in after us: use its token
+	default:
+		rec := encodeToken(tokenRecord{UserToken: s.creds.UserToken, ObtainedAt: s.obtainedAt.UTC()})
+		var newRev uint64
+		if rev == 0 {
+			newRev, err = m.kvCreate(ctx, kv, tokenKey(a.cfg.Name), rec)
+		} else {
+			newRev, err = m.kvUpdate(ctx, kv, tokenKey(a.cfg.Name), rec, rev)
+		}
+		if err != nil {
+			if !isConflict(err) {
+				m.storeFailed(err)
+			}
+			return // try again later
+		}
+		next = &session{creds: s.creds, obtainedAt: s.obtainedAt, shared: true}
+		next.creds.Version = newRev
+	}
+	if a.cur.CompareAndSwap(s, next) {
+		m.log.Info("altegio session shared again", "account", a.cfg.Name, "revision", next.creds.Version)
+	}
+}

@@ -1,0 +1,64 @@
+package auth
+
+import (
+	"fmt"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the Manager's Prometheus metrics. Labels carry account names
+// and results, never secrets.
+type metrics struct {
+	logins       *prometheus.CounterVec
+	unauthorized *prometheus.CounterVec
+	tokenAge     *prometheus.Desc
+	m            *Manager
+}
+
+func newMetrics(reg prometheus.Registerer, m *Manager) (*metrics, error) {
+	met := &metrics{
+		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "altegio_auth_logins_total",
+			Help: "POST /auth calls by account and result (success, two_factor, invalid_credentials, unavailable).",
+		}, []string{"account", "result"}),
+		unauthorized: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "altegio_auth_unauthorized_total",
+			Help: "401 answers seen (credential refreshes asked for) by account.",
+		}, []string{"account"}),
+		tokenAge: prometheus.NewDesc("altegio_auth_token_age_seconds",
+			"Seconds since the account's current user token was obtained.", []string{"account"}, nil),
+		m: m,
+	}
+	for _, a := range m.accounts {
+		met.unauthorized.WithLabelValues(a.cfg.Name)
+		if !a.cfg.fixed() {
+			met.logins.WithLabelValues(a.cfg.Name, "success")
+		}
+	}
+	if reg == nil {
+		return met, nil
+	}
+	for _, c := range []prometheus.Collector{met.logins, met.unauthorized, met} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register auth metrics: %w", err)
+		}
+	}
+	return met, nil
+}
+
+// Describe implements prometheus.Collector for the token age.
+func (met *metrics) Describe(ch chan<- *prometheus.Desc) { ch <- met.tokenAge }
+
+// Collect implements prometheus.Collector: the age of each account's token
+// in memory; accounts without one are left out.
+func (met *metrics) Collect(ch chan<- prometheus.Metric) {
+	now := met.m.now()
+	for _, a := range met.m.accounts {
+		s := a.cur.Load()
+		if s == nil {
+			continue
+		}
+		age := max(now.Sub(s.obtainedAt).Seconds(), 0)
+		ch <- prometheus.MustNewConstMetric(met.tokenAge, prometheus.GaugeValue, age, a.cfg.Name)
+	}
+}
