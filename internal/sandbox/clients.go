@@ -51,7 +51,7 @@ func renderClient(c *ClientRecord, style clientStyle, phoneAsNumber bool) map[st
 		"custom_fields":    renderCustomFields(c.CustomFields),
 	}
 	if phoneAsNumber {
-		out["phone"] = json.Number(c.Phone)
+		out["phone"] = phoneNumber(c.Phone)
 	} else {
 		out["phone"] = c.Phone
 	}
@@ -272,12 +272,24 @@ func (s *Server) handleBulkCreate(c *call) response {
 func bulkErrorItem(f clientForm, msg string) map[string]any {
 	item := map[string]any{"error": msg}
 	if f.rec.Phone != "" {
-		item["phone"] = json.Number(f.rec.Phone)
+		item["phone"] = phoneNumber(f.rec.Phone)
 	}
 	if name := strings.TrimSpace(f.rec.Name + " " + f.rec.Surname); f.rec.Name != "" {
 		item["name"] = name
 	}
 	return item
+}
+
+// phoneNumber renders phone digits as a JSON number, as the create and bulk
+// samples do (ref §6.4, §6.5). A number cannot keep leading zeros, so they
+// are dropped ("07700900123" becomes 7700900123), as a backend casting the
+// phone to an integer would; json.Number would otherwise fail to encode.
+func phoneNumber(digits string) json.Number {
+	n := strings.TrimLeft(digits, "0")
+	if n == "" {
+		n = "0"
+	}
+	return json.Number(n)
 }
 
 func toAny[T any](in []T) []any {
