@@ -30,11 +30,14 @@ func TestLoadDefinitions(t *testing.T) {
 		if c.Stream != StreamCommands {
 			continue
 		}
-		// NakWithDelay backoff is capped well below the first ack deadline,
-		// so that after a crash a parked command is redelivered before the
-		// later commands of its client (see docs/design.md).
-		if c.Config.AckWait < time.Minute || c.Config.BackOff[0] < time.Minute {
-			t.Errorf("%s ack wait %v backoff %v, want at least 1m", c.Config.Durable, c.Config.AckWait, c.Config.BackOff)
+		// Retry delays (at most 30 s) stay below the ack wait and the pinned
+		// TTL covers ack wait plus the longest retry delay, so that after a
+		// crash a parked command is redelivered before the later commands of
+		// its client. A consumer BackOff would shift every NakWithDelay by
+		// BackOff[n]-AckWait, so there is none (see docs/design.md).
+		if c.Config.AckWait < time.Minute || c.Config.PinnedTTL < c.Config.AckWait+30*time.Second || len(c.Config.BackOff) > 0 {
+			t.Errorf("%s ack wait %v pinned TTL %v backoff %v, want >= 1m, >= ack wait + 30s, none",
+				c.Config.Durable, c.Config.AckWait, c.Config.PinnedTTL, c.Config.BackOff)
 		}
 	}
 }

@@ -1,0 +1,75 @@
+// Package wmjetstream is a small Watermill Publisher and Subscriber over the
+// nats.go jetstream API.
+//
+// It exists because watermill-nats cannot express what the worker needs per
+// message: NakWithDelay, Term with a reason, InProgress, the delivery count,
+// and keeping a caller-chosen Nats-Msg-Id for publish deduplication.
+//
+// # Publishing
+//
+// [Publisher.Publish] sends each message to subject = topic (or
+// [PublisherConfig.SubjectFunc]), copies metadata to NATS headers, stores the
+// Watermill UUID in the [UUIDHeader] header, sets Nats-Msg-Id to the metadata
+// value of [MsgIDKey] or else the UUID ([PublisherConfig.MsgIDFunc]), and
+// waits for the stream's PubAck. Deduplication is per stream, not per
+// subject.
+//
+// # Consuming
+//
+// [Subscriber.Subscribe] binds to (or creates) one durable pull consumer per
+// topic and pulls with Fetch, asking only for as many messages as there are
+// free handler slots ([SubscriberConfig.MaxInFlight]): the ack-wait clock of
+// a message starts when the server hands it out, so nothing waits in a large
+// client-side buffer. Every message in the subscriber's custody (out to a
+// handler, waiting to be emitted, or held for its lane) is kept alive with
+// InProgress every [SubscriberConfig.KeepAlive].
+//
+// # Dispositions
+//
+// Handlers decide per message:
+//
+//   - msg.Ack() → DoubleAck: the subscriber waits for the server to confirm
+//     the ack (bounded by [SubscriberConfig.AckTimeout]).
+//   - msg.Nack() → Nak, or NakWithDelay([SubscriberConfig.NackDelay]) when
+//     set. This is what Watermill's router does when a handler fails.
+//   - [Retry](msg, d) → NakWithDelay(d).
+//   - [Terminate](msg, reason) → TermWithReason(reason): never redelivered.
+//
+// [Delivery] reads the stream and consumer sequence, delivery count and
+// subject of a message; [InProgress] resets its ack timer from a handler.
+// Both work through msg.Context(), so middleware that replaces the context
+// must derive the new one from the old (Watermill's does).
+//
+// # Ordered lanes
+//
+// With [SubscriberConfig.KeyFunc] set, messages with the same key form a
+// lane and are handed out strictly one at a time in stream order. A message
+// that is nacked or retried parks its lane: later messages of the key are
+// held inside the subscriber (kept alive, not emitted) until the parked
+// message is redelivered — recognised by its stream sequence — and finally
+// acked or terminated. Other lanes proceed in parallel up to MaxInFlight.
+//
+// Order holds only while one subscriber at a time consumes a consumer: use
+// one consumer per partition with [SubscriberConfig.PriorityGroup] (pinned
+// client) when several processes run.
+//
+// Close keeps order for the next subscriber: it gives back everything in its
+// custody — held, waiting, abandoned, and parked messages, whose retry delay
+// is cut short — as immediate Naks in stream order, and waits until the
+// server has processed them. The server redelivers nacked messages before
+// new ones, in the order it processed the naks.
+//
+// After a crash nothing is given back: each message comes back when its ack
+// timer runs out, and the server queues expired messages in stream order.
+// Order survives if (1) every retry delay of an ordered lane stays below
+// AckWait − KeepAlive, so that a parked message comes due before the messages
+// held behind it (the subscriber logs a warning otherwise), and (2) no
+// subscriber pulls from the consumer until all of the crashed one's messages
+// have come due, or messages never delivered to it would overtake them. With
+// a pinned priority group, a PinnedTTL of at least AckWait plus the longest
+// retry delay gives (2); the default consumer config uses 2 × AckWait.
+
+// If the consumer has BackOff set, the server times NakWithDelay(d)
+// redeliveries as d − AckWait + BackOff[n]; prefer AckWait alone with
+// NakWithDelay, and use BackOff only as the crash safety net.
+package wmjetstream

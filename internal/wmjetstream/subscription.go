@@ -1,0 +1,636 @@
+package wmjetstream
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// subscription is one Subscribe call: a single loop goroutine owns all of
+// its state (entries, lanes, counters); fetch goroutines and one watcher per
+// emitted message talk to it through channels.
+type subscription struct {
+	cfg        SubscriberConfig
+	log        *slog.Logger
+	topic      string
+	cons       jetstream.Consumer
+	conn       *nats.Conn
+	stream     string
+	consumer   string
+	maxDeliver int
+	ackWait    time.Duration
+	redeliver  time.Duration // longest the server takes to redeliver an expired message
+	keepAlive  time.Duration
+	msgCtx     context.Context // values of the Subscribe context, never cancelled
+	out        chan *message.Message
+
+	fetchCh  chan fetchEvent
+	settleCh chan settleEvent
+	fetchWG  sync.WaitGroup
+	watchWG  sync.WaitGroup
+
+	// Loop-owned state.
+	now          func() time.Time
+	known        map[uint64]*entry // by stream sequence: everything in custody
+	lanes        map[string]*lane
+	parked       map[*lane]struct{}
+	ready        []*entry // to emit, in order
+	emitted      int      // out to handlers, not settled
+	held         int
+	reserved     int // asked for by pull requests in flight, not received
+	fetches      int // fetch goroutines running
+	closing      bool
+	fetchBackoff time.Duration
+	fetchAfter   time.Time
+}
+
+type entry struct {
+	seq     uint64
+	key     string
+	d       *delivery
+	msg     *message.Message // set when emitted
+	cancel  context.CancelFunc
+	claimed atomic.Bool // whoever claims the entry settles it with the server
+	abandon chan struct{}
+}
+
+func (e *entry) claim() bool { return e.claimed.CompareAndSwap(false, true) }
+
+// lane is the per-key state with ordered lanes.
+type lane struct {
+	key      string
+	active   *entry        // ready or emitted; at most one per lane
+	parkSeq  uint64        // stream sequence the lane waits to see redelivered
+	parkMsg  jetstream.Msg // its last delivery, to give it back at shutdown
+	parkDue  time.Time     // when the parked message should come back
+	parkGive time.Time     // when to stop waiting for it
+	held     []*entry      // sorted by stream sequence
+}
+
+type fetchEvent struct {
+	msg        jetstream.Msg
+	done       bool
+	unreceived int
+	err        error
+}
+
+type settleEvent struct {
+	e     *entry
+	acked bool  // the watcher claimed the entry and sent the ack
+	err   error // ack error
+}
+
+func newSubscription(cfg SubscriberConfig, topic string, conn *nats.Conn, cons jetstream.Consumer, msgCtx context.Context) *subscription {
+	info := cons.CachedInfo()
+	ackWait := info.Config.AckWait
+	if ackWait <= 0 {
+		ackWait = 30 * time.Second
+	}
+	deadline, redeliver := ackWait, ackWait
+	for _, b := range info.Config.BackOff {
+		deadline = min(deadline, b)
+		redeliver = max(redeliver, b)
+	}
+	keepAlive := cfg.KeepAlive
+	if keepAlive == 0 {
+		keepAlive = max(deadline/3, time.Millisecond)
+	}
+	return &subscription{
+		cfg:        cfg,
+		log:        cfg.Logger.With("topic", topic, "stream", info.Stream, "consumer", info.Name),
+		topic:      topic,
+		cons:       cons,
+		conn:       conn,
+		ackWait:    ackWait,
+		stream:     info.Stream,
+		consumer:   info.Name,
+		maxDeliver: info.Config.MaxDeliver,
+		redeliver:  redeliver,
+		keepAlive:  keepAlive,
+		msgCtx:     msgCtx,
+		out:        make(chan *message.Message),
+		fetchCh:    make(chan fetchEvent),
+		settleCh:   make(chan settleEvent),
+		now:        time.Now,
+		known:      make(map[uint64]*entry),
+		lanes:      make(map[string]*lane),
+		parked:     make(map[*lane]struct{}),
+	}
+}
+
+// run is the loop. It returns after shutdown, with out closed and every
+// goroutine it started finished.
+func (s *subscription) run(ctx context.Context, closing <-chan struct{}) {
+	defer close(s.out)
+	keepAlive := time.NewTicker(s.keepAlive)
+	defer keepAlive.Stop()
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
+
+	for {
+		s.maybeFetch()
+		if d, ok := s.nextWake(); ok {
+			wake.Reset(d)
+		}
+		var out chan<- *message.Message
+		var next *message.Message
+		if len(s.ready) > 0 && s.emitted < s.cfg.MaxInFlight {
+			next = s.emitMessage(s.ready[0])
+			out = s.out
+		}
+		select {
+		case <-ctx.Done():
+			s.shutdown(keepAlive.C)
+			return
+		case <-closing:
+			s.shutdown(keepAlive.C)
+			return
+		case out <- next:
+			e := s.ready[0]
+			s.ready = s.ready[1:]
+			s.emitted++
+			s.watchWG.Add(1)
+			go s.watch(e)
+		case ev := <-s.fetchCh:
+			s.onFetch(ev)
+		case ev := <-s.settleCh:
+			s.onSettle(ev)
+		case <-keepAlive.C:
+			s.keepAliveAll()
+			s.checkParked()
+		case <-wake.C:
+		}
+	}
+}
+
+// maybeFetch starts a pull request for the free handler slots. Only one
+// pull request is out at a time: the server fills it in delivery order, and
+// one goroutine forwards it, so messages reach the loop in that order. With
+// two requests the forwarding goroutines could swap two messages of a lane.
+func (s *subscription) maybeFetch() {
+	if s.closing || s.fetches > 0 || s.now().Before(s.fetchAfter) {
+		return
+	}
+	n := s.cfg.MaxInFlight - s.emitted - len(s.ready) - s.reserved
+	if s.cfg.KeyFunc != nil && s.held >= s.cfg.MaxHeld {
+		// Held messages are at their bound. Fetch only to collect a parked
+		// message that has come due, one at a time: the server hands out
+		// redeliveries before new messages.
+		if !s.parkedDue() {
+			return
+		}
+		n = 1
+	} else if s.cfg.KeyFunc != nil {
+		// Every fetched message may have to be held.
+		n = min(n, s.cfg.MaxHeld-s.held)
+	}
+	if n <= 0 {
+		return
+	}
+	if busy := s.emitted + len(s.ready); busy > 0 && n < (s.cfg.MaxInFlight+1)/2 && s.held < s.cfg.MaxHeld {
+		// Pull in batches of at least half the slots while busy: a pull
+		// request per freed slot costs more than it gains.
+		return
+	}
+	s.reserved += n
+	s.fetches++
+	s.fetchWG.Add(1)
+	go s.fetch(n)
+}
+
+func (s *subscription) parkedDue() bool {
+	now := s.now()
+	for l := range s.parked {
+		if !now.Before(l.parkDue) {
+			return true
+		}
+	}
+	return false
+}
+
+// nextWake returns when the loop must look again at fetching without any
+// other event: after a fetch backoff, or when a parked message comes due
+// while held messages are at their bound.
+func (s *subscription) nextWake() (time.Duration, bool) {
+	if s.closing {
+		return 0, false
+	}
+	now := s.now()
+	var at time.Time
+	if now.Before(s.fetchAfter) {
+		at = s.fetchAfter
+	}
+	if s.cfg.KeyFunc != nil && s.held >= s.cfg.MaxHeld {
+		for l := range s.parked {
+			if l.parkDue.After(now) && (at.IsZero() || l.parkDue.Before(at)) {
+				at = l.parkDue
+			}
+		}
+	}
+	if at.IsZero() {
+		return 0, false
+	}
+	return at.Sub(now), true
+}
+
+// fetch runs one pull request and forwards what it receives to the loop.
+func (s *subscription) fetch(n int) {
+	defer s.fetchWG.Done()
+	opts := []jetstream.FetchOpt{jetstream.FetchMaxWait(s.cfg.FetchExpiry)}
+	if s.cfg.PriorityGroup != "" {
+		opts = append(opts, jetstream.FetchPriorityGroup(s.cfg.PriorityGroup))
+	}
+	received := 0
+	batch, err := s.cons.Fetch(n, opts...)
+	if err == nil {
+		for m := range batch.Messages() {
+			s.fetchCh <- fetchEvent{msg: m}
+			received++
+		}
+		err = batch.Error()
+	}
+	s.fetchCh <- fetchEvent{done: true, unreceived: n - received, err: err}
+}
+
+func (s *subscription) onFetch(ev fetchEvent) {
+	if ev.done {
+		s.fetches--
+		s.reserved -= ev.unreceived
+		switch {
+		case ev.err == nil || errors.Is(ev.err, nats.ErrTimeout):
+			s.fetchBackoff = 0
+		default:
+			s.fetchBackoff = min(max(2*s.fetchBackoff, 50*time.Millisecond), 5*time.Second)
+			s.fetchAfter = s.now().Add(s.fetchBackoff)
+			s.log.Warn("fetch", "error", ev.err, "retry_in", s.fetchBackoff)
+		}
+		return
+	}
+	s.reserved--
+	s.receive(ev.msg)
+}
+
+// receive takes a fetched message into custody.
+func (s *subscription) receive(m jetstream.Msg) {
+	meta, err := m.Metadata()
+	if err != nil {
+		s.log.Error("fetched message without jetstream metadata", "subject", m.Subject(), "error", err)
+		return
+	}
+	seq := meta.Sequence.Stream
+	if e, ok := s.known[seq]; ok {
+		// The server redelivered a message we still hold (its ack timer
+		// ran out, e.g. while disconnected): settle through the latest
+		// delivery from now on.
+		e.d.setMsg(m)
+		s.log.Debug("redelivered while in custody", "stream_seq", seq, "attempt", meta.NumDelivered)
+		return
+	}
+	e := &entry{seq: seq, d: &delivery{js: m}}
+	if s.cfg.KeyFunc != nil {
+		e.key = s.cfg.KeyFunc(m.Subject(), m.Headers())
+	}
+	s.known[seq] = e
+	if s.closing {
+		return // nacked at the end of shutdown
+	}
+	if s.cfg.KeyFunc == nil {
+		s.ready = append(s.ready, e)
+		return
+	}
+	l := s.lanes[e.key]
+	if l == nil {
+		l = &lane{key: e.key}
+		s.lanes[e.key] = l
+	}
+	switch {
+	case l.parkSeq == seq:
+		s.unpark(l)
+		s.activate(l, e)
+	case l.active != nil || l.parkSeq != 0:
+		i, _ := slices.BinarySearchFunc(l.held, seq, func(h *entry, seq uint64) int {
+			switch {
+			case h.seq < seq:
+				return -1
+			case h.seq > seq:
+				return 1
+			}
+			return 0
+		})
+		l.held = slices.Insert(l.held, i, e)
+		s.held++
+	default:
+		s.activate(l, e)
+	}
+}
+
+func (s *subscription) activate(l *lane, e *entry) {
+	l.active = e
+	s.ready = append(s.ready, e)
+}
+
+func (s *subscription) unpark(l *lane) {
+	l.parkSeq, l.parkMsg = 0, nil
+	l.parkDue, l.parkGive = time.Time{}, time.Time{}
+	delete(s.parked, l)
+}
+
+// park makes l wait for the redelivery of m (stream sequence seq), expected
+// after delay.
+func (s *subscription) park(l *lane, seq uint64, m jetstream.Msg, delay time.Duration) {
+	now := s.now()
+	l.parkSeq, l.parkMsg = seq, m
+	l.parkDue = now.Add(delay)
+	// If the nak was lost, or the consumer has BackOff, the message comes
+	// back at the latest one redelivery period after it was due.
+	l.parkGive = l.parkDue.Add(s.redeliver + s.cfg.FetchExpiry + s.keepAlive)
+	s.parked[l] = struct{}{}
+}
+
+// advance emits the next held message of l if the lane is free, and forgets
+// the lane once it is empty.
+func (s *subscription) advance(l *lane) {
+	if l.active != nil || l.parkSeq != 0 {
+		return
+	}
+	if len(l.held) == 0 {
+		delete(s.lanes, l.key)
+		return
+	}
+	e := l.held[0]
+	l.held = l.held[1:]
+	s.held--
+	s.activate(l, e)
+}
+
+// emitMessage builds the Watermill message for e, once.
+func (s *subscription) emitMessage(e *entry) *message.Message {
+	if e.msg != nil {
+		return e.msg
+	}
+	m := e.d.msg()
+	h := m.Headers()
+	id := h.Get(UUIDHeader)
+	if id == "" {
+		id = h.Get(MsgIDKey)
+	}
+	if id == "" {
+		id = watermill.NewUUID()
+	}
+	msg := message.NewMessage(id, m.Data())
+	for k, v := range h {
+		if k != UUIDHeader && len(v) > 0 {
+			msg.Metadata[k] = v[0]
+		}
+	}
+	if meta, err := m.Metadata(); err == nil {
+		e.d.info = DeliveryInfo{
+			Stream:       meta.Stream,
+			Consumer:     meta.Consumer,
+			Subject:      m.Subject(),
+			StreamSeq:    meta.Sequence.Stream,
+			ConsumerSeq:  meta.Sequence.Consumer,
+			NumDelivered: meta.NumDelivered,
+			NumPending:   meta.NumPending,
+			Timestamp:    meta.Timestamp,
+			Key:          e.key,
+		}
+	}
+	ctx, cancel := context.WithCancel(s.msgCtx)
+	msg.SetContext(context.WithValue(ctx, deliveryKey{}, e.d))
+	e.msg, e.cancel = msg, cancel
+	e.abandon = make(chan struct{})
+	return msg
+}
+
+// watch waits for the handler's Ack or Nack of an emitted message. An ack is
+// sent (and confirmed) here, off the loop; a nack is passed to the loop so
+// that the lane is parked before the server can redeliver.
+func (s *subscription) watch(e *entry) {
+	defer s.watchWG.Done()
+	var ev settleEvent
+	select {
+	case <-e.msg.Acked():
+		if !e.claim() {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckTimeout)
+		err := e.d.msg().DoubleAck(ctx)
+		cancel()
+		e.cancel()
+		ev = settleEvent{e: e, acked: true, err: err}
+	case <-e.msg.Nacked():
+		ev = settleEvent{e: e}
+	case <-e.abandon:
+		return
+	}
+	select {
+	case s.settleCh <- ev:
+	case <-e.abandon:
+	}
+}
+
+func (s *subscription) onSettle(ev settleEvent) {
+	e := ev.e
+	if !ev.acked && !e.claim() {
+		return // abandoned at shutdown
+	}
+	s.emitted--
+	delete(s.known, e.seq)
+	l := s.lanes[e.key]
+	if s.cfg.KeyFunc == nil {
+		l = nil
+	}
+	if l != nil && l.active == e {
+		l.active = nil
+	}
+
+	if ev.acked {
+		if ev.err != nil && !errors.Is(ev.err, jetstream.ErrMsgAlreadyAckd) {
+			// The ack may not have reached the server: the message may
+			// come back after its ack wait. Keep the lane waiting for it.
+			s.log.Warn("ack not confirmed", "stream_seq", e.seq, "error", ev.err)
+			if l != nil {
+				s.park(l, e.seq, e.d.msg(), s.redeliver)
+				return
+			}
+		}
+		if l != nil {
+			s.advance(l)
+		}
+		return
+	}
+
+	disp := e.d.seal()
+	defer e.cancel()
+	m := e.d.msg()
+	attempt := e.d.info.NumDelivered
+	if disp.kind == dispTerm {
+		var err error
+		if disp.reason != "" {
+			err = m.TermWithReason(disp.reason)
+		} else {
+			err = m.Term()
+		}
+		s.log.Debug("term", "stream_seq", e.seq, "attempt", attempt, "reason", disp.reason, "error", err)
+		if l != nil {
+			s.advance(l)
+		}
+		return
+	}
+	delay := disp.delay
+	if disp.kind == dispNack {
+		delay = s.cfg.NackDelay
+	}
+	var err error
+	if delay > 0 {
+		err = m.NakWithDelay(delay)
+	} else {
+		err = m.Nak()
+	}
+	if err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+		s.log.Warn("nak", "stream_seq", e.seq, "error", err)
+		delay = s.redeliver // it comes back when its ack wait runs out
+	}
+	s.log.Debug("nak", "stream_seq", e.seq, "attempt", attempt, "delay", delay)
+	if l == nil {
+		return
+	}
+	if s.maxDeliver > 0 && attempt >= uint64(s.maxDeliver) {
+		// The server will not deliver it again: do not wait for it.
+		s.log.Warn("message reached max deliver; lane moves on", "stream_seq", e.seq, "key", l.key, "attempt", attempt)
+		s.advance(l)
+		return
+	}
+	if safe := s.ackWait - s.keepAlive; delay > safe {
+		s.log.Warn("retry delay of an ordered lane exceeds AckWait − KeepAlive; order is not kept if this process crashes",
+			"key", l.key, "stream_seq", e.seq, "delay", delay, "max_safe", safe)
+	}
+	s.park(l, e.seq, m, delay)
+}
+
+// keepAliveAll sends InProgress for every message in custody.
+func (s *subscription) keepAliveAll() {
+	for _, e := range s.known {
+		if e.claimed.Load() {
+			continue
+		}
+		if err := e.d.msg().InProgress(); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+			s.log.Debug("in progress", "stream_seq", e.seq, "error", err)
+		}
+	}
+}
+
+// checkParked releases lanes whose parked message has not come back long
+// after it was due (it went to another client, was removed from the stream
+// or ran out of deliveries), so that a lane cannot stall forever.
+func (s *subscription) checkParked() {
+	now := s.now()
+	for l := range s.parked {
+		if now.After(l.parkGive) {
+			s.log.Warn("parked message not redelivered; releasing lane", "key", l.key, "stream_seq", l.parkSeq)
+			s.unpark(l)
+			s.advance(l)
+		}
+	}
+}
+
+// shutdown stops fetching, lets pull requests in flight end and handlers
+// settle within CloseTimeout, then nacks everything still in custody in
+// stream order and waits for every goroutine.
+func (s *subscription) shutdown(keepAlive <-chan time.Time) {
+	s.closing = true
+	// Messages waiting to be emitted will not be: they are nacked below.
+	// Keep them in known (and their lanes) so they are kept alive meanwhile.
+	s.ready = nil
+	timeout := time.NewTimer(s.cfg.CloseTimeout)
+	defer timeout.Stop()
+	timedOut := false
+	for s.fetches > 0 || (s.emitted > 0 && !timedOut) {
+		select {
+		case ev := <-s.fetchCh:
+			s.onFetch(ev)
+		case ev := <-s.settleCh:
+			s.onSettle(ev)
+		case <-keepAlive:
+			s.keepAliveAll()
+		case <-timeout.C:
+			timedOut = true
+		}
+	}
+	s.fetchWG.Wait()
+
+	// Abandon what handlers still hold, then give everything back.
+	var rest []jetstream.Msg
+	seqs := make(map[jetstream.Msg]uint64)
+	for _, e := range s.known {
+		if e.abandon != nil {
+			close(e.abandon)
+		}
+		if !e.claim() {
+			continue // its watcher is acking it
+		}
+		if e.cancel != nil {
+			e.cancel()
+		}
+		m := e.d.msg()
+		rest = append(rest, m)
+		seqs[m] = e.seq
+	}
+	// A parked message waits on the server for its retry delay. Later
+	// messages of its key that were never delivered here would overtake it
+	// at the next subscriber, so it is given back now, with the rest.
+	for l := range s.parked {
+		if _, ok := s.known[l.parkSeq]; !ok {
+			rest = append(rest, l.parkMsg)
+			seqs[l.parkMsg] = l.parkSeq
+		}
+	}
+	s.giveBack(rest, seqs)
+	s.watchWG.Wait()
+}
+
+// giveBack nacks msgs for immediate redelivery in stream order (the server
+// redelivers nacked messages in the order it processes the naks, and before
+// any new message) and waits until the server has processed them all, so
+// that a subscriber started after Close sees them first.
+func (s *subscription) giveBack(msgs []jetstream.Msg, seqs map[jetstream.Msg]uint64) {
+	if len(msgs) == 0 {
+		return
+	}
+	slices.SortFunc(msgs, func(a, b jetstream.Msg) int {
+		switch {
+		case seqs[a] < seqs[b]:
+			return -1
+		case seqs[a] > seqs[b]:
+			return 1
+		}
+		return 0
+	})
+	// Raw naks: a message already nacked with a delay (parked) is refused by
+	// jetstream.Msg, but the server accepts a second nak while it is pending.
+	nak := []byte("-NAK")
+	for _, m := range msgs[:len(msgs)-1] {
+		if err := s.conn.Publish(m.Reply(), nak); err != nil {
+			s.log.Warn("nak at shutdown", "stream_seq", seqs[m], "error", err)
+		}
+	}
+	// The server answers a nak sent as a request once it has processed it,
+	// and it processes a consumer's acks in order.
+	last := msgs[len(msgs)-1]
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckTimeout)
+	defer cancel()
+	if _, err := s.conn.RequestWithContext(ctx, last.Reply(), nak); err != nil {
+		s.log.Warn("nak at shutdown", "stream_seq", seqs[last], "error", err)
+	}
+	s.log.Debug("returned messages at shutdown", "count", len(msgs))
+}
