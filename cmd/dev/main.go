@@ -1,0 +1,67 @@
+// Command dev runs the whole pipeline in one process for development and
+// demos: embedded NATS with JetStream, the Altegio sandbox, ingest and the
+// worker. Flags (or their environment variables) switch each part to a real
+// one: an external NATS, or the real Altegio API with credentials from the
+// environment (see internal/auth).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/altegio-integrator/integrator/internal/auth"
+	"github.com/altegio-integrator/integrator/internal/envflag"
+	"github.com/altegio-integrator/integrator/internal/stack"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintln(os.Stderr, "dev:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var (
+		cfg       stack.DevConfig
+		logLevel  string
+		logFormat string
+	)
+	fs := envflag.New("dev", getenv, stderr)
+	fs.String(&cfg.DataDir, "data", "DEV_DATA", "data", "folder of the NATS store and the ingest outbox, kept across runs")
+	fs.String(&cfg.NATSURL, "nats-url", "NATS_URL", "", "external NATS (empty: start an embedded one)")
+	fs.String(&cfg.NATSListen, "nats-listen", "DEV_NATS_LISTEN", "127.0.0.1:4222", "address of the embedded NATS")
+	fs.String(&cfg.APIURL, "api-url", "ALTEGIO_API_URL", "", "real Altegio API base URL, with ALTEGIO_* credentials (empty: start the sandbox)")
+	fs.String(&cfg.SandboxAddr, "sandbox-addr", "DEV_SANDBOX_ADDR", "127.0.0.1:8081", "address of the sandbox")
+	fs.String(&cfg.IngestAddr, "ingest-addr", "DEV_INGEST_ADDR", "127.0.0.1:8080", "address of ingest")
+	fs.String(&cfg.OpsAddr, "ops-addr", "DEV_OPS_ADDR", "127.0.0.1:9090", "address of the worker's health and metrics")
+	fs.Int(&cfg.RateLimit.PerSecond, "rate-per-second", "ALTEGIO_RATE_PER_SECOND", 5, "API requests per second")
+	fs.Int(&cfg.RateLimit.PerMinute, "rate-per-minute", "ALTEGIO_RATE_PER_MINUTE", 200, "API requests per minute (-1: no limit)")
+	fs.Duration(&cfg.Progress, "progress", "DEV_PROGRESS", 10*time.Second, "how often to print a progress line")
+	fs.String(&logLevel, "log-level", "LOG_LEVEL", "warn", "debug, info, warn or error")
+	fs.String(&logFormat, "log-format", "LOG_FORMAT", "text", "json or text")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	log, err := stack.NewLogger(logLevel, logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	cfg.Logger, cfg.Out = log, stdout
+	if cfg.APIURL != "" {
+		if cfg.Accounts, err = auth.AccountsFromEnv(getenv); err != nil {
+			return err
+		}
+	}
+	return stack.RunDev(ctx, cfg)
+}

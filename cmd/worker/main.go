@@ -1,0 +1,168 @@
+// Command worker carries out client commands against the Altegio API, and is
+// the operators' tool for the dead-letter queue.
+//
+//	worker [run] [flags]     consume commands (the default)
+//	worker dlq …             inspect, replay and purge dead letters
+//	worker events tail …     follow result events
+//
+// Every flag can also be set by the environment variable named in --help.
+// Altegio credentials come only from the environment (see internal/auth).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/altegio-integrator/integrator/internal/altegio"
+	"github.com/altegio-integrator/integrator/internal/auth"
+	"github.com/altegio-integrator/integrator/internal/envflag"
+	"github.com/altegio-integrator/integrator/internal/stack"
+	"github.com/altegio-integrator/integrator/internal/worker"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "worker:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+// exitCode maps an error to the process exit code: 2 for usage errors, 1 for
+// the rest. Subcommands may return an *exitError with their own code.
+func exitCode(err error) int {
+	var e *exitError
+	if errors.As(err, &e) {
+		return e.code
+	}
+	return 1
+}
+
+// exitError carries a specific exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+// run dispatches to a subcommand.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "run":
+			return runWorker(ctx, args[1:], getenv, stderr)
+		}
+	}
+	return runWorker(ctx, args, getenv, stderr)
+}
+
+// common are the connection and logging settings every subcommand shares.
+type common struct {
+	nats      stack.NATSConfig
+	logLevel  string
+	logFormat string
+}
+
+func (c *common) define(fs *envflag.Set) {
+	fs.String(&c.nats.URL, "nats-url", "NATS_URL", nats.DefaultURL, "NATS server URLs, comma-separated")
+	fs.String(&c.nats.Creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file (optional)")
+	fs.String(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	fs.String(&c.logFormat, "log-format", "LOG_FORMAT", "json", "json or text")
+}
+
+// runWorker consumes commands until ctx ends.
+func runWorker(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	var (
+		c        common
+		addr     string
+		replicas int
+		timeout  time.Duration
+		cfg      stack.WorkerConfig
+	)
+	fs := envflag.New("worker run", getenv, stderr)
+	c.define(fs)
+	fs.String(&addr, "addr", "WORKER_ADDR", ":9090", "HTTP address of /healthz, /readyz and /metrics")
+	fs.Int(&replicas, "replicas", "WORKER_REPLICAS", 1, "replicas of streams and buckets when applying the topology (3 on a cluster)")
+	fs.Duration(&timeout, "nats-connect-timeout", "WORKER_NATS_CONNECT_TIMEOUT", 30*time.Second, "how long to wait for NATS and the topology at start")
+	fs.String(&cfg.APIBaseURL, "api-url", "ALTEGIO_API_URL", altegio.DefaultBaseURL, "Altegio API base URL")
+	fs.Int(&cfg.RateLimit.PerSecond, "rate-per-second", "ALTEGIO_RATE_PER_SECOND", 5, "API requests per second, all workers together")
+	fs.Int(&cfg.RateLimit.PerMinute, "rate-per-minute", "ALTEGIO_RATE_PER_MINUTE", 200, "API requests per minute, all workers together (-1: no limit)")
+	fs.String(&cfg.RateLimit.Key, "egress", "ALTEGIO_EGRESS", "default", "name of the egress IP whose budget this worker shares")
+	fs.String(&cfg.Worker.WorkerID, "worker-id", "WORKER_ID", "", "name of this process in results and logs (default host-pid-random)")
+	fs.Int(&cfg.Worker.MaxInFlight, "max-in-flight", "WORKER_MAX_IN_FLIGHT", worker.DefaultMaxInFlight, "commands of one partition run at once")
+	fs.Int(&cfg.Worker.MaxAttempts, "max-attempts", "WORKER_MAX_ATTEMPTS", worker.DefaultMaxAttempts, "attempts before a retryable failure is dead-lettered")
+	fs.Duration(&cfg.Worker.RetryBase, "retry-base", "WORKER_RETRY_BASE", worker.DefaultRetryBase, "first retry delay")
+	fs.Duration(&cfg.Worker.RetryMax, "retry-max", "WORKER_RETRY_MAX", worker.DefaultRetryMax, "longest retry delay (keep below the consumer ack wait)")
+	fs.Duration(&cfg.Worker.HandlerTimeout, "handler-timeout", "WORKER_HANDLER_TIMEOUT", worker.DefaultHandlerTimeout, "bound of one command's API work")
+	fs.Duration(&cfg.Worker.CloseTimeout, "close-timeout", "WORKER_CLOSE_TIMEOUT", worker.DefaultCloseTimeout, "wait for in-flight commands at shutdown")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg.RateLimit.Key = "egress." + cfg.RateLimit.Key
+	log, err := stack.NewLogger(c.logLevel, c.logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	if cfg.Accounts, err = auth.AccountsFromEnv(getenv); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Logger, cfg.Registerer = log, reg
+
+	c.nats.Name = "worker"
+	nc, js, err := stack.ConnectNATS(c.nats, log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	top, err := stack.ApplyTopology(ctx, js, replicas, timeout, log)
+	if err != nil {
+		return err
+	}
+	w, closeWorker, err := stack.NewWorker(ctx, js, top, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeWorker()
+
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("ops listen: %w", err)
+	}
+	ops := &http.Server{Handler: stack.OpsHandler(w.Ready, reg), ReadHeaderTimeout: 5 * time.Second}
+	opsErr := make(chan error, 1)
+	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))
+	go func() { opsErr <- stack.ServeOps(opsCtx, ops, ln) }()
+
+	log.Info("worker started", "addr", addr, "nats", nc.ConnectedUrlRedacted())
+	runErr := w.Run(ctx)
+	stopOps()
+	if err := <-opsErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		log.Warn("ops server", "error", err)
+	}
+	if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		log.Warn("nats drain", "error", err)
+	}
+	return runErr
+}

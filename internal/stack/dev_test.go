@@ -1,0 +1,188 @@
+package stack
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/altegio-integrator/integrator/internal/sandbox"
+	"github.com/altegio-integrator/integrator/internal/testenv"
+)
+
+// syncBuffer is an io.Writer safe for the stack's goroutines and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// startDev runs the dev stack on free ports with its data in dir and returns
+// where it listens and a function that stops it and returns RunDev's error.
+func startDev(t *testing.T, dir string, out io.Writer) (DevStack, func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	ready := make(chan DevStack, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- RunDev(ctx, DevConfig{
+			DataDir:     dir,
+			NATSListen:  "127.0.0.1:0",
+			SandboxAddr: "127.0.0.1:0",
+			IngestAddr:  "127.0.0.1:0",
+			OpsAddr:     "127.0.0.1:0",
+			Progress:    50 * time.Millisecond,
+			Out:         out,
+			Logger:      slog.New(slog.DiscardHandler),
+			Ready:       func(s DevStack) { ready <- s },
+		})
+	}()
+	select {
+	case st := <-ready:
+		stopped := false
+		stop := func() error {
+			if stopped {
+				return nil
+			}
+			stopped = true
+			cancel()
+			return <-done
+		}
+		t.Cleanup(func() { stop() })
+		return st, stop
+	case err := <-done:
+		cancel()
+		t.Fatalf("dev stack did not start: %v", err)
+	case <-time.After(30 * time.Second):
+		cancel()
+		t.Fatal("dev stack did not start within 30s")
+	}
+	return DevStack{}, nil
+}
+
+// post sends one command to ingest with the dev producer key and returns its
+// id.
+func post(t *testing.T, st DevStack, body string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, st.IngestURL+"/v1/commands", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+DevProducerKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("post: %v", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Commands []struct{ ID, Status string } `json:"commands"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusAccepted || len(out.Commands) != 1 {
+		t.Fatalf("post: status %d, body %+v, err %v", resp.StatusCode, out, err)
+	}
+	return out.Commands[0].ID
+}
+
+// status returns the command's status as ingest reports it.
+func status(st DevStack, id string) (string, error) {
+	req, _ := http.NewRequest(http.MethodGet, st.IngestURL+"/v1/commands/"+id, nil)
+	req.Header.Set("Authorization", "Bearer "+DevProducerKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Status string `json:"status"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return "", fmt.Errorf("status %d: %w", resp.StatusCode, err)
+	}
+	return out.Status, nil
+}
+
+func waitStatus(t *testing.T, st DevStack, id, want string) {
+	t.Helper()
+	testenv.WaitFor(t, 30*time.Second, func() error {
+		got, err := status(st, id)
+		if err != nil {
+			return err
+		}
+		if got != want {
+			return fmt.Errorf("command %s is %q, want %q", id, got, want)
+		}
+		return nil
+	})
+}
+
+func TestDevStackRunsTheREADMETour(t *testing.T) {
+	out := &syncBuffer{}
+	st, stop := startDev(t, t.TempDir(), out)
+	if st.Sandbox == nil {
+		t.Fatal("no sandbox started")
+	}
+	if !strings.Contains(out.String(), "curl -sS -X POST "+st.IngestURL+"/v1/commands") {
+		t.Errorf("banner has no ready-to-paste curl for %s:\n%s", st.IngestURL, out.String())
+	}
+	create := post(t, st, `{"type":"client.create","location_id":1,"client_ref":"crm-42","payload":{"name":"James","phone":"+13155550175"}}`)
+	update := post(t, st, `{"type":"client.update","location_id":1,"client_ref":"crm-42","payload":{"name":"James","phone":"+13155550175","email":"j@example.com"}}`)
+	waitStatus(t, st, update, "succeeded")
+	waitStatus(t, st, create, "succeeded")
+
+	clients := st.Sandbox.Clients(DevLocationID)
+	if len(clients) != 1 || clients[0].Email != "j@example.com" {
+		t.Fatalf("sandbox clients = %+v, want one with the updated email", clients)
+	}
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		s := out.String()
+		for _, want := range []string{"event  succeeded     client.create", "event  succeeded     client.update", "progress  accepted 2"} {
+			if !strings.Contains(s, want) {
+				return fmt.Errorf("output lacks %q", want)
+			}
+		}
+		return nil
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+}
+
+func TestDevStackResumesUnfinishedCommands(t *testing.T) {
+	dir := t.TempDir()
+	st, stop := startDev(t, dir, io.Discard)
+	st.Sandbox.Inject(sandbox.Rule{Op: sandbox.OpClientCreate, Status: http.StatusServiceUnavailable})
+	id := post(t, st, `{"type":"client.create","location_id":1,"client_ref":"crm-7","payload":{"name":"Ada","phone":"+13155550111"}}`)
+	testenv.WaitFor(t, 30*time.Second, func() error {
+		if n := st.Sandbox.Stats().ByOp[sandbox.OpClientCreate]; n < 1 {
+			return fmt.Errorf("no create attempt yet")
+		}
+		return nil
+	})
+	if err := stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+
+	// The next start, on the same data, finishes the command against a
+	// healthy API.
+	st, _ = startDev(t, dir, io.Discard)
+	waitStatus(t, st, id, "succeeded")
+	if got := st.Sandbox.Stats().CreatesByPhone["13155550111"]; got != 1 {
+		t.Errorf("creates for the phone = %d, want 1", got)
+	}
+}

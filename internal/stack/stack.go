@@ -1,0 +1,137 @@
+// Package stack assembles the running processes from the library packages:
+// the NATS connection and topology every binary needs, the worker with its
+// credentials and shared rate limit, and the one-process development stack.
+// The binaries in cmd/ parse settings and call into here; tests do the same.
+package stack
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/altegio-integrator/integrator/internal/topology"
+)
+
+// NewLogger returns a logger writing to w at level ("debug", "info", "warn",
+// "error") in format ("json" or "text").
+func NewLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("log format %q: want json or text", format)
+	}
+}
+
+// NATSConfig says how to reach NATS.
+type NATSConfig struct {
+	// URL is one or more comma-separated server URLs. Default nats.DefaultURL.
+	URL string
+	// Creds is a credentials file (JWT + nkey seed); optional.
+	Creds string
+	// Name identifies the connection in server monitoring.
+	Name string
+	// FailFastWhenDisconnected makes publishes fail at once while
+	// disconnected instead of buffering, for callers that spool elsewhere.
+	FailFastWhenDisconnected bool
+}
+
+// ConnectNATS connects with endless reconnects (also when the server is not
+// up yet), logging disconnects and reconnects.
+func ConnectNATS(cfg NATSConfig, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
+	if cfg.URL == "" {
+		cfg.URL = nats.DefaultURL
+	}
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err != nil {
+				log.Warn("nats disconnected", "error", err)
+			}
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	if cfg.FailFastWhenDisconnected {
+		opts = append(opts, nats.ReconnectBufSize(-1))
+	}
+	if cfg.Creds != "" {
+		opts = append(opts, nats.UserCredentials(cfg.Creds))
+	}
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("connect to nats: %w", err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		return nil, nil, fmt.Errorf("jetstream: %w", err)
+	}
+	return nc, js, nil
+}
+
+// ApplyTopology loads the definitions, sets replicas (when above 1) and
+// applies them, retrying every second until timeout while NATS is still
+// coming up. It returns the applied topology.
+func ApplyTopology(ctx context.Context, js jetstream.JetStream, replicas int, timeout time.Duration, log *slog.Logger) (*topology.Topology, error) {
+	top, err := topology.Load()
+	if err != nil {
+		return nil, err
+	}
+	if replicas > 1 {
+		top = top.WithReplicas(replicas)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		err := topology.Apply(ctx, js, top)
+		if err == nil {
+			return top, nil
+		}
+		log.Warn("apply topology; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("apply topology: %w", err)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// OpsHandler serves /healthz (the process is alive), /readyz (ready returns
+// nil) and /metrics (from g).
+func OpsHandler(ready func() error, g prometheus.Gatherer) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if err := ready(); err != nil {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "not ready: %v\n", err)
+			return
+		}
+		io.WriteString(w, "ready\n")
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(g, promhttp.HandlerOpts{}))
+	return mux
+}
