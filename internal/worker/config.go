@@ -1,0 +1,179 @@
+package worker
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Defaults of Config.
+const (
+	// DefaultMaxInFlight is the number of commands one partition consumer
+	// hands to handlers at once (different clients; one client is always
+	// one at a time). With eight partitions a process runs up to 32
+	// commands at once, far above what the API's 5 requests/s can serve,
+	// so more only lengthens the wait for the shared budget.
+	DefaultMaxInFlight = 4
+	// DefaultMaxAttempts is how many real attempts (rate-limit deferrals
+	// excluded) a command gets before it is dead-lettered as exhausted.
+	DefaultMaxAttempts = 8
+	// DefaultRetryBase is the first retry delay; it doubles per attempt.
+	DefaultRetryBase = time.Second
+	// DefaultRetryMax caps a retry delay, Retry-After included. It must stay
+	// below the consumers' AckWait minus the subscriber's keep-alive
+	// interval (New checks it), so that after a crash a parked command is
+	// redelivered before the commands held behind it.
+	DefaultRetryMax = 30 * time.Second
+	// DefaultHandlerTimeout bounds the API work of one delivery. It must
+	// stay below the pinned consumers' priority_timeout (30 s in
+	// deploy/nats): a subscription whose only handler slot is busy does
+	// not pull, and a pin left without pulls for that long moves to
+	// another process, which could then run the client's next command
+	// while this one still holds the previous.
+	DefaultHandlerTimeout = 25 * time.Second
+	// DefaultCloseTimeout bounds how long shutdown waits for in-flight
+	// commands to finish before they are given back to the server.
+	DefaultCloseTimeout = 20 * time.Second
+	// DefaultPendingInterval is how often consumer lag is polled for the
+	// worker_consumer_pending metric.
+	DefaultPendingInterval = 15 * time.Second
+	// DefaultBookkeepingTimeout bounds each KV write and publish made after
+	// the API call; they run even when the handler's own deadline passed.
+	DefaultBookkeepingTimeout = 10 * time.Second
+)
+
+// Config configures a Worker. The zero value is valid: every field has the
+// documented default.
+type Config struct {
+	// WorkerID names this process in results, DLQ records and logs.
+	// Default: "<hostname>-<pid>-<random>".
+	WorkerID string
+	// MaxInFlight is the number of commands of one partition that run at
+	// once; the worker subscribes to every partition, so the process runs
+	// up to partitions × MaxInFlight commands. Default DefaultMaxInFlight;
+	// read its note before raising it.
+	MaxInFlight int
+	// MaxAttempts is the number of real attempts before a retryable failure
+	// becomes a dead letter of class exhausted. Rate-limit deferrals (429)
+	// are not attempts; they are bounded by the consumer's MaxDeliver.
+	// Default DefaultMaxAttempts.
+	MaxAttempts int
+	// RetryBase and RetryMax shape the retry delay: RetryBase·2^(n−1) for
+	// attempt n, capped at RetryMax, with "equal jitter" (a random value in
+	// [d/2, d]). A 429's Retry-After is honoured up to RetryMax. Defaults
+	// DefaultRetryBase and DefaultRetryMax.
+	RetryBase time.Duration
+	RetryMax  time.Duration
+	// HandlerTimeout bounds one delivery's API work (the Watermill Timeout
+	// middleware), rate-limit waits included; a call cut off by it counts
+	// as a transport error whose outcome is unknown. New requires it below
+	// the pinned consumers' priority_timeout. Default DefaultHandlerTimeout.
+	HandlerTimeout time.Duration
+	// CloseTimeout bounds the wait for in-flight commands at shutdown; what
+	// is still running after it is given back to the server (and reconciled
+	// on redelivery). Default DefaultCloseTimeout.
+	CloseTimeout time.Duration
+	// BookkeepingTimeout bounds each KV write and publish. Default
+	// DefaultBookkeepingTimeout.
+	BookkeepingTimeout time.Duration
+	// PendingInterval is how often the consumers' pending counts are polled
+	// for metrics; negative disables polling. Default DefaultPendingInterval.
+	PendingInterval time.Duration
+	// DisableSweeper turns off the max-deliveries sweeper in this process.
+	// Default false: every worker runs it; they share one durable consumer.
+	DisableSweeper bool
+	// Logger receives Debug lines per message (keys command_id, type,
+	// location_id, stream_seq, attempt) and Warn lines for dead letters and
+	// infrastructure trouble; never payloads or secrets. Default: discard.
+	Logger *slog.Logger
+	// Registerer receives the worker's metrics. Default: a private registry
+	// (metrics are kept but not exported).
+	Registerer prometheus.Registerer
+	// Now tells the time. Default time.Now.
+	Now func() time.Time
+}
+
+func (c *Config) setDefaults() {
+	if c.WorkerID == "" {
+		c.WorkerID = defaultWorkerID()
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.MaxAttempts == 0 {
+		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.RetryBase == 0 {
+		c.RetryBase = DefaultRetryBase
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = DefaultRetryMax
+	}
+	if c.HandlerTimeout == 0 {
+		c.HandlerTimeout = DefaultHandlerTimeout
+	}
+	if c.CloseTimeout == 0 {
+		c.CloseTimeout = DefaultCloseTimeout
+	}
+	if c.BookkeepingTimeout == 0 {
+		c.BookkeepingTimeout = DefaultBookkeepingTimeout
+	}
+	if c.PendingInterval == 0 {
+		c.PendingInterval = DefaultPendingInterval
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registerer == nil {
+		c.Registerer = prometheus.NewRegistry()
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+}
+
+// Validate reports a configuration that cannot work. It is called by New
+// after defaults are applied; the checks that involve the consumers' AckWait
+// are made by New, which knows the topology.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MaxInFlight < 1 {
+		errs = append(errs, fmt.Errorf("max in flight %d, want at least 1", c.MaxInFlight))
+	}
+	if c.MaxAttempts < 1 {
+		errs = append(errs, fmt.Errorf("max attempts %d, want at least 1", c.MaxAttempts))
+	}
+	if c.RetryBase <= 0 || c.RetryMax < c.RetryBase {
+		errs = append(errs, fmt.Errorf("retry base %v and max %v: want 0 < base <= max", c.RetryBase, c.RetryMax))
+	}
+	for name, d := range map[string]time.Duration{
+		"handler timeout": c.HandlerTimeout, "close timeout": c.CloseTimeout,
+		"bookkeeping timeout": c.BookkeepingTimeout,
+	} {
+		if d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %v, want more than 0", name, d))
+		}
+	}
+	if c.WorkerID == "" {
+		errs = append(errs, errors.New("worker id is empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// defaultWorkerID returns "<hostname>-<pid>-<4 random bytes in hex>".
+func defaultWorkerID() string {
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "worker"
+	}
+	b := make([]byte, 4)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails
+	return host + "-" + strconv.Itoa(os.Getpid()) + "-" + hex.EncodeToString(b)
+}

@@ -1,0 +1,599 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/wmjetstream"
+)
+
+// job is the processing of one delivery of one command message.
+type job struct {
+	w         *Worker
+	msg       *message.Message
+	info      wmjetstream.DeliveryInfo
+	partition int
+	start     time.Time
+	log       *slog.Logger
+
+	cmd commands.Command
+	rec Record
+	rev uint64
+	// apiLatency is the time spent in execute.
+	apiLatency time.Duration
+}
+
+// handler returns the Watermill handler of partition p.
+func (w *Worker) handler(p int) message.NoPublishHandlerFunc {
+	return func(msg *message.Message) error {
+		info, ok := wmjetstream.Delivery(msg)
+		if !ok {
+			return errors.New("message without jetstream delivery")
+		}
+		j := &job{w: w, msg: msg, info: info, partition: p, start: w.cfg.Now(),
+			log: w.log.With(slog.Uint64("stream_seq", info.StreamSeq), slog.Uint64("delivery", info.NumDelivered))}
+		return j.run(msg.Context())
+	}
+}
+
+// bk returns a context for bookkeeping (KV writes, publishes): it keeps the
+// values of ctx but not its deadline, so that a handler timeout does not
+// stop the worker from recording what happened.
+func (j *job) bk(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), j.w.cfg.BookkeepingTimeout)
+}
+
+// run processes the delivery and settles the message (ack, retry or
+// terminate) itself; it returns an error only when it could not decide, and
+// the router then nacks the message.
+func (j *job) run(ctx context.Context) error {
+	cmd, err := commands.Decode(j.msg.Payload)
+	if err == nil && cmd.ID == "" {
+		err = &commands.ValidationError{Problems: []commands.Problem{{Path: "id", Reason: "is required by the worker (the idempotency key)"}}}
+	}
+	j.cmd = cmd
+	if err != nil {
+		return j.deadLetterInvalid(ctx, err)
+	}
+	j.log = j.log.With(slog.String("command_id", cmd.ID), slog.String("type", string(cmd.Type)),
+		slog.Int64("location_id", cmd.LocationID))
+
+	bctx, cancel := j.bk(ctx)
+	rec, rev, err := j.w.idem.load(bctx, cmd.ID)
+	cancel()
+	if err != nil {
+		return j.retryInfra(err)
+	}
+	j.rec, j.rev = rec, rev
+	replay := replayOf(j.msg)
+	sameMsg := rec.StreamSeq == j.info.StreamSeq
+
+	switch rec.State {
+	case StateDone:
+		if rec.Result != nil {
+			return j.alreadyDone(ctx, replay, sameMsg)
+		}
+		j.rec.State, j.rec.Uncertain = StateInFlight, true // unreadable: reconcile
+	case StateDead:
+		if sameMsg && rec.DeadLetter != nil && rec.Result != nil {
+			// Dead-lettered, but the message was not terminated: finish
+			// the publication (deduplicated by message id).
+			return j.publishDead(ctx, *rec.DeadLetter, *rec.Result)
+		}
+		if replay == 0 {
+			return j.duplicate(ctx)
+		}
+		// A replay from the DLQ starts over; Uncertain and ClientID are
+		// kept so that an effect of the earlier attempts is found first.
+		j.rec = Record{State: StateInFlight, Uncertain: rec.Uncertain, ClientID: rec.ClientID}
+	}
+	return j.attempt(ctx)
+}
+
+// alreadyDone handles a command whose record is done: re-publish the stored
+// result (the same message: deduplicated; a replay: a terminal event of
+// the replay; any other copy: a non-terminal duplicate event) and ack.
+func (j *job) alreadyDone(ctx context.Context, replay int, sameMsg bool) error {
+	r := *j.rec.Result
+	switch {
+	case sameMsg:
+	case replay > 0:
+		r.Replay, r.ReplayOf, r.StreamSeq = replay, replayOfSeq(j.msg), j.info.StreamSeq
+		r.Note = "already succeeded; not repeated"
+		r.CompletedAt = j.w.cfg.Now()
+	default:
+		return j.duplicate(ctx)
+	}
+	bctx, cancel := j.bk(ctx)
+	defer cancel()
+	if err := j.w.publishResult(bctx, r); err != nil {
+		return j.retryInfra(err)
+	}
+	j.log.Debug("re-published stored result", slog.String("outcome", string(r.Outcome)))
+	j.w.metrics.commands.WithLabelValues(string(j.cmd.Type), "duplicate").Inc()
+	j.msg.Ack()
+	return nil
+}
+
+// duplicate acknowledges another copy of a command that already reached a
+// terminal outcome, with a non-terminal duplicate event.
+func (j *job) duplicate(ctx context.Context) error {
+	r := j.result(commands.OutcomeDuplicate, verdict{})
+	if j.rec.Result != nil {
+		r.Data = j.rec.Result.Data
+		r.ClientID = j.rec.Result.ClientID
+		r.Attempts = j.rec.Result.Attempts
+	}
+	r.Note = "command id already reached " + string(j.rec.State) + "; not repeated"
+	bctx, cancel := j.bk(ctx)
+	defer cancel()
+	if err := j.w.publishResult(bctx, r); err != nil {
+		return j.retryInfra(err)
+	}
+	j.log.Debug("duplicate command")
+	j.w.metrics.commands.WithLabelValues(string(j.cmd.Type), "duplicate").Inc()
+	j.msg.Ack()
+	return nil
+}
+
+// attempt makes one attempt: resolve the client, record the intent, call
+// the API (reconciling first if an earlier attempt may have been applied),
+// and act on the outcome.
+func (j *job) attempt(ctx context.Context) error {
+	w := j.w
+	reconcile := j.rec.Uncertain
+	clientID, err := j.resolveClient(ctx)
+	if err != nil {
+		if v := classify(err); v.class == commands.ClassPermanent {
+			return j.deadLetter(ctx, v, err)
+		}
+		return j.retryInfra(err)
+	}
+	if j.rec.Attempts >= w.cfg.MaxAttempts {
+		// A crash after the last attempt's intent was recorded.
+		return j.deadLetter(ctx, verdict{class: commands.ClassExhausted, status: j.rec.LastStatus},
+			fmt.Errorf("%d attempts made: %s", j.rec.Attempts, j.rec.LastError))
+	}
+
+	now := w.cfg.Now()
+	j.rec.State = StateInFlight
+	j.rec.Attempts++
+	j.rec.Uncertain = true // until the outcome is known
+	j.rec.ClientID = clientID
+	j.rec.StreamSeq = j.info.StreamSeq
+	j.rec.LastAttemptAt = now
+	if j.rec.FirstAttemptAt.IsZero() {
+		j.rec.FirstAttemptAt = now
+	}
+	j.rec.WorkerID = w.cfg.WorkerID
+	if err := j.save(ctx); err != nil {
+		return j.retryInfra(err)
+	}
+	j.log = j.log.With(slog.Int("attempt", j.rec.Attempts))
+	j.log.Debug("attempt", slog.Bool("reconcile", reconcile), slog.Int64("client_id", clientID))
+
+	if h := w.hooks.beforeAPI; h != nil {
+		h(j.cmd, j.rec.Attempts)
+	}
+	start := time.Now()
+	out, err := j.execute(ctx, clientID, reconcile)
+	j.apiLatency = time.Since(start)
+	if h := w.hooks.afterAPI; h != nil {
+		h(j.cmd, err)
+	}
+	if err != nil {
+		return j.fail(ctx, err, reconcile)
+	}
+	return j.succeed(ctx, out)
+}
+
+// resolveClient returns the client the command acts on: the one recorded by
+// an earlier attempt, the command's client_id, or its client_ref's mapping.
+func (j *job) resolveClient(ctx context.Context) (int64, error) {
+	c := j.cmd
+	switch {
+	case c.Type == commands.TypeClientCreate || c.Type == commands.TypeClientBulkCreate:
+		return 0, nil
+	case j.rec.ClientID > 0:
+		return j.rec.ClientID, nil
+	case c.ClientID > 0:
+		return c.ClientID, nil
+	}
+	bctx, cancel := j.bk(ctx)
+	defer cancel()
+	id, ok, err := j.w.refs.get(bctx, c.LocationID, c.ClientKey())
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0, &permanentError{fmt.Errorf("%w %q in location %d", ErrUnknownClientRef, c.ClientRef, c.LocationID)}
+	}
+	return id, nil
+}
+
+// save writes j.rec with compare-and-set on j.rev.
+func (j *job) save(ctx context.Context) error {
+	bctx, cancel := j.bk(ctx)
+	defer cancel()
+	rev, err := j.w.idem.save(bctx, j.cmd.ID, j.rec, j.rev)
+	if err != nil {
+		return err
+	}
+	j.rev = rev
+	return nil
+}
+
+// succeed records success in this order, each step safe to repeat after a
+// crash: client ref, KV done with the result, result event, ack.
+func (j *job) succeed(ctx context.Context, out outcome) error {
+	w, c := j.w, j.cmd
+	if out.clientID > 0 {
+		j.rec.ClientID = out.clientID
+	}
+	bctx, cancel := j.bk(ctx)
+	defer cancel()
+	if c.ClientRef != "" {
+		var err error
+		switch c.Type {
+		case commands.TypeClientCreate:
+			err = w.refs.put(bctx, c.LocationID, c.ClientKey(), refEntry{ClientID: out.clientID, CommandID: c.ID, At: w.cfg.Now()})
+		case commands.TypeClientDelete:
+			err = w.refs.remove(bctx, c.LocationID, c.ClientKey())
+		}
+		if err != nil {
+			// The record still says in_flight and uncertain: the
+			// redelivery reconciles and stores the ref again.
+			return j.retryInfra(err)
+		}
+	}
+	r := j.result(commands.OutcomeSucceeded, verdict{})
+	r.Data, r.Note = out.data, out.note
+	j.rec.State, j.rec.Uncertain, j.rec.Result = StateDone, false, &r
+	if err := j.save(ctx); err != nil {
+		return j.retryInfra(err)
+	}
+	if h := w.hooks.afterRecord; h != nil {
+		h(c, StateDone)
+	}
+	if err := w.publishResult(bctx, r); err != nil {
+		// Done is recorded: the redelivery re-publishes the stored result.
+		return j.retryInfra(err)
+	}
+	j.log.Debug("succeeded", slog.String("note", out.note))
+	w.metrics.commands.WithLabelValues(string(c.Type), string(commands.OutcomeSucceeded)).Inc()
+	j.msg.Ack()
+	return nil
+}
+
+// fail acts on a failed attempt according to its class.
+func (j *job) fail(ctx context.Context, err error, uncertainBefore bool) error {
+	w := j.w
+	v := classify(err)
+	now := w.cfg.Now()
+	j.rec.LastError, j.rec.LastClass, j.rec.LastStatus = err.Error(), v.class, v.status
+	if j.rec.FirstFailureAt.IsZero() {
+		j.rec.FirstFailureAt = now
+	}
+	j.rec.LastFailureAt = now
+	lastDelivery := j.lastDelivery()
+
+	switch v.class {
+	case commands.ClassRateLimited:
+		// A 429 was not applied: not an attempt, a deferral.
+		j.rec.Attempts--
+		j.rec.Deferrals++
+		j.rec.Uncertain = uncertainBefore
+		if lastDelivery {
+			return j.deadLetter(ctx, verdict{class: commands.ClassExhausted, status: v.status, message: v.message},
+				fmt.Errorf("max deliveries reached while rate limited: %w", err))
+		}
+		delay := w.backoff(j.rec.Deferrals)
+		if v.retryAfter > 0 {
+			delay = min(v.retryAfter+rand.N(w.cfg.RetryBase/4+1), w.cfg.RetryMax)
+		}
+		return j.retry(ctx, v, delay, false)
+
+	case commands.ClassTransient:
+		j.rec.Uncertain = uncertainBefore || v.unknown
+		if j.rec.Attempts >= w.cfg.MaxAttempts || lastDelivery {
+			ex := v
+			ex.class = commands.ClassExhausted
+			return j.deadLetter(ctx, ex, fmt.Errorf("%d attempts made, last: %w", j.rec.Attempts, err))
+		}
+		return j.retry(ctx, v, w.backoff(j.rec.Attempts), true)
+	}
+	// permanent, auth, ambiguous: the API (or reconciliation) answered;
+	// keep Uncertain as before this attempt for a later replay.
+	j.rec.Uncertain = uncertainBefore || v.unknown
+	return j.deadLetter(ctx, v, err)
+}
+
+// lastDelivery reports whether the server will not deliver the message
+// again (the consumer's MaxDeliver is reached).
+func (j *job) lastDelivery() bool {
+	md := j.w.maxDeliver[j.partition]
+	return md > 0 && j.info.NumDelivered >= uint64(md)
+}
+
+// retry records the failure and asks for a redelivery after delay; the
+// message's client stays parked until then. A real attempt also publishes a
+// non-terminal failed event.
+func (j *job) retry(ctx context.Context, v verdict, delay time.Duration, attempt bool) error {
+	w := j.w
+	if err := j.save(ctx); err != nil {
+		// The intent (Uncertain) is recorded already, which is the safe
+		// side; retry anyway.
+		j.log.Warn("record failure", slog.Any("error", err))
+	}
+	outcomeLabel := "deferred"
+	if attempt {
+		outcomeLabel = string(commands.OutcomeFailed)
+		r := j.result(commands.OutcomeFailed, v)
+		bctx, cancel := j.bk(ctx)
+		if err := w.publishResult(bctx, r); err != nil {
+			j.log.Warn("publish failed event", slog.Any("error", err))
+		}
+		cancel()
+	}
+	w.metrics.retries.WithLabelValues(string(v.class)).Inc()
+	w.metrics.commands.WithLabelValues(string(j.cmd.Type), outcomeLabel).Inc()
+	j.log.Debug("retry", slog.String("class", string(v.class)), slog.Int("status", v.status),
+		slog.Duration("delay", delay), slog.String("error", j.rec.LastError))
+	wmjetstream.Retry(j.msg, delay)
+	return nil
+}
+
+// retryInfra asks for a redelivery after a failure of our own
+// infrastructure (KV, publish), which is neither an attempt nor a
+// deferral. What was recorded before stays valid.
+func (j *job) retryInfra(err error) error {
+	delay := j.w.backoff(int(min(j.info.NumDelivered, 16)))
+	j.log.Warn("infrastructure error; retrying", slog.Any("error", err), slog.Duration("delay", delay))
+	j.w.metrics.retries.WithLabelValues("infrastructure").Inc()
+	wmjetstream.Retry(j.msg, delay)
+	return nil
+}
+
+// deadLetter records the command as dead, then publishes the DLQ record and
+// the dead_lettered event and terminates the message.
+func (j *job) deadLetter(ctx context.Context, v verdict, cause error) error {
+	dl, r, err := j.markDead(ctx, v, cause)
+	if err != nil {
+		return j.retryInfra(err)
+	}
+	return j.publishDead(ctx, dl, r)
+}
+
+// markDead builds the dead letter and stores it in the idempotency record
+// (state dead), so that a crash before the publication is finished by the
+// redelivery or the sweeper without calling the API again.
+func (j *job) markDead(ctx context.Context, v verdict, cause error) (commands.DLQRecord, commands.Result, error) {
+	now := j.w.cfg.Now()
+	if j.rec.FirstFailureAt.IsZero() {
+		j.rec.FirstFailureAt = now
+	}
+	if j.rec.LastFailureAt.IsZero() {
+		j.rec.LastFailureAt = now
+	}
+	reason := deadReason(v.class, cause)
+	dl := j.dlqRecord(v, reason, now)
+	r := j.result(commands.OutcomeDeadLettered, v)
+	if r.APIMessage == "" {
+		r.APIMessage = reason
+	}
+	j.rec.State, j.rec.StreamSeq = StateDead, j.info.StreamSeq
+	j.rec.LastError, j.rec.LastClass = cause.Error(), v.class
+	j.rec.Account = v.account
+	stored := dl
+	j.rec.DeadLetter, j.rec.Result = &stored, &r
+	if err := j.save(ctx); err != nil {
+		return commands.DLQRecord{}, commands.Result{}, err
+	}
+	if h := j.w.hooks.afterRecord; h != nil {
+		h(j.cmd, StateDead)
+	}
+	return dl, r, nil
+}
+
+// publishDead publishes a dead letter and terminates the message.
+func (j *job) publishDead(ctx context.Context, dl commands.DLQRecord, r commands.Result) error {
+	if err := j.emitDead(ctx, dl, r); err != nil {
+		return j.retryInfra(err)
+	}
+	wmjetstream.Terminate(j.msg, string(dl.ErrorClass)+": "+dl.Reason)
+	return nil
+}
+
+// emitDead publishes a dead letter's DLQ record (with the message's bytes
+// and headers), the account-attention event for class auth, and the result
+// event. Every publication has a deterministic message id, so repeating
+// emitDead after a crash publishes nothing twice.
+func (j *job) emitDead(ctx context.Context, dl commands.DLQRecord, r commands.Result) error {
+	w := j.w
+	dl.SetCommand(j.msg.Payload)
+	dl.Headers = messageHeaders(j.msg)
+	bctx, cancel := j.bk(ctx)
+	defer cancel()
+	if err := w.publishDLQ(bctx, j.cmd, dl); err != nil {
+		return err
+	}
+	if dl.ErrorClass == commands.ClassAuth {
+		if err := w.publishAccountAttention(bctx, j.cmd, dl.StreamSeq, j.rec.Account, dl.Reason); err != nil {
+			return err
+		}
+	}
+	if err := w.publishResult(bctx, r); err != nil {
+		return err
+	}
+	w.metrics.dlq.WithLabelValues(string(dl.ErrorClass)).Inc()
+	w.metrics.commands.WithLabelValues(typeLabel(j.cmd.Type), string(commands.OutcomeDeadLettered)).Inc()
+	j.log.Warn("dead-lettered", slog.String("class", string(dl.ErrorClass)),
+		slog.Int("status", dl.HTTPStatus), slog.String("reason", dl.Reason))
+	return nil
+}
+
+// deadLetterInvalid dead-letters a message that is not a valid command:
+// no idempotency record (it may have no id), class invalid, the problems
+// as field errors.
+func (j *job) deadLetterInvalid(ctx context.Context, err error) error {
+	v := verdict{class: commands.ClassInvalid}
+	var ve *commands.ValidationError
+	if errors.As(err, &ve) {
+		v.fields = ve.Problems
+	} else {
+		v.fields = []commands.Problem{{Reason: err.Error()}}
+	}
+	now := j.w.cfg.Now()
+	reason := deadReason(v.class, err)
+	dl := j.dlqRecord(v, reason, now)
+	r := j.result(commands.OutcomeDeadLettered, v)
+	r.APIMessage = reason
+	return j.publishDead(ctx, dl, r)
+}
+
+// dlqRecord builds the DLQ record of the command, without its bytes.
+func (j *job) dlqRecord(v verdict, reason string, now time.Time) commands.DLQRecord {
+	first, last := j.rec.FirstFailureAt, j.rec.LastFailureAt
+	if first.IsZero() {
+		first = now
+	}
+	if last.IsZero() {
+		last = now
+	}
+	dl := commands.DLQRecord{
+		SchemaVersion:  commands.SchemaVersion,
+		Subject:        j.info.Subject,
+		StreamSeq:      j.info.StreamSeq,
+		CommandID:      j.cmd.ID,
+		Type:           j.cmd.Type,
+		LocationID:     j.cmd.LocationID,
+		ErrorClass:     v.class,
+		Reason:         reason,
+		HTTPStatus:     v.status,
+		APIMessage:     v.message,
+		FieldErrors:    v.fields,
+		Attempts:       j.rec.Attempts,
+		Replay:         replayOf(j.msg),
+		FirstFailureAt: first,
+		LastFailureAt:  last,
+		DeadLetteredAt: now,
+		WorkerID:       j.w.cfg.WorkerID,
+	}
+	if j.cmd.Type.Valid() {
+		dl.ClientKey = j.cmd.ClientKey()
+	}
+	return dl
+}
+
+// result builds the result event of the command with outcome o.
+func (j *job) result(o commands.Outcome, v verdict) commands.Result {
+	now := j.w.cfg.Now()
+	r := commands.Result{
+		SchemaVersion:  commands.SchemaVersion,
+		CommandID:      j.cmd.ID,
+		Type:           j.cmd.Type,
+		LocationID:     j.cmd.LocationID,
+		ClientID:       j.cmd.ClientID,
+		ClientRef:      j.cmd.ClientRef,
+		Outcome:        o,
+		ErrorClass:     v.class,
+		HTTPStatus:     v.status,
+		APIMessage:     v.message,
+		FieldErrors:    v.fields,
+		Attempts:       j.rec.Attempts,
+		Replay:         replayOf(j.msg),
+		ReplayOf:       replayOfSeq(j.msg),
+		FirstAttemptAt: j.rec.FirstAttemptAt,
+		CompletedAt:    now,
+		APILatencyMS:   j.apiLatency.Milliseconds(),
+		CorrelationID:  j.cmd.CorrelationID,
+		StreamSeq:      j.info.StreamSeq,
+		WorkerID:       j.w.cfg.WorkerID,
+	}
+	if j.rec.ClientID > 0 {
+		r.ClientID = j.rec.ClientID
+	}
+	if !j.info.Timestamp.IsZero() {
+		r.TotalMS = now.Sub(j.info.Timestamp).Milliseconds()
+	}
+	if o == commands.OutcomeFailed && v.class != "" && r.APIMessage == "" {
+		r.APIMessage = j.rec.LastError
+	}
+	return r
+}
+
+// deadReason is the one-line reason of a dead letter.
+func deadReason(c commands.ErrorClass, cause error) string {
+	switch c {
+	case commands.ClassInvalid:
+		return "invalid command: " + trimReason(cause)
+	case commands.ClassAuth:
+		return "account needs attention: " + trimReason(cause)
+	}
+	return trimReason(cause)
+}
+
+// trimReason bounds a reason's length.
+func trimReason(err error) string {
+	s := err.Error()
+	if len(s) > 500 {
+		s = s[:500] + "…"
+	}
+	return s
+}
+
+// backoff returns the delay before retry n (n >= 1): RetryBase·2^(n−1)
+// capped at RetryMax, with equal jitter in [d/2, d].
+func (w *Worker) backoff(n int) time.Duration {
+	d := w.cfg.RetryBase
+	for i := 1; i < n && d < w.cfg.RetryMax; i++ {
+		d *= 2
+	}
+	d = min(d, w.cfg.RetryMax)
+	half := d / 2
+	return half + rand.N(d-half+1)
+}
+
+// replayOf returns the replay generation of a message (0: original).
+func replayOf(msg *message.Message) int {
+	n, _ := strconv.Atoi(msg.Metadata.Get(commands.HeaderReplay))
+	return max(n, 0)
+}
+
+// replayOfSeq returns the DLQ sequence a replayed message came from.
+func replayOfSeq(msg *message.Message) uint64 {
+	n, _ := strconv.ParseUint(msg.Metadata.Get(commands.HeaderReplayOf), 10, 64)
+	return n
+}
+
+// messageHeaders returns the headers of the message as received.
+func messageHeaders(msg *message.Message) map[string][]string {
+	if m, ok := wmjetstream.JetStreamMsg(msg); ok && m.Headers() != nil {
+		h := make(map[string][]string, len(m.Headers()))
+		for k, v := range m.Headers() {
+			h[k] = append([]string(nil), v...)
+		}
+		return h
+	}
+	h := make(map[string][]string, len(msg.Metadata))
+	for k, v := range msg.Metadata {
+		h[k] = []string{v}
+	}
+	return h
+}
+
+// typeLabel bounds the type label of metrics to the valid types.
+func typeLabel(t commands.Type) string {
+	if t.Valid() {
+		return string(t)
+	}
+	return "unknown"
+}

@@ -1,0 +1,101 @@
+package worker
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/altegio-integrator/integrator/internal/commands"
+)
+
+// metrics are the worker's Prometheus collectors.
+type metrics struct {
+	// commands counts handled deliveries by type and outcome: succeeded,
+	// dead_lettered, duplicate, failed (retry scheduled) and deferred (429).
+	commands *prometheus.CounterVec
+	// retries counts scheduled redeliveries by class: transient,
+	// rate_limited, infrastructure.
+	retries *prometheus.CounterVec
+	// dlq counts DLQ records written by class.
+	dlq *prometheus.CounterVec
+	// inFlight is the number of deliveries in handlers.
+	inFlight prometheus.Gauge
+	// pending is each partition consumer's count of undelivered messages.
+	pending *prometheus.GaugeVec
+	// duration is the time a delivery spends in the handler, by type.
+	duration *prometheus.HistogramVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "worker_commands_total",
+			Help: "Command deliveries handled, by command type and outcome (succeeded, dead_lettered, duplicate, failed, deferred).",
+		}, []string{"type", "outcome"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "worker_retries_total",
+			Help: "Redeliveries asked for with NakWithDelay, by error class.",
+		}, []string{"class"}),
+		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "worker_dlq_writes_total",
+			Help: "DLQ records written, by error class.",
+		}, []string{"class"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "worker_in_flight",
+			Help: "Command deliveries being handled.",
+		}),
+		pending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "worker_consumer_pending",
+			Help: "Messages not yet delivered by each partition consumer (polled).",
+		}, []string{"partition"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "worker_handle_duration_seconds",
+			Help:    "Time a command delivery spends in the handler, by command type.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"type"}),
+	}
+	for _, c := range []prometheus.Collector{m.commands, m.retries, m.dlq, m.inFlight, m.pending, m.duration} {
+		if err := reg.Register(c); err != nil {
+			var are prometheus.AlreadyRegisteredError
+			if errors.As(err, &are) {
+				return nil, fmt.Errorf("register worker metrics: %w (use one registry per worker)", err)
+			}
+			return nil, fmt.Errorf("register worker metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// middleware observes in-flight deliveries and handler duration.
+func (m *metrics) middleware(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		start := time.Now()
+		m.inFlight.Inc()
+		defer func() {
+			m.inFlight.Dec()
+			m.duration.WithLabelValues(typeLabel(commands.Type(msg.Metadata.Get(commands.HeaderCommandType)))).
+				Observe(time.Since(start).Seconds())
+		}()
+		return h(msg)
+	}
+}
+
+// correlationID copies the command's correlation id (or, without one, its
+// command id) into Watermill's correlation metadata, so that router logs
+// and anything published downstream carry it.
+func correlationID(h message.HandlerFunc) message.HandlerFunc {
+	return func(msg *message.Message) ([]*message.Message, error) {
+		id := msg.Metadata.Get(commands.HeaderCorrelationID)
+		if id == "" {
+			id = msg.Metadata.Get(commands.HeaderCommandID)
+		}
+		if id != "" {
+			middleware.SetCorrelationID(id, msg)
+		}
+		return middleware.CorrelationID(h)(msg)
+	}
+}

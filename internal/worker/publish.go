@@ -1,0 +1,124 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/wmjetstream"
+)
+
+// AccountAttentionKind is the Kind of an AccountAttention event.
+const AccountAttentionKind = "account.needs_attention"
+
+// AccountAttention is the event published when a command is dead-lettered
+// with class auth: the account's credentials were rejected after one
+// re-login, or the account cannot log in (two-factor authentication, wrong
+// password). Operators fix the account, then replay the DLQ. It is
+// published on AccountAttentionSubject, with Nats-Msg-Id
+// "account:<command id>:<stream seq>".
+type AccountAttention struct {
+	// SchemaVersion is commands.SchemaVersion.
+	SchemaVersion int `json:"schema_version"`
+	// Kind is AccountAttentionKind.
+	Kind string `json:"kind"`
+	// LocationID is the location of the failed command.
+	LocationID int64 `json:"location_id"`
+	// Account is the account name from internal/auth, when known.
+	Account string `json:"account,omitempty"`
+	// Reason explains the failure; it never contains a secret.
+	Reason string `json:"reason"`
+	// CommandID and StreamSeq identify the dead-lettered command message.
+	CommandID string `json:"command_id"`
+	StreamSeq uint64 `json:"stream_seq"`
+	// At is when the failure was recorded.
+	At time.Time `json:"at"`
+	// WorkerID is the process that saw the failure.
+	WorkerID string `json:"worker_id,omitempty"`
+}
+
+// AccountAttentionSubject returns the subject of AccountAttention events of
+// a location: altegio.evt.<location>.account.needs_attention (in the
+// EVENTS stream, next to the result events).
+func AccountAttentionSubject(locationID int64) string {
+	return "altegio.evt." + strconv.FormatInt(locationID, 10) + ".account.needs_attention"
+}
+
+// EventMsgID returns the Nats-Msg-Id of a result event: r.MsgID() (command
+// id, outcome, replay generation, attempt for failed events) plus the
+// stream sequence of the command message. Publishing the same result again
+// is deduplicated; the outcome of a later message with the same command id
+// (a new stream sequence) is not.
+func EventMsgID(r commands.Result) string {
+	return r.MsgID() + ":seq:" + strconv.FormatUint(r.StreamSeq, 10)
+}
+
+// publishResult publishes a result event on commands.EventSubject(r).
+func (w *Worker) publishResult(ctx context.Context, r commands.Result) error {
+	body, err := json.Marshal(r)
+	if err != nil {
+		return fmt.Errorf("encode result: %w", err)
+	}
+	h := commands.ResultHeaders(r)
+	id := EventMsgID(r)
+	h[commands.HeaderMsgID] = []string{id}
+	return w.publish(ctx, commands.EventSubject(r), id, h, body)
+}
+
+// publishDLQ publishes a DLQ record on commands.DLQSubject(cmd), with
+// Nats-Msg-Id dl.MsgID() ("dlq:<command id>:<stream seq>").
+func (w *Worker) publishDLQ(ctx context.Context, cmd commands.Command, dl commands.DLQRecord) error {
+	body, err := json.Marshal(dl)
+	if err != nil {
+		return fmt.Errorf("encode dlq record: %w", err)
+	}
+	id := dl.MsgID()
+	h := map[string][]string{
+		commands.HeaderMsgID:         {id},
+		commands.HeaderErrorClass:    {string(dl.ErrorClass)},
+		commands.HeaderSchemaVersion: {strconv.Itoa(commands.SchemaVersion)},
+	}
+	if dl.CommandID != "" {
+		h[commands.HeaderCommandID] = []string{dl.CommandID}
+	}
+	if dl.Type != "" {
+		h[commands.HeaderCommandType] = []string{string(dl.Type)}
+	}
+	return w.publish(ctx, commands.DLQSubject(cmd), id, h, body)
+}
+
+// publishAccountAttention publishes an AccountAttention event.
+func (w *Worker) publishAccountAttention(ctx context.Context, cmd commands.Command, seq uint64, account, reason string) error {
+	ev := AccountAttention{
+		SchemaVersion: commands.SchemaVersion, Kind: AccountAttentionKind, LocationID: cmd.LocationID,
+		Account: account, Reason: reason, CommandID: cmd.ID, StreamSeq: seq, At: w.cfg.Now(), WorkerID: w.cfg.WorkerID,
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode account event: %w", err)
+	}
+	id := "account:" + cmd.ID + ":" + strconv.FormatUint(seq, 10)
+	h := map[string][]string{commands.HeaderMsgID: {id}, commands.HeaderCommandID: {cmd.ID}}
+	return w.publish(ctx, AccountAttentionSubject(cmd.LocationID), id, h, body)
+}
+
+// publish sends one message through the Watermill publisher and waits for
+// the stream to store it; a duplicate of its message id counts as stored.
+func (w *Worker) publish(ctx context.Context, subject, msgID string, h map[string][]string, body []byte) error {
+	m := message.NewMessage(msgID, body)
+	for k, v := range h {
+		if len(v) > 0 {
+			m.Metadata.Set(k, v[0])
+		}
+	}
+	m.Metadata.Set(wmjetstream.MsgIDKey, msgID)
+	if err := w.pub.PublishContext(ctx, subject, m); err != nil {
+		return fmt.Errorf("publish %s: %w", subject, err)
+	}
+	return nil
+}

@@ -1,0 +1,118 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/topology"
+	"github.com/altegio-integrator/integrator/internal/wmjetstream"
+)
+
+// ReasonMaxDeliveries is the reason of a dead letter written by the sweeper.
+const ReasonMaxDeliveries = "max deliveries reached"
+
+// maxDeliveriesAdvisory is the part of the server's
+// io.nats.jetstream.advisory.v1.max_deliver advisory the sweeper reads.
+type maxDeliveriesAdvisory struct {
+	Stream     string `json:"stream"`
+	Consumer   string `json:"consumer"`
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
+}
+
+// sweep handles one max-deliveries advisory: the command it names ran out
+// of deliveries without the worker settling it (typically a crash or panic
+// on the last delivery). If the message is still in COMMANDS, the sweeper
+// finishes what the worker would have done: a done command gets its stored
+// result re-published, a dead one its DLQ record and event, and anything
+// else is dead-lettered with class exhausted. Then the message is deleted
+// from the stream. Every step is idempotent (compare-and-set on the
+// record, deduplicated message ids), so several sweepers, or a sweeper
+// racing a worker, write one DLQ record.
+func (w *Worker) sweep(msg *message.Message) error {
+	var adv maxDeliveriesAdvisory
+	if err := json.Unmarshal(msg.Payload, &adv); err != nil || adv.StreamSeq == 0 {
+		w.log.Warn("sweeper: unreadable advisory dropped", slog.Any("error", err))
+		return nil
+	}
+	if adv.Stream != topology.StreamCommands {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), w.cfg.BookkeepingTimeout)
+	defer cancel()
+	raw, err := w.commands.GetMsg(ctx, adv.StreamSeq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil // settled after all, or swept already
+	}
+	if err != nil {
+		return fmt.Errorf("sweeper: get command %d: %w", adv.StreamSeq, err)
+	}
+	if err := w.sweepCommand(ctx, raw, adv); err != nil {
+		return fmt.Errorf("sweeper: command %d: %w", adv.StreamSeq, err)
+	}
+	if err := w.commands.DeleteMsg(ctx, adv.StreamSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("sweeper: delete command %d: %w", adv.StreamSeq, err)
+	}
+	return nil
+}
+
+// sweepCommand brings the command at raw to a terminal event.
+func (w *Worker) sweepCommand(ctx context.Context, raw *jetstream.RawStreamMsg, adv maxDeliveriesAdvisory) error {
+	m := message.NewMessage(fmt.Sprintf("sweep-%d", raw.Sequence), raw.Data)
+	for k, v := range raw.Header {
+		if len(v) > 0 {
+			m.Metadata.Set(k, v[0])
+		}
+	}
+	j := &job{w: w, msg: m, start: w.cfg.Now(),
+		info: wmjetstream.DeliveryInfo{
+			Stream: topology.StreamCommands, Consumer: adv.Consumer, Subject: raw.Subject,
+			StreamSeq: raw.Sequence, NumDelivered: adv.Deliveries, Timestamp: raw.Time,
+		},
+		log: w.log.With(slog.String("component", "sweeper"), slog.Uint64("stream_seq", raw.Sequence)),
+	}
+	cmd, err := commands.Decode(raw.Data)
+	j.cmd = cmd
+	exhausted := verdict{class: commands.ClassExhausted}
+	if err != nil || cmd.ID == "" {
+		// Not a command the worker could have recorded anything for.
+		dl := j.dlqRecord(exhausted, ReasonMaxDeliveries, w.cfg.Now())
+		r := j.result(commands.OutcomeDeadLettered, exhausted)
+		r.APIMessage = ReasonMaxDeliveries
+		return j.emitDead(ctx, dl, r)
+	}
+	j.log = j.log.With(slog.String("command_id", cmd.ID), slog.String("type", string(cmd.Type)))
+	rec, rev, err := w.idem.load(ctx, cmd.ID)
+	if err != nil {
+		return err
+	}
+	j.rec, j.rev = rec, rev
+	switch {
+	case rec.State == StateDone && rec.Result != nil:
+		// It succeeded; only the ack was lost.
+		return w.publishResult(ctx, *rec.Result)
+	case rec.State == StateDead && rec.StreamSeq == raw.Sequence && rec.DeadLetter != nil && rec.Result != nil:
+		return j.emitDead(ctx, *rec.DeadLetter, *rec.Result)
+	case rec.State == StateDead && replayOf(m) == 0:
+		return nil // a duplicate of a dead-lettered command
+	}
+	if j.rec.LastStatus != 0 {
+		exhausted.status = j.rec.LastStatus
+	}
+	cause := errors.New(ReasonMaxDeliveries)
+	if j.rec.LastError != "" {
+		cause = fmt.Errorf("%s; last error: %s", ReasonMaxDeliveries, j.rec.LastError)
+	}
+	dl, r, err := j.markDead(ctx, exhausted, cause)
+	if err != nil {
+		return err
+	}
+	return j.emitDead(ctx, dl, r)
+}

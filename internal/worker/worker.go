@@ -1,0 +1,331 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/topology"
+	"github.com/altegio-integrator/integrator/internal/wmjetstream"
+)
+
+// Errors returned by Worker.
+var (
+	// ErrAlreadyRun is returned by a second call of Run.
+	ErrAlreadyRun = errors.New("worker: Run called twice")
+	// ErrNotRunning is returned by Ready before Run has bound the
+	// streams and buckets, and after Run returned.
+	ErrNotRunning = errors.New("worker: not running")
+	// ErrNotConnected is returned by Ready while the NATS connection is down.
+	ErrNotConnected = errors.New("worker: nats not connected")
+)
+
+// Worker consumes commands from the COMMANDS stream (one subscriber per
+// partition consumer, ordered lanes per client), carries them out against
+// the Altegio API exactly once in effect, publishes one terminal result
+// event per command, and dead-letters what cannot succeed. It also runs the
+// max-deliveries sweeper. Build it with New and start it with Run; Ready
+// may be called concurrently with Run.
+type Worker struct {
+	cfg        Config
+	js         jetstream.JetStream
+	api        API
+	top        *topology.Topology
+	log        *slog.Logger
+	metrics    *metrics
+	partitions int
+	// maxDeliver and pinned are per partition consumer, from the topology.
+	maxDeliver map[int]int
+	pinned     map[int]bool
+
+	// Bound by Run.
+	idem     recordStore
+	refs     refStore
+	pub      *wmjetstream.Publisher
+	commands jetstream.Stream
+
+	started atomic.Bool
+	running atomic.Bool
+
+	hooks hooks
+}
+
+// hooks let tests stop the worker at chosen points.
+type hooks struct {
+	// beforeAPI runs after the attempt's intent is recorded.
+	beforeAPI func(cmd commands.Command, attempt int)
+	// afterAPI runs after the API work, before anything is recorded.
+	afterAPI func(cmd commands.Command, err error)
+	// afterRecord runs after the record is saved as done or dead, before
+	// anything is published.
+	afterRecord func(cmd commands.Command, state State)
+}
+
+// New returns a Worker for the streams, consumers and buckets described by
+// top (apply them with topology.Apply first; New does no I/O). api is the
+// Altegio client, built with the shared rate limiter and the auth manager.
+// The worker does not own the NATS connection: the caller drains it after
+// Run returns. New fails when a dependency is nil, the configuration is
+// invalid (RetryMax must stay below two thirds of every worker consumer's
+// AckWait, HandlerTimeout below every pinned consumer's priority timeout),
+// or the metrics cannot be registered.
+func New(cfg Config, js jetstream.JetStream, api API, top *topology.Topology) (*Worker, error) {
+	if js == nil || api == nil || top == nil {
+		return nil, errors.New("worker: jetstream, api and topology are required")
+	}
+	cfg.setDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("worker config: %w", err)
+	}
+	if err := top.Validate(); err != nil {
+		return nil, fmt.Errorf("worker topology: %w", err)
+	}
+	w := &Worker{
+		cfg: cfg, js: js, api: api, top: top,
+		log:        cfg.Logger.With(slog.String("worker_id", cfg.WorkerID)),
+		partitions: top.Partitions(),
+		maxDeliver: make(map[int]int),
+		pinned:     make(map[int]bool),
+	}
+	for p := range w.partitions {
+		cc, ok := consumerConfig(top, topology.StreamCommands, topology.WorkerConsumer(p))
+		if !ok {
+			return nil, fmt.Errorf("worker topology: no consumer %s", topology.WorkerConsumer(p))
+		}
+		deadline := cc.AckWait
+		if deadline <= 0 {
+			deadline = 30 * time.Second
+		}
+		for _, b := range cc.BackOff {
+			deadline = min(deadline, b)
+		}
+		if limit := deadline * 2 / 3; cfg.RetryMax >= limit {
+			return nil, fmt.Errorf("worker config: retry max %v must be below %v (two thirds of consumer %s's ack wait %v), "+
+				"or a parked command could be overtaken after a crash", cfg.RetryMax, limit, cc.Durable, deadline)
+		}
+		if cc.PriorityPolicy == jetstream.PriorityPolicyPinned && cc.PinnedTTL > 0 && cfg.HandlerTimeout >= cc.PinnedTTL {
+			return nil, fmt.Errorf("worker config: handler timeout %v must be below consumer %s's priority timeout %v, "+
+				"or a busy worker loses its pin and another overtakes its clients", cfg.HandlerTimeout, cc.Durable, cc.PinnedTTL)
+		}
+		w.maxDeliver[p] = cc.MaxDeliver
+		w.pinned[p] = cc.PriorityPolicy == jetstream.PriorityPolicyPinned
+	}
+	m, err := newMetrics(cfg.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	w.metrics = m
+	return w, nil
+}
+
+// consumerConfig finds a consumer definition in the topology.
+func consumerConfig(top *topology.Topology, stream, name string) (jetstream.ConsumerConfig, bool) {
+	for _, c := range top.Consumers {
+		if c.Stream == stream && c.Config.Durable == name {
+			return c.Config, true
+		}
+	}
+	return jetstream.ConsumerConfig{}, false
+}
+
+// Run consumes commands until ctx ends, then shuts down: it stops fetching,
+// lets in-flight commands finish within CloseTimeout (each is then acked,
+// retried or terminated by its handler), gives every other message back to
+// the server (nak, in lane order), and returns. It returns nil after a
+// shutdown caused by ctx, and an error when the streams or buckets are
+// missing or the subscriptions cannot start. Run may be called once.
+func (w *Worker) Run(ctx context.Context) error {
+	if !w.started.CompareAndSwap(false, true) {
+		return ErrAlreadyRun
+	}
+	if err := w.bind(ctx); err != nil {
+		return err
+	}
+	pub, err := wmjetstream.NewPublisher(w.js, wmjetstream.PublisherConfig{
+		PublishTimeout: w.cfg.BookkeepingTimeout, Logger: w.log,
+	})
+	if err != nil {
+		return fmt.Errorf("worker publisher: %w", err)
+	}
+	w.pub = pub
+	defer pub.Close()
+
+	router, subs, err := w.router()
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, s := range subs {
+			_ = s.Close()
+		}
+	}()
+
+	var wg sync.WaitGroup
+	pollCtx, stopPoll := context.WithCancel(ctx)
+	defer func() {
+		stopPoll()
+		wg.Wait()
+	}()
+	if w.cfg.PendingInterval > 0 {
+		wg.Go(func() { w.pollPending(pollCtx) })
+	}
+
+	w.running.Store(true)
+	defer w.running.Store(false)
+	w.log.Info("worker running", slog.Int("partitions", w.partitions), slog.Int("max_in_flight", w.cfg.MaxInFlight))
+	if err := router.Run(ctx); err != nil {
+		return fmt.Errorf("worker router: %w", err)
+	}
+	w.log.Info("worker stopped")
+	return nil
+}
+
+// bind opens the buckets and streams Run needs.
+func (w *Worker) bind(ctx context.Context) error {
+	bctx, cancel := context.WithTimeout(ctx, w.cfg.BookkeepingTimeout)
+	defer cancel()
+	idem, err := w.js.KeyValue(bctx, topology.BucketIdempotency)
+	if err != nil {
+		return fmt.Errorf("bind bucket %s: %w", topology.BucketIdempotency, err)
+	}
+	refs, err := w.js.KeyValue(bctx, topology.BucketClientRefs)
+	if err != nil {
+		return fmt.Errorf("bind bucket %s: %w", topology.BucketClientRefs, err)
+	}
+	s, err := w.js.Stream(bctx, topology.StreamCommands)
+	if err != nil {
+		return fmt.Errorf("bind stream %s: %w", topology.StreamCommands, err)
+	}
+	w.idem, w.refs, w.commands = recordStore{kv: idem}, refStore{kv: refs}, s
+	return nil
+}
+
+// router builds the Watermill router: one handler per partition consumer,
+// and the sweeper.
+func (w *Worker) router() (*message.Router, []*wmjetstream.Subscriber, error) {
+	wlog := watermill.NewSlogLoggerWithLevelMapping(w.log, map[slog.Level]slog.Level{
+		slog.LevelInfo: slog.LevelDebug,
+	})
+	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.CloseTimeout + w.cfg.BookkeepingTimeout}, wlog)
+	if err != nil {
+		return nil, nil, fmt.Errorf("worker router: %w", err)
+	}
+	r.AddMiddleware(w.metrics.middleware, middleware.Recoverer, correlationID, middleware.Timeout(w.cfg.HandlerTimeout))
+
+	var subs []*wmjetstream.Subscriber
+	bind := func(topic string) jetstream.ConsumerConfig { return jetstream.ConsumerConfig{Durable: topic} }
+	for p := range w.partitions {
+		group := ""
+		if w.pinned[p] {
+			group = topology.PriorityGroup
+		}
+		sub, err := wmjetstream.NewSubscriber(w.js, wmjetstream.SubscriberConfig{
+			Stream:         topology.StreamCommands,
+			Bind:           true,
+			ConsumerConfig: bind,
+			MaxInFlight:    w.cfg.MaxInFlight,
+			CloseTimeout:   w.cfg.CloseTimeout,
+			NackDelay:      w.cfg.RetryBase,
+			KeyFunc:        LaneKey,
+			PriorityGroup:  group,
+			Logger:         w.log.With(slog.Int("partition", p)),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("worker subscriber %d: %w", p, err)
+		}
+		subs = append(subs, sub)
+		name := topology.WorkerConsumer(p)
+		r.AddConsumerHandler(name, name, sub, w.handler(p))
+	}
+	if !w.cfg.DisableSweeper {
+		sub, err := wmjetstream.NewSubscriber(w.js, wmjetstream.SubscriberConfig{
+			Stream:         topology.StreamAdvisories,
+			Bind:           true,
+			ConsumerConfig: bind,
+			MaxInFlight:    1,
+			CloseTimeout:   w.cfg.CloseTimeout,
+			NackDelay:      w.cfg.RetryBase,
+			Logger:         w.log.With(slog.String("consumer", topology.ConsumerSweeper)),
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("worker sweeper subscriber: %w", err)
+		}
+		subs = append(subs, sub)
+		r.AddConsumerHandler(topology.ConsumerSweeper, topology.ConsumerSweeper, sub, w.sweep)
+	}
+	return r, subs, nil
+}
+
+// LaneKey returns the ordering key of a command message from its stored
+// subject altegio.cmd.<partition>.<location>.<client-key>.<op>:
+// "<location>.<client-key>". Commands of one client share a lane and are
+// carried out one at a time in stream order. A subject of another shape is
+// its own key.
+func LaneKey(subject string, _ nats.Header) string {
+	parts := strings.SplitN(subject, ".", 6)
+	if len(parts) == 6 {
+		return parts[3] + "." + parts[4]
+	}
+	return subject
+}
+
+// pollPending updates worker_consumer_pending every PendingInterval.
+func (w *Worker) pollPending(ctx context.Context) {
+	t := time.NewTicker(w.cfg.PendingInterval)
+	defer t.Stop()
+	for {
+		for p := range w.partitions {
+			cctx, cancel := context.WithTimeout(ctx, w.cfg.BookkeepingTimeout)
+			c, err := w.js.Consumer(cctx, topology.StreamCommands, topology.WorkerConsumer(p))
+			if err == nil {
+				var info *jetstream.ConsumerInfo
+				if info, err = c.Info(cctx); err == nil {
+					w.metrics.pending.WithLabelValues(strconv.Itoa(p)).Set(float64(info.NumPending))
+				}
+			}
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				w.log.Debug("poll consumer pending", slog.Int("partition", p), slog.Any("error", err))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Ready reports whether the worker can do its job, for /readyz: Run is
+// running, the NATS connection is up, and the COMMANDS, EVENTS and DLQ
+// streams exist. It returns ErrNotRunning, ErrNotConnected or the stream
+// lookup error. Safe for concurrent use; each call asks the server.
+func (w *Worker) Ready() error {
+	if !w.running.Load() {
+		return ErrNotRunning
+	}
+	if nc := w.js.Conn(); nc == nil || !nc.IsConnected() {
+		return ErrNotConnected
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	for _, name := range []string{topology.StreamCommands, topology.StreamEvents, topology.StreamDLQ} {
+		if _, err := w.js.Stream(ctx, name); err != nil {
+			return fmt.Errorf("stream %s: %w", name, err)
+		}
+	}
+	return nil
+}
