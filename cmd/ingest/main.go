@@ -1,0 +1,318 @@
+// Command ingest is the HTTP front door for producers: it authenticates
+// them, validates their commands and publishes them to JetStream, spooling to
+// a local outbox while JetStream is unreachable. See internal/ingest.
+//
+// Every flag can also be set by the environment variable named in --help.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/altegio-integrator/integrator/internal/ingest"
+	"github.com/altegio-integrator/integrator/internal/outbox"
+	"github.com/altegio-integrator/integrator/internal/topology"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	stop()
+	if errors.Is(err, flag.ErrHelp) {
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ingest:", err)
+		os.Exit(1)
+	}
+}
+
+// options are the settings of the binary.
+type options struct {
+	addr          string
+	natsURL       string
+	natsCreds     string
+	natsTimeout   time.Duration
+	applyTopology bool
+	replicas      int
+
+	outboxPath       string
+	outboxMaxEntries int
+	outboxMaxBytes   int64
+	noOutbox         bool
+
+	producers     string
+	producersFile string
+	noAuth        bool
+
+	cfg ingest.Config
+
+	logLevel  string
+	logFormat string
+}
+
+// parse reads flags, with defaults taken from the environment.
+func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var errs []error
+	env := func(name string) (string, bool) {
+		v := getenv(name)
+		return v, v != ""
+	}
+	str := func(p *string, name, envName, def, usage string) {
+		if v, ok := env(envName); ok {
+			def = v
+		}
+		fs.StringVar(p, name, def, usage+" ($"+envName+")")
+	}
+	boolean := func(p *bool, name, envName string, def bool, usage string) {
+		if v, ok := env(envName); ok {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("$%s: %w", envName, err))
+			}
+			def = b
+		}
+		fs.BoolVar(p, name, def, usage+" ($"+envName+")")
+	}
+	integer := func(p *int, name, envName string, def int, usage string) {
+		if v, ok := env(envName); ok {
+			n, err := strconv.Atoi(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("$%s: %w", envName, err))
+			}
+			def = n
+		}
+		fs.IntVar(p, name, def, usage+" ($"+envName+")")
+	}
+	int64v := func(p *int64, name, envName string, def int64, usage string) {
+		if v, ok := env(envName); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("$%s: %w", envName, err))
+			}
+			def = n
+		}
+		fs.Int64Var(p, name, def, usage+" ($"+envName+")")
+	}
+	duration := func(p *time.Duration, name, envName string, def time.Duration, usage string) {
+		if v, ok := env(envName); ok {
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("$%s: %w", envName, err))
+			}
+			def = d
+		}
+		fs.DurationVar(p, name, def, usage+" ($"+envName+")")
+	}
+
+	str(&o.addr, "addr", "INGEST_ADDR", ":8080", "HTTP listen address")
+	str(&o.natsURL, "nats-url", "NATS_URL", nats.DefaultURL, "NATS server URLs, comma-separated")
+	str(&o.natsCreds, "nats-creds", "NATS_CREDS", "", "NATS credentials file (optional)")
+	duration(&o.natsTimeout, "nats-connect-timeout", "INGEST_NATS_CONNECT_TIMEOUT", 30*time.Second, "how long to wait for NATS and the topology at start")
+	boolean(&o.applyTopology, "apply-topology", "INGEST_APPLY_TOPOLOGY", true, "create or update streams, consumers and buckets at start")
+	integer(&o.replicas, "replicas", "INGEST_REPLICAS", 1, "replicas of streams and buckets when applying the topology (3 on a cluster)")
+
+	str(&o.outboxPath, "outbox", "INGEST_OUTBOX", "ingest-outbox.db", "outbox SQLite file (one per ingest process)")
+	integer(&o.outboxMaxEntries, "outbox-max-entries", "INGEST_OUTBOX_MAX_ENTRIES", outbox.DefaultMaxEntries, "most commands the outbox holds")
+	int64v(&o.outboxMaxBytes, "outbox-max-bytes", "INGEST_OUTBOX_MAX_BYTES", outbox.DefaultMaxBytes, "most bytes the outbox holds")
+	boolean(&o.noOutbox, "no-outbox", "INGEST_NO_OUTBOX", false, "do not spool: answer 503 while JetStream is unreachable")
+
+	str(&o.producers, "producers", "INGEST_PRODUCERS", "", "producers as JSON (see internal/ingest.ProducerSpec)")
+	str(&o.producersFile, "producers-file", "INGEST_PRODUCERS_FILE", "", "file holding the producers JSON")
+	boolean(&o.noAuth, "insecure-no-auth", "INGEST_INSECURE_NO_AUTH", false, "disable producer authentication (development only)")
+
+	c := &o.cfg
+	int64v(&c.MaxBodyBytes, "max-body-bytes", "INGEST_MAX_BODY_BYTES", ingest.DefaultMaxBodyBytes, "largest request body")
+	integer(&c.MaxBatch, "max-batch", "INGEST_MAX_BATCH", ingest.DefaultMaxBatch, "most commands per request")
+	duration(&c.PublishTimeout, "publish-timeout", "INGEST_PUBLISH_TIMEOUT", ingest.DefaultPublishTimeout, "wait for a PubAck before spooling")
+	duration(&c.SpoolTimeout, "spool-timeout", "INGEST_SPOOL_TIMEOUT", ingest.DefaultSpoolTimeout, "wait for an outbox commit")
+	duration(&c.RetryAfter, "retry-after", "INGEST_RETRY_AFTER", ingest.DefaultRetryAfter, "Retry-After of 503 answers")
+	duration(&c.WebhookTolerance, "webhook-tolerance", "INGEST_WEBHOOK_TOLERANCE", ingest.DefaultWebhookTolerance, "accepted webhook-timestamp skew")
+	duration(&c.ReadyTimeout, "ready-timeout", "INGEST_READY_TIMEOUT", ingest.DefaultReadyTimeout, "bound of readiness checks and status lookups")
+	duration(&c.ShutdownTimeout, "shutdown-timeout", "INGEST_SHUTDOWN_TIMEOUT", ingest.DefaultShutdownTimeout, "wait for in-flight requests at shutdown")
+	duration(&c.FlushTimeout, "flush-timeout", "INGEST_FLUSH_TIMEOUT", ingest.DefaultFlushTimeout, "wait for the outbox relay at shutdown")
+	integer(&c.RecentSize, "recent-size", "INGEST_RECENT_SIZE", ingest.DefaultRecentSize, "accepted ids remembered for status lookups")
+	duration(&c.ReadHeaderTimeout, "read-header-timeout", "INGEST_READ_HEADER_TIMEOUT", ingest.DefaultReadHeaderTimeout, "HTTP read header timeout")
+	duration(&c.ReadTimeout, "read-timeout", "INGEST_READ_TIMEOUT", ingest.DefaultReadTimeout, "HTTP read timeout")
+	duration(&c.WriteTimeout, "write-timeout", "INGEST_WRITE_TIMEOUT", ingest.DefaultWriteTimeout, "HTTP write timeout")
+	duration(&c.IdleTimeout, "idle-timeout", "INGEST_IDLE_TIMEOUT", ingest.DefaultIdleTimeout, "HTTP idle timeout")
+
+	str(&o.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	str(&o.logFormat, "log-format", "LOG_FORMAT", "json", "json or text")
+
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return o, nil
+}
+
+// run is the whole program: parse settings, connect, apply the topology,
+// open the outbox, serve until ctx ends, shut down in order.
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+	o, err := parse(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(o.logLevel, o.logFormat, stderr)
+	if err != nil {
+		return err
+	}
+	cfg := o.cfg
+	cfg.Logger = log
+	cfg.AuthDisabled = o.noAuth
+	if cfg.Producers, err = loadProducers(o.producers, o.producersFile); err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Registerer, cfg.Gatherer = reg, reg
+
+	natsOpts := []nats.Option{
+		nats.Name("ingest"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(time.Second),
+		nats.RetryOnFailedConnect(true),
+		// Fail publishes at once while disconnected, so they are spooled
+		// instead of waiting in the client's buffer.
+		nats.ReconnectBufSize(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "error", err) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
+	}
+	if o.natsCreds != "" {
+		natsOpts = append(natsOpts, nats.UserCredentials(o.natsCreds))
+	}
+	nc, err := nats.Connect(o.natsURL, natsOpts...)
+	if err != nil {
+		return fmt.Errorf("connect to nats: %w", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("jetstream: %w", err)
+	}
+	if o.applyTopology {
+		if err := applyTopology(ctx, js, o.replicas, o.natsTimeout, log); err != nil {
+			return err
+		}
+	}
+
+	var ob *outbox.Outbox
+	if !o.noOutbox {
+		ob, err = outbox.Open(o.outboxPath, outbox.Config{
+			MaxEntries: o.outboxMaxEntries,
+			MaxBytes:   o.outboxMaxBytes,
+			Logger:     log.With("component", "outbox"),
+			Registerer: reg,
+		})
+		if err != nil {
+			return fmt.Errorf("open outbox: %w", err)
+		}
+		defer ob.Close()
+		if n, _ := ob.Depth(); n > 0 {
+			log.Info("outbox holds commands from an earlier run; relaying", "entries", n)
+		}
+	}
+
+	srv, err := ingest.New(cfg, nc, js, ob)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", o.addr)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if err := srv.Serve(ctx, ln); err != nil {
+		return err
+	}
+	// Serve has stopped intake and flushed the outbox as far as NATS
+	// allowed; drain the connection last.
+	if err := nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		log.Warn("nats drain", "error", err)
+	}
+	return nil
+}
+
+// applyTopology applies the JetStream definitions, retrying until timeout
+// while NATS is still coming up.
+func applyTopology(ctx context.Context, js jetstream.JetStream, replicas int, timeout time.Duration, log *slog.Logger) error {
+	top, err := topology.Load()
+	if err != nil {
+		return err
+	}
+	if replicas > 1 {
+		top = top.WithReplicas(replicas)
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		err := topology.Apply(ctx, js, top)
+		if err == nil {
+			return nil
+		}
+		log.Warn("apply topology; retrying", "error", err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("apply topology: %w", err)
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// loadProducers reads producers from inline JSON or a file (not both).
+func loadProducers(inline, file string) ([]ingest.Producer, error) {
+	switch {
+	case inline != "" && file != "":
+		return nil, errors.New("set producers inline or as a file, not both")
+	case file != "":
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("read producers: %w", err)
+		}
+		return ingest.ParseProducers(data, os.ReadFile)
+	case inline != "":
+		return ingest.ParseProducers([]byte(inline), os.ReadFile)
+	default:
+		return nil, nil
+	}
+}
+
+func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("log level %q: %w", level, err)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch strings.ToLower(format) {
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	default:
+		return nil, fmt.Errorf("log format %q: want json or text", format)
+	}
+}

@@ -1,0 +1,304 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/outbox"
+)
+
+// headerProducer names, on every command ingest publishes, the producer that
+// sent it.
+const headerProducer = "Altegio-Producer"
+
+// Statuses of an accepted command in the answer of POST /v1/commands.
+const (
+	// StatusAccepted: stored in JetStream now (stream_seq) or in the
+	// outbox (spooled).
+	StatusAccepted = "accepted"
+	// StatusDuplicate: JetStream already held a command with this id
+	// (stream_seq is the original's).
+	StatusDuplicate = "duplicate"
+)
+
+// CommandStatus is the answer for one command of POST /v1/commands.
+type CommandStatus struct {
+	// ID is the command id, assigned when the body had none.
+	ID string `json:"id"`
+	// Status is StatusAccepted or StatusDuplicate.
+	Status string `json:"status"`
+	// StreamSeq is the COMMANDS stream sequence; 0 (absent) when spooled.
+	StreamSeq uint64 `json:"stream_seq,omitempty"`
+	// Spooled is true when the command is in the local outbox, to be
+	// relayed once JetStream is reachable.
+	Spooled bool `json:"spooled,omitempty"`
+}
+
+// Accepted is the 202 body of POST /v1/commands: one CommandStatus per
+// command, in request order.
+type Accepted struct {
+	Commands []CommandStatus `json:"commands"`
+}
+
+// pending is one command ready to publish.
+type pending struct {
+	cmd commands.Command
+	msg *nats.Msg
+}
+
+// errStreamFull is a publish refused because COMMANDS is at its limits.
+var errStreamFull = errors.New("command stream full")
+
+// postCommands is POST /v1/commands.
+func (s *Server) postCommands(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			s.reject(w, r, probTooLarge.problem(fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxBodyBytes)), 1)
+			return
+		}
+		s.reject(w, r, probBadJSON.problem("read body: "+err.Error()), 1)
+		return
+	}
+	id, err := s.auth.authenticate(r.Header, body)
+	if err != nil {
+		s.log.Info("request unauthenticated", "remote", r.RemoteAddr, "request_id", requestID(r), "error", err)
+		s.reject(w, r, probUnauth.problem(err.Error()), 1)
+		return
+	}
+	if !isJSON(r.Header.Get("Content-Type")) {
+		s.reject(w, r, probMediaType.problem("Content-Type must be application/json"), 1)
+		return
+	}
+	key, err := idempotencyKey(r.Header.Get(headerIdempotencyKey))
+	if err != nil {
+		s.reject(w, r, probBadHeader.problem(err.Error()), 1)
+		return
+	}
+	if key == "" {
+		key = id.webhookID
+	}
+	cmds, batch, err := decodeRequest(body, s.cfg.MaxBatch)
+	if err != nil {
+		var re *requestError
+		if !errors.As(err, &re) {
+			re = &requestError{kind: probInternal, detail: err.Error()}
+		}
+		s.reject(w, r, re.problem(), max(len(cmds), 1))
+		return
+	}
+	assignIDs(cmds, batch, id.producer.Name, key)
+	if p := s.authorize(id.producer, cmds, batch); p != nil {
+		s.log.Info("commands forbidden", "producer", id.producer.Name, "request_id", requestID(r), "problems", len(p.Errors))
+		s.reject(w, r, p, len(cmds))
+		return
+	}
+	statuses, p := s.accept(r.Context(), id.producer, cmds)
+	if p != nil {
+		p.Commands = statuses
+		s.reject(w, r, p, len(cmds)-len(statuses))
+		return
+	}
+	if !batch {
+		w.Header().Set("Location", "/v1/commands/"+statuses[0].ID)
+	}
+	writeJSON(w, http.StatusAccepted, Accepted{Commands: statuses})
+}
+
+// reject answers with p and counts n rejected commands.
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, p *Problem, n int) {
+	reason := "internal"
+	for _, k := range allProblemKinds {
+		if problemTypePrefix+k.slug == p.Type {
+			reason = k.reason
+			break
+		}
+	}
+	s.metrics.commands.WithLabelValues(resultRejected, reason).Add(float64(n))
+	if p.Status >= 500 {
+		s.log.Warn("commands refused", "status", p.Status, "reason", reason, "request_id", requestID(r), "detail", p.Detail)
+	} else {
+		s.log.Info("commands rejected", "status", p.Status, "reason", reason, "request_id", requestID(r), "problems", len(p.Errors))
+	}
+	s.writeProblem(w, r, p)
+}
+
+// authorize returns a 403 problem listing every command the producer may
+// not send, or nil.
+func (s *Server) authorize(p *Producer, cmds []commands.Command, batch bool) *Problem {
+	var problems []commands.Problem
+	for i, c := range cmds {
+		prefix := ""
+		if batch {
+			prefix = indexPrefix(i)
+		}
+		if !p.allowsType(c.Type) {
+			problems = append(problems, commands.Problem{Path: joinPath(prefix, "type"),
+				Reason: fmt.Sprintf("producer %s may not send %s", p.Name, c.Type)})
+		}
+		if !p.allowsLocation(c.LocationID) {
+			problems = append(problems, commands.Problem{Path: joinPath(prefix, "location_id"),
+				Reason: fmt.Sprintf("producer %s may not act in location %d", p.Name, c.LocationID)})
+		}
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	prob := probForbidden.problem(fmt.Sprintf("%d permission problems; nothing was accepted", len(problems)))
+	prob.Errors = problems
+	return prob
+}
+
+// accept publishes cmds in order and waits for each PubAck. From the first
+// command JetStream cannot take (unreachable, timeout) on, the rest are
+// spooled to the outbox together; while the outbox holds entries, every
+// command is spooled, so that none overtakes a spooled one. It returns the
+// statuses of the commands accepted and, when not all were, the problem
+// (503 stream full or outbox unavailable).
+func (s *Server) accept(ctx context.Context, p *Producer, cmds []commands.Command) ([]CommandStatus, *Problem) {
+	// Once we decided to take the commands, a client hanging up does not
+	// cut the work short: the outcome must be definite.
+	ctx = context.WithoutCancel(ctx)
+	batch := make([]pending, len(cmds))
+	for i := range cmds {
+		m, err := s.message(p, &cmds[i])
+		if err != nil {
+			return nil, probInternal.problem(err.Error())
+		}
+		batch[i] = pending{cmd: cmds[i], msg: m}
+	}
+	statuses := make([]CommandStatus, 0, len(cmds))
+	spoolFrom := -1
+	if s.mustSpool() {
+		spoolFrom = 0
+	}
+	for i := 0; spoolFrom < 0 && i < len(batch); i++ {
+		st, err := s.publish(ctx, batch[i])
+		switch {
+		case err == nil:
+			statuses = append(statuses, st)
+		case errors.Is(err, errStreamFull):
+			return statuses, probStreamFull.problem("the COMMANDS stream is at its limits; retry later")
+		case outbox.IsPermanent(err):
+			return statuses, probTooLarge.problem("JetStream refused the command: " + err.Error())
+		default:
+			s.log.Warn("jetstream unavailable, spooling", "command_id", batch[i].cmd.ID, "error", err)
+			spoolFrom = i
+		}
+	}
+	if spoolFrom >= 0 {
+		spooled, prob := s.spool(ctx, batch[spoolFrom:])
+		statuses = append(statuses, spooled...)
+		if prob != nil {
+			return statuses, prob
+		}
+	}
+	return statuses, nil
+}
+
+// message builds the NATS message of c.
+func (s *Server) message(p *Producer, c *commands.Command) (*nats.Msg, error) {
+	if c.SchemaVersion == 0 {
+		c.SchemaVersion = commands.SchemaVersion
+	}
+	data, err := json.Marshal(c)
+	if err != nil {
+		return nil, fmt.Errorf("encode command %s: %w", c.ID, err)
+	}
+	h := nats.Header(commands.CommandHeaders(*c))
+	h.Set(headerProducer, p.Name)
+	return &nats.Msg{Subject: commands.CommandSubject(*c), Header: h, Data: data}, nil
+}
+
+// mustSpool reports whether commands go to the outbox without trying
+// JetStream: the connection is down, or earlier commands wait in the
+// outbox.
+func (s *Server) mustSpool() bool {
+	if s.outbox == nil {
+		return false
+	}
+	if s.nc.Status() != nats.CONNECTED {
+		return true
+	}
+	depth, err := s.outbox.Depth()
+	return err == nil && depth > 0
+}
+
+// publish publishes one command and waits for its PubAck.
+func (s *Server) publish(ctx context.Context, pc pending) (CommandStatus, error) {
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
+	defer cancel()
+	start := time.Now()
+	ack, err := s.js.PublishMsg(ctx, pc.msg, jetstream.WithMsgID(pc.cmd.ID))
+	s.metrics.publish.Observe(time.Since(start).Seconds())
+	if err != nil {
+		if isStreamFull(err) {
+			return CommandStatus{}, fmt.Errorf("publish %s: %w: %w", pc.cmd.ID, errStreamFull, err)
+		}
+		return CommandStatus{}, fmt.Errorf("publish %s: %w", pc.cmd.ID, err)
+	}
+	st := CommandStatus{ID: pc.cmd.ID, Status: StatusAccepted, StreamSeq: ack.Sequence}
+	result := resultAccepted
+	if ack.Duplicate {
+		st.Status, result = StatusDuplicate, resultDuplicate
+	}
+	s.metrics.commands.WithLabelValues(result, "").Inc()
+	s.recent.add(pc.cmd.ID, recentEntry{seq: ack.Sequence, location: pc.cmd.LocationID})
+	s.log.Debug("command "+st.Status, "command_id", pc.cmd.ID, "correlation_id", pc.cmd.CorrelationID,
+		"type", pc.cmd.Type, "location_id", pc.cmd.LocationID, "stream_seq", ack.Sequence)
+	return st, nil
+}
+
+// isStreamFull reports whether a publish failed because the stream is at its
+// byte or message limit (discard new).
+func isStreamFull(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jsErrCodeStreamStoreFailed && strings.Contains(apiErr.Description, "maximum")
+}
+
+// jsErrCodeStreamStoreFailed is the server's JSStreamStoreFailedF, which
+// carries "maximum bytes exceeded" and "maximum messages exceeded".
+const jsErrCodeStreamStoreFailed jetstream.ErrorCode = 10077
+
+// spool appends the commands to the outbox in one commit.
+func (s *Server) spool(ctx context.Context, batch []pending) ([]CommandStatus, *Problem) {
+	if s.outbox == nil {
+		return nil, probUnavailable.problem("JetStream is unreachable and no outbox is configured")
+	}
+	entries := make([]outbox.Entry, len(batch))
+	for i, pc := range batch {
+		entries[i] = outbox.Entry{Subject: pc.msg.Subject, MsgID: pc.cmd.ID, Header: pc.msg.Header, Data: pc.msg.Data}
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.SpoolTimeout)
+	defer cancel()
+	if err := s.outbox.Append(ctx, entries...); err != nil {
+		if errors.Is(err, outbox.ErrFull) {
+			return nil, probOutboxFull.problem("JetStream is unreachable and the outbox is full")
+		}
+		s.log.Error("outbox append failed", "entries", len(entries), "error", err)
+		return nil, probOutboxDown.problem("JetStream is unreachable and the outbox cannot store commands")
+	}
+	statuses := make([]CommandStatus, len(batch))
+	for i, pc := range batch {
+		statuses[i] = CommandStatus{ID: pc.cmd.ID, Status: StatusAccepted, Spooled: true}
+		s.recent.add(pc.cmd.ID, recentEntry{spooled: true, location: pc.cmd.LocationID})
+		s.log.Debug("command spooled", "command_id", pc.cmd.ID, "correlation_id", pc.cmd.CorrelationID,
+			"type", pc.cmd.Type, "location_id", pc.cmd.LocationID)
+	}
+	s.metrics.commands.WithLabelValues(resultSpooled, "").Add(float64(len(batch)))
+	return statuses, nil
+}
