@@ -11,23 +11,20 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/altegio-integrator/integrator/internal/envflag"
 	"github.com/altegio-integrator/integrator/internal/ingest"
 	"github.com/altegio-integrator/integrator/internal/outbox"
-	"github.com/altegio-integrator/integrator/internal/topology"
+	"github.com/altegio-integrator/integrator/internal/stack"
 )
 
 func main() {
@@ -70,59 +67,8 @@ type options struct {
 // parse reads flags, with defaults taken from the environment.
 func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
 	o := &options{}
-	fs := flag.NewFlagSet("ingest", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var errs []error
-	env := func(name string) (string, bool) {
-		v := getenv(name)
-		return v, v != ""
-	}
-	str := func(p *string, name, envName, def, usage string) {
-		if v, ok := env(envName); ok {
-			def = v
-		}
-		fs.StringVar(p, name, def, usage+" ($"+envName+")")
-	}
-	boolean := func(p *bool, name, envName string, def bool, usage string) {
-		if v, ok := env(envName); ok {
-			b, err := strconv.ParseBool(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("$%s: %w", envName, err))
-			}
-			def = b
-		}
-		fs.BoolVar(p, name, def, usage+" ($"+envName+")")
-	}
-	integer := func(p *int, name, envName string, def int, usage string) {
-		if v, ok := env(envName); ok {
-			n, err := strconv.Atoi(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("$%s: %w", envName, err))
-			}
-			def = n
-		}
-		fs.IntVar(p, name, def, usage+" ($"+envName+")")
-	}
-	int64v := func(p *int64, name, envName string, def int64, usage string) {
-		if v, ok := env(envName); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("$%s: %w", envName, err))
-			}
-			def = n
-		}
-		fs.Int64Var(p, name, def, usage+" ($"+envName+")")
-	}
-	duration := func(p *time.Duration, name, envName string, def time.Duration, usage string) {
-		if v, ok := env(envName); ok {
-			d, err := time.ParseDuration(v)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("$%s: %w", envName, err))
-			}
-			def = d
-		}
-		fs.DurationVar(p, name, def, usage+" ($"+envName+")")
-	}
+	fs := envflag.New("ingest", getenv, stderr)
+	str, boolean, integer, int64v, duration := fs.String, fs.Bool, fs.Int, fs.Int64, fs.Duration
 
 	str(&o.addr, "addr", "INGEST_ADDR", ":8080", "HTTP listen address")
 	str(&o.natsURL, "nats-url", "NATS_URL", nats.DefaultURL, "NATS server URLs, comma-separated")
@@ -163,10 +109,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
 	return o, nil
 }
@@ -178,7 +121,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
-	log, err := newLogger(o.logLevel, o.logFormat, stderr)
+	log, err := stack.NewLogger(o.logLevel, o.logFormat, stderr)
 	if err != nil {
 		return err
 	}
@@ -192,31 +135,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Registerer, cfg.Gatherer = reg, reg
 
-	natsOpts := []nats.Option{
-		nats.Name("ingest"),
-		nats.MaxReconnects(-1),
-		nats.ReconnectWait(time.Second),
-		nats.RetryOnFailedConnect(true),
-		// Fail publishes at once while disconnected, so they are spooled
-		// instead of waiting in the client's buffer.
-		nats.ReconnectBufSize(-1),
-		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("nats disconnected", "error", err) }),
-		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted()) }),
-	}
-	if o.natsCreds != "" {
-		natsOpts = append(natsOpts, nats.UserCredentials(o.natsCreds))
-	}
-	nc, err := nats.Connect(o.natsURL, natsOpts...)
+	// Publishes fail at once while disconnected, so they are spooled
+	// instead of waiting in the client's buffer.
+	nc, js, err := stack.ConnectNATS(stack.NATSConfig{URL: o.natsURL, Creds: o.natsCreds, Name: "ingest", FailFastWhenDisconnected: true}, log)
 	if err != nil {
-		return fmt.Errorf("connect to nats: %w", err)
+		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return fmt.Errorf("jetstream: %w", err)
-	}
 	if o.applyTopology {
-		if err := applyTopology(ctx, js, o.replicas, o.natsTimeout, log); err != nil {
+		if _, err := stack.ApplyTopology(ctx, js, o.replicas, o.natsTimeout, log); err != nil {
 			return err
 		}
 	}
@@ -257,32 +184,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	return nil
 }
 
-// applyTopology applies the JetStream definitions, retrying until timeout
-// while NATS is still coming up.
-func applyTopology(ctx context.Context, js jetstream.JetStream, replicas int, timeout time.Duration, log *slog.Logger) error {
-	top, err := topology.Load()
-	if err != nil {
-		return err
-	}
-	if replicas > 1 {
-		top = top.WithReplicas(replicas)
-	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	for {
-		err := topology.Apply(ctx, js, top)
-		if err == nil {
-			return nil
-		}
-		log.Warn("apply topology; retrying", "error", err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("apply topology: %w", err)
-		case <-time.After(time.Second):
-		}
-	}
-}
-
 // loadProducers reads producers from inline JSON or a file (not both).
 func loadProducers(inline, file string) ([]ingest.Producer, error) {
 	switch {
@@ -298,21 +199,5 @@ func loadProducers(inline, file string) ([]ingest.Producer, error) {
 		return ingest.ParseProducers([]byte(inline), os.ReadFile)
 	default:
 		return nil, nil
-	}
-}
-
-func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: %w", level, err)
-	}
-	opts := &slog.HandlerOptions{Level: l}
-	switch strings.ToLower(format) {
-	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
-	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
-	default:
-		return nil, fmt.Errorf("log format %q: want json or text", format)
 	}
 }
