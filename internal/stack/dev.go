@@ -57,6 +57,9 @@ type DevConfig struct {
 	APIURL      string
 	SandboxAddr string
 	Accounts    []auth.Account
+	// SandboxFaults are the sandbox's initial faults (a share of 5xx,
+	// resets, latency), to watch retries and dead letters.
+	SandboxFaults sandbox.Faults
 	// IngestAddr (default 127.0.0.1:8080) and OpsAddr, the worker's
 	// health and metrics (default 127.0.0.1:9090).
 	IngestAddr string
@@ -154,6 +157,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 			Users:         []sandbox.User{{Login: DevLogin, Password: DevPassword, Name: "Dev User"}},
 			RatePerSecond: cfg.RateLimit.PerSecond,
 			RatePerMinute: cfg.RateLimit.PerMinute,
+			Faults:        cfg.SandboxFaults,
 		})
 		if err != nil {
 			return err
