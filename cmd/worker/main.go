@@ -46,6 +46,15 @@ func main() {
 	}
 }
 
+// Exit codes scripts can rely on.
+const (
+	exitOK          = 0   // done
+	exitFailure     = 1   // failed (NATS unreachable, not confirmed, …)
+	exitUsage       = 2   // bad flags or arguments
+	exitNoMatch     = 3   // nothing matched the selection (or nothing left to do)
+	exitInterrupted = 130 // stopped by Ctrl-C or SIGTERM; a replay resumes when run again
+)
+
 // exitCode maps an error to the process exit code: 2 for usage errors, 1 for
 // the rest. Subcommands may return an *exitError with their own code.
 func exitCode(err error) int {
@@ -65,12 +74,22 @@ type exitError struct {
 func (e *exitError) Error() string { return e.err.Error() }
 func (e *exitError) Unwrap() error { return e.err }
 
-// run dispatches to a subcommand.
+// run dispatches to a subcommand, with the process's standard input for
+// confirmations.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	return runIO(ctx, args, getenv, os.Stdin, stdout, stderr)
+}
+
+// runIO is run with an explicit standard input.
+func runIO(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) > 0 {
 		switch args[0] {
 		case "run":
 			return runWorker(ctx, args[1:], getenv, stderr)
+		case "dlq":
+			return runDLQ(ctx, args[1:], cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
+		case "events":
+			return runEvents(ctx, args[1:], cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
 		}
 	}
 	return runWorker(ctx, args, getenv, stderr)

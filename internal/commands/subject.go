@@ -54,6 +54,12 @@ const (
 	// HeaderReplayOf carries the DLQ stream sequence of the record a
 	// replayed command came from.
 	HeaderReplayOf = "Altegio-Replay-Of"
+	// HeaderOriginalSeq carries, on a command republished from the DLQ,
+	// the COMMANDS stream sequence of its first publication: its
+	// acceptance order. The worker compares it with the last command
+	// applied to the same client and reports OutcomeSuperseded instead of
+	// overwriting newer state. A replay of a replay keeps the first value.
+	HeaderOriginalSeq = "Altegio-Original-Seq"
 )
 
 // Client key prefixes. Each kind has its own prefix, so keys of different

@@ -296,8 +296,8 @@ func (l *Limiter) update(ctx context.Context, f func(s state, now int64) (state,
 		case err == nil:
 			l.recovered()
 			return out, nil
-		case errors.Is(err, jetstream.ErrKeyExists):
-			continue // another process booked first; read again
+		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
+			continue // another process booked first; read again (R1 and R3 report it differently)
 		default:
 			return 0, fmt.Errorf("write schedule: %w", err)
 		}

@@ -67,6 +67,8 @@ type DevConfig struct {
 	// RateLimit is the shared API budget (default 5/s, 200/min; the
 	// sandbox enforces the same).
 	RateLimit ratelimit.Config
+	// Worker configures the worker; its WorkerID defaults to "dev".
+	Worker worker.Config
 	// Progress is how often a summary line is printed while there is
 	// activity. Default 10s.
 	Progress time.Duration
@@ -96,6 +98,7 @@ func (c *DevConfig) setDefaults() {
 	def(&c.SandboxAddr, "127.0.0.1:8081")
 	def(&c.IngestAddr, "127.0.0.1:8080")
 	def(&c.OpsAddr, "127.0.0.1:9090")
+	def(&c.Worker.WorkerID, "dev")
 	if c.Progress == 0 {
 		c.Progress = 10 * time.Second
 	}
@@ -179,7 +182,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 		APIBaseURL: st.APIURL,
 		Accounts:   accounts,
 		RateLimit:  withKey(cfg.RateLimit, "egress.dev"),
-		Worker:     worker.Config{WorkerID: "dev"},
+		Worker:     cfg.Worker,
 		Logger:     log,
 		Registerer: reg,
 	})

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
+	"github.com/altegio-integrator/integrator/internal/worker"
 )
 
 // syncBuffer is an io.Writer safe for the stack's goroutines and the test.
@@ -38,22 +40,22 @@ func (s *syncBuffer) String() string {
 // startDev runs the dev stack on free ports with its data in dir and returns
 // where it listens and a function that stops it and returns RunDev's error.
 func startDev(t *testing.T, dir string, out io.Writer) (DevStack, func() error) {
+	return startDevWith(t, DevConfig{DataDir: dir, Out: out})
+}
+
+// startDevWith is startDev with more settings; addresses, logger and the
+// ready hook are set here.
+func startDevWith(t *testing.T, cfg DevConfig) (DevStack, func() error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan DevStack, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- RunDev(ctx, DevConfig{
-			DataDir:     dir,
-			NATSListen:  "127.0.0.1:0",
-			SandboxAddr: "127.0.0.1:0",
-			IngestAddr:  "127.0.0.1:0",
-			OpsAddr:     "127.0.0.1:0",
-			Progress:    50 * time.Millisecond,
-			Out:         out,
-			Logger:      slog.New(slog.DiscardHandler),
-			Ready:       func(s DevStack) { ready <- s },
-		})
+		cfg.NATSListen, cfg.SandboxAddr, cfg.IngestAddr, cfg.OpsAddr = "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0", "127.0.0.1:0"
+		cfg.Progress = 50 * time.Millisecond
+		cfg.Logger = testLogger()
+		cfg.Ready = func(s DevStack) { ready <- s }
+		done <- RunDev(ctx, cfg)
 	}()
 	select {
 	case st := <-ready:
@@ -165,7 +167,9 @@ func TestDevStackRunsTheREADMETour(t *testing.T) {
 
 func TestDevStackResumesUnfinishedCommands(t *testing.T) {
 	dir := t.TempDir()
-	st, stop := startDev(t, dir, io.Discard)
+	// The retry delay outlasts the first run, so the command is parked on
+	// the server when the stack stops.
+	st, stop := startDevWith(t, DevConfig{DataDir: dir, Out: io.Discard, Worker: worker.Config{RetryBase: 10 * time.Second}})
 	st.Sandbox.Inject(sandbox.Rule{Op: sandbox.OpClientCreate, Status: http.StatusServiceUnavailable})
 	id := post(t, st, `{"type":"client.create","location_id":1,"client_ref":"crm-7","payload":{"name":"Ada","phone":"+13155550111"}}`)
 	testenv.WaitFor(t, 30*time.Second, func() error {
@@ -185,4 +189,11 @@ func TestDevStackResumesUnfinishedCommands(t *testing.T) {
 	if got := st.Sandbox.Stats().CreatesByPhone["13155550111"]; got != 1 {
 		t.Errorf("creates for the phone = %d, want 1", got)
 	}
+}
+
+func testLogger() *slog.Logger {
+	if os.Getenv("DEV_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.DiscardHandler)
 }

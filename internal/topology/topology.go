@@ -36,6 +36,9 @@ const (
 	BucketClientRefs  = "altegio_client_refs"
 	BucketTokens      = "altegio_tokens"
 	BucketRateLimit   = "altegio_ratelimit"
+	// BucketDLQState holds the DLQ tooling's replay marks, keyed by DLQ
+	// stream sequence (see internal/dlq).
+	BucketDLQState = "altegio_dlq_state"
 )
 
 // Consumer is a durable consumer definition and the stream it belongs to.
@@ -188,6 +191,17 @@ func (t *Topology) WithReplicas(n int) *Topology {
 	return c
 }
 
+// leaderReadBuckets are the buckets whose reads must see every write that
+// came before them. JetStream KV buckets answer reads by "direct get", from
+// any replica, so on a cluster a read right after a write may come from a
+// follower that has not applied it yet: a client ref written by a create
+// could look unknown to the next command of that client. For these buckets
+// direct get is turned off, so that reads go to the stream leader.
+var leaderReadBuckets = map[string]bool{
+	BucketIdempotency: true,
+	BucketClientRefs:  true,
+}
+
 // Apply creates or updates every stream, bucket and consumer of t. It is
 // idempotent and safe to run from several processes at once.
 func Apply(ctx context.Context, js jetstream.JetStream, t *Topology) error {
@@ -200,6 +214,11 @@ func Apply(ctx context.Context, js jetstream.JetStream, t *Topology) error {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, b); err != nil {
 			return fmt.Errorf("apply bucket %s: %w", b.Bucket, err)
 		}
+		if leaderReadBuckets[b.Bucket] {
+			if err := readFromLeader(ctx, js, "KV_"+b.Bucket); err != nil {
+				return fmt.Errorf("apply bucket %s: %w", b.Bucket, err)
+			}
+		}
 	}
 	for _, c := range t.Consumers {
 		if _, err := js.CreateOrUpdateConsumer(ctx, c.Stream, c.Config); err != nil {
@@ -207,4 +226,20 @@ func Apply(ctx context.Context, js jetstream.JetStream, t *Topology) error {
 		}
 	}
 	return nil
+}
+
+// readFromLeader turns direct get off on a stream, so that its messages are
+// read through the stream leader.
+func readFromLeader(ctx context.Context, js jetstream.JetStream, stream string) error {
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	cfg := s.CachedInfo().Config
+	if !cfg.AllowDirect {
+		return nil
+	}
+	cfg.AllowDirect = false
+	_, err = js.UpdateStream(ctx, cfg)
+	return err
 }

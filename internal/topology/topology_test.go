@@ -56,6 +56,21 @@ func TestApplyIsIdempotentAndPartitions(t *testing.T) {
 			t.Fatalf("apply #%d: %v", i+1, err)
 		}
 	}
+	// Reads of the consistency-critical buckets go to the stream leader.
+	for _, name := range []string{BucketIdempotency, BucketClientRefs} {
+		kv, err := js.KeyValue(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := kv.Status(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if info := st.(*jetstream.KeyValueBucketStatus).StreamInfo(); info.Config.AllowDirect {
+			t.Errorf("bucket %s answers direct gets from any replica", name)
+		}
+	}
+
 	// A command published without a partition is stored with one, and the
 	// same client always lands in the same partition.
 	for i := range 3 {

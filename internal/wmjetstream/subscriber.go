@@ -292,6 +292,16 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 		return nil, err
 	}
 	sub := newSubscription(s.cfg, topic, s.js.Conn(), cons, context.WithoutCancel(ctx))
+	if s.cfg.PriorityGroup != "" {
+		stream, name, group := s.cfg.Stream, sub.consumer, s.cfg.PriorityGroup
+		sub.unpin = func(ctx context.Context) error {
+			st, err := s.js.Stream(ctx, stream)
+			if err != nil {
+				return err
+			}
+			return st.UnpinConsumer(ctx, name, group)
+		}
+	}
 	go func() {
 		defer s.wg.Done()
 		sub.run(ctx, s.closing)

@@ -51,6 +51,12 @@ type subscription struct {
 	closing      bool
 	fetchBackoff time.Duration
 	fetchAfter   time.Time
+	pinID        string // the pin this subscription last received messages under
+
+	// unpin releases the consumer's pin for the priority group, so that
+	// another process takes a partition over at once after a clean
+	// shutdown instead of after the pinned TTL. Nil without a group.
+	unpin func(ctx context.Context) error
 }
 
 type entry struct {
@@ -287,6 +293,9 @@ func (s *subscription) receive(m jetstream.Msg) {
 		return
 	}
 	seq := meta.Sequence.Stream
+	if pin := m.Headers().Get(pinIDHeader); pin != "" {
+		s.pinID = pin
+	}
 	if e, ok := s.known[seq]; ok {
 		// The server redelivered a message we still hold (its ack timer
 		// ran out, e.g. while disconnected): settle through the latest
@@ -597,6 +606,36 @@ func (s *subscription) shutdown(keepAlive <-chan time.Time) {
 	}
 	s.giveBack(rest, seqs)
 	s.watchWG.Wait()
+	s.releasePin()
+}
+
+// pinIDHeader carries, on each message of a pinned consumer, the id of the
+// pin it was delivered under.
+const pinIDHeader = "Nats-Pin-Id"
+
+// releasePin unpins the consumer if this subscription still holds the pin,
+// after everything it held was given back, so that the next process does not
+// wait for the pinned TTL. If another process took the pin meanwhile, it is
+// left alone.
+func (s *subscription) releasePin() {
+	if s.unpin == nil || s.pinID == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckTimeout)
+	defer cancel()
+	info, err := s.cons.Info(ctx)
+	if err != nil {
+		s.log.Warn("read pin before unpinning", "error", err)
+		return
+	}
+	for _, g := range info.PriorityGroups {
+		if g.Group != s.cfg.PriorityGroup || g.PinnedClientID != s.pinID {
+			continue
+		}
+		if err := s.unpin(ctx); err != nil {
+			s.log.Warn("unpin", "group", g.Group, "error", err)
+		}
+	}
 }
 
 // giveBack nacks msgs for immediate redelivery in stream order (the server

@@ -16,7 +16,9 @@
 //  2. the idempotency record (Record, KV altegio_idempotency): done →
 //     re-publish the stored result and ack without calling the API; dead →
 //     finish the dead-letter publication (same message) or start over (a
-//     replay from the DLQ);
+//     replay from the DLQ); a replay of a create, update or delete older
+//     than the last one applied to its client ends as superseded (see
+//     LastAppliedKey);
 //  3. resolve client_ref through KV altegio_client_refs (unknown → permanent);
 //  4. record the attempt's intent (in_flight, attempts+1, uncertain) with
 //     compare-and-set, then call the API; when an earlier attempt may have

@@ -95,6 +95,15 @@ func (j *job) run(ctx context.Context) error {
 		// kept so that an effect of the earlier attempts is found first.
 		j.rec = Record{State: StateInFlight, Uncertain: rec.Uncertain, ClientID: rec.ClientID}
 	}
+	if replay > 0 {
+		newer, err := j.newerApplied(ctx)
+		if err != nil {
+			return j.retryInfra(err)
+		}
+		if newer > 0 {
+			return j.supersede(ctx, newer)
+		}
+	}
 	return j.attempt(ctx)
 }
 
@@ -107,7 +116,7 @@ func (j *job) alreadyDone(ctx context.Context, replay int, sameMsg bool) error {
 	case sameMsg:
 	case replay > 0:
 		r.Replay, r.ReplayOf, r.StreamSeq = replay, replayOfSeq(j.msg), j.info.StreamSeq
-		r.Note = "already succeeded; not repeated"
+		r.Note = "already " + string(r.Outcome) + "; not repeated"
 		r.CompletedAt = j.w.cfg.Now()
 	default:
 		return j.duplicate(ctx)
@@ -253,6 +262,10 @@ func (j *job) succeed(ctx context.Context, out outcome) error {
 			// redelivery reconciles and stores the ref again.
 			return j.retryInfra(err)
 		}
+	}
+	if err := j.recordApplied(bctx); err != nil {
+		// As for the ref: the redelivery reconciles and records again.
+		return j.retryInfra(err)
 	}
 	r := j.result(commands.OutcomeSucceeded, verdict{})
 	r.Data, r.Note = out.data, out.note
@@ -560,6 +573,14 @@ func (w *Worker) backoff(n int) time.Duration {
 	d = min(d, w.cfg.RetryMax)
 	half := d / 2
 	return half + rand.N(d-half+1)
+}
+
+// originalSeq returns the acceptance order of a replayed message: the
+// COMMANDS stream sequence of its first publication (HeaderOriginalSeq), or
+// 0 when the replay does not carry it.
+func originalSeq(msg *message.Message) uint64 {
+	n, _ := strconv.ParseUint(msg.Metadata.Get(commands.HeaderOriginalSeq), 10, 64)
+	return n
 }
 
 // replayOf returns the replay generation of a message (0: original).

@@ -22,8 +22,10 @@ const (
 	// may have reached the API without a known outcome, and the next one
 	// reconciles before repeating a non-idempotent call.
 	StateInFlight State = "in_flight"
-	// StateDone: the command succeeded; Result holds the result event,
-	// which is re-published (deduplicated) instead of calling the API again.
+	// StateDone: the command succeeded, or a replay of it was superseded
+	// by a newer command of its client; Result holds the terminal result
+	// event, which is re-published (deduplicated) instead of calling the
+	// API again.
 	StateDone State = "done"
 	// StateDead: the command was dead-lettered; DeadLetter and Result hold
 	// what was published. A replay from the DLQ starts it over.

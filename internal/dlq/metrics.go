@@ -1,0 +1,59 @@
+package dlq
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the package's collectors.
+type metrics struct {
+	replays *prometheus.CounterVec
+	purged  prometheus.Counter
+}
+
+func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
+	m := &metrics{
+		replays: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "dlq_replays_total",
+			Help: "DLQ entries handled by replays, by result: replayed, skipped (already replayed or resolved), error.",
+		}, []string{"result"}),
+		purged: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dlq_purged_total",
+			Help: "DLQ entries deleted by purges.",
+		}),
+	}
+	for _, r := range []string{"replayed", "skipped", "error"} {
+		m.replays.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.replays, m.purged, depthCollector{s}} {
+		if err := reg.Register(c); err != nil {
+			return nil, fmt.Errorf("register dlq metrics: %w", err)
+		}
+	}
+	return m, nil
+}
+
+// depthDesc describes dlq_depth.
+var depthDesc = prometheus.NewDesc("dlq_depth", "Entries in the DLQ stream (read from the stream's state when scraped).", nil, nil)
+
+// depthCollector reports dlq_depth from the DLQ stream's info at scrape
+// time, so that every process that registers it reports the same number;
+// nothing is reported when NATS cannot answer within 2 s.
+type depthCollector struct{ s *Service }
+
+// Describe implements prometheus.Collector.
+func (c depthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- depthDesc }
+
+// Collect implements prometheus.Collector.
+func (c depthCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	info, err := c.s.dlq.Info(ctx)
+	if err != nil {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(info.State.Msgs))
+}
