@@ -7,6 +7,8 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -21,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/altegio-integrator/integrator/internal/dlq"
 	"github.com/altegio-integrator/integrator/internal/envflag"
 	"github.com/altegio-integrator/integrator/internal/ingest"
 	"github.com/altegio-integrator/integrator/internal/outbox"
@@ -58,6 +62,9 @@ type options struct {
 	producersFile string
 	noAuth        bool
 
+	operatorKeys     string
+	operatorKeysFile string
+
 	cfg ingest.Config
 
 	logLevel  string
@@ -84,6 +91,8 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 
 	str(&o.producers, "producers", "INGEST_PRODUCERS", "", "producers as JSON (see internal/ingest.ProducerSpec)")
 	str(&o.producersFile, "producers-file", "INGEST_PRODUCERS_FILE", "", "file holding the producers JSON")
+	str(&o.operatorKeys, "operator-keys-sha256", "INGEST_OPERATOR_KEYS_SHA256", "", "hex SHA-256 digests of operator keys, comma-separated: serves /v1/dlq")
+	str(&o.operatorKeysFile, "operator-keys-file", "INGEST_OPERATOR_KEYS_FILE", "", "file of raw operator keys, one per line: serves /v1/dlq")
 	boolean(&o.noAuth, "insecure-no-auth", "INGEST_INSECURE_NO_AUTH", false, "disable producer authentication (development only)")
 
 	c := &o.cfg
@@ -165,6 +174,17 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 
+	operatorKeys, err := loadOperatorKeys(o.operatorKeys, o.operatorKeysFile)
+	if err != nil {
+		return err
+	}
+	if len(operatorKeys) > 0 {
+		svc, err := dlq.New(ctx, js, dlq.Config{Logger: log.With("component", "dlq"), Registerer: reg})
+		if err != nil {
+			return fmt.Errorf("dlq: %w", err)
+		}
+		cfg.Operator = dlq.Handler(svc, operatorKeys)
+	}
 	srv, err := ingest.New(cfg, nc, js, ob)
 	if err != nil {
 		return err
@@ -182,6 +202,34 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		log.Warn("nats drain", "error", err)
 	}
 	return nil
+}
+
+// loadOperatorKeys reads operator key digests from a comma-separated hex list
+// and raw keys from a file (one per line); both may be given.
+func loadOperatorKeys(hexList, file string) ([][sha256.Size]byte, error) {
+	var keys [][sha256.Size]byte
+	for _, h := range strings.Split(hexList, ",") {
+		if h = strings.TrimSpace(h); h == "" {
+			continue
+		}
+		b, err := hex.DecodeString(h)
+		if err != nil || len(b) != sha256.Size {
+			return nil, errors.New("operator key digests: want 64 hex digits each")
+		}
+		keys = append(keys, [sha256.Size]byte(b))
+	}
+	if file != "" {
+		data, err := os.ReadFile(file)
+		if err != nil {
+			return nil, fmt.Errorf("read operator keys: %w", err)
+		}
+		for _, line := range strings.Split(string(data), "\n") {
+			if line = strings.TrimSpace(line); line != "" {
+				keys = append(keys, ingest.HashAPIKey(line))
+			}
+		}
+	}
+	return keys, nil
 }
 
 // loadProducers reads producers from inline JSON or a file (not both).

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -120,6 +121,12 @@ type Config struct {
 	// Gatherer is what GET /metrics serves. Default: Registerer when it is
 	// a prometheus.Gatherer (a *prometheus.Registry), else a new registry's.
 	Gatherer prometheus.Gatherer
+
+	// Operator is served under /v1/dlq and /v1/dlq/ when set: the DLQ
+	// operations for tools that cannot run the CLI (dlq.Handler, which
+	// checks operator keys itself; producer authentication does not apply).
+	// Default: none, and /v1/dlq answers 404.
+	Operator http.Handler
 
 	// now is the clock for webhook timestamps. Default time.Now.
 	now func() time.Time

@@ -107,6 +107,10 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, ob *outbox.Outbox) (
 	for path, methods := range allowed {
 		mux.HandleFunc(path, s.methodNotAllowed(methods))
 	}
+	if cfg.Operator != nil {
+		mux.Handle("/v1/dlq", cfg.Operator)
+		mux.Handle("/v1/dlq/", cfg.Operator)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, probNotFound.problem("no such endpoint; see /openapi.json"))
 	})

@@ -23,6 +23,7 @@ import (
 
 	"github.com/altegio-integrator/integrator/internal/auth"
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/dlq"
 	"github.com/altegio-integrator/integrator/internal/ingest"
 	"github.com/altegio-integrator/integrator/internal/outbox"
 	"github.com/altegio-integrator/integrator/internal/ratelimit"
@@ -37,6 +38,7 @@ const (
 	DevLogin        = "dev@example.com"
 	DevPassword     = "dev-password"
 	DevProducerKey  = "dev-producer-key"
+	DevOperatorKey  = "dev-operator-key"
 	DevLocationID   = 1
 )
 
@@ -205,8 +207,13 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 		return fmt.Errorf("open outbox: %w", err)
 	}
 	defer ob.Close()
+	dlqSvc, err := dlq.New(ctx, js, dlq.Config{Operator: "dev", Logger: log, Registerer: reg})
+	if err != nil {
+		return fmt.Errorf("dlq: %w", err)
+	}
 	in, err := ingest.New(ingest.Config{
 		Producers:  []ingest.Producer{{Name: "dev", KeyHashes: [][sha256.Size]byte{sha256.Sum256([]byte(DevProducerKey))}}},
+		Operator:   dlq.Handler(dlqSvc, [][sha256.Size]byte{sha256.Sum256([]byte(DevOperatorKey))}),
 		Logger:     log,
 		Registerer: reg,
 		Gatherer:   reg,
@@ -304,7 +311,7 @@ func printBanner(out io.Writer, st DevStack) {
 	fmt.Fprintf(out, `Altegio integrator, development stack
   NATS (JetStream)   %s
   Altegio API        %s
-  ingest             %s   (producer key: %s)
+  ingest             %s   (producer key: %s, operator key for /v1/dlq: %s)
   worker ops         %s/healthz  /readyz  /metrics
 
 Send a command:
@@ -313,7 +320,7 @@ Send a command:
     -d '{"type":"client.create","location_id":%d,"client_ref":"crm-42","payload":{"name":"James","phone":"+13155550175"}}'
 
 Result events appear below; Ctrl-C stops everything.
-`, st.NATSURL, st.APIURL, st.IngestURL, DevProducerKey, st.OpsURL, st.IngestURL, DevProducerKey, DevLocationID)
+`, st.NATSURL, st.APIURL, st.IngestURL, DevProducerKey, DevOperatorKey, st.OpsURL, st.IngestURL, DevProducerKey, DevLocationID)
 }
 
 // followEvents prints one line per new result event until ctx ends.

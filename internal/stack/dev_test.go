@@ -160,6 +160,31 @@ func TestDevStackRunsTheREADMETour(t *testing.T) {
 		}
 		return nil
 	})
+
+	// A comment for a client the API does not know is dead-lettered at once
+	// and shows in the operators' HTTP view of the DLQ.
+	bad := post(t, st, `{"type":"client.comment.add","location_id":1,"client_id":999,"payload":{"text":"hello"}}`)
+	waitStatus(t, st, bad, "dead_lettered")
+	req, _ := http.NewRequest(http.MethodGet, st.IngestURL+"/v1/dlq?type=client.comment.add", nil)
+	req.Header.Set("Authorization", "Bearer "+DevOperatorKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var list struct {
+		Entries []struct {
+			Record struct {
+				CommandID string `json:"command_id"`
+			} `json:"record"`
+		} `json:"entries"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /v1/dlq: status %d, err %v", resp.StatusCode, err)
+	}
+	if len(list.Entries) != 1 || list.Entries[0].Record.CommandID != bad {
+		t.Errorf("DLQ entries = %+v, want the one comment %s", list.Entries, bad)
+	}
 	if err := stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
