@@ -61,7 +61,7 @@ func TestRunCarriesOutAPublishedCommand(t *testing.T) {
 		"WORKER_ADDR":           addr,
 		"LOG_LEVEL":             "debug",
 	}
-	var logs syncWriter
+	var logs testenv.Buffer
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard, &logs) }()

@@ -94,16 +94,7 @@ func (c *Client) ListComments(ctx context.Context, locationID, clientID int64) (
 	if err := checkIDs(op, locationID, clientID); err != nil {
 		return nil, err
 	}
-	r := request{op: op, method: http.MethodGet, location: locationID, path: commentsPath(locationID, clientID)}
-	env, status, err := c.call(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	list, err := decodeList[Comment](env.Data)
-	if err != nil {
-		return nil, c.decodeError(r, status, err)
-	}
-	return list, nil
+	return getList[Comment](ctx, c, request{op: op, method: http.MethodGet, location: locationID, path: commentsPath(locationID, clientID)})
 }
 
 // AddComment adds a text comment: POST /company/{location_id}/clients/{client_id}/comments

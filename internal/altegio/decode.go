@@ -2,6 +2,7 @@ package altegio
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"math"
 	"sort"
@@ -198,6 +199,19 @@ func decodeObjectMap(raw []byte) map[string]any {
 		return m
 	}
 	return nil
+}
+
+// getList makes the call r and decodes its data as a list of T.
+func getList[T any](ctx context.Context, c *Client, r request) ([]T, error) {
+	env, status, err := c.call(ctx, r)
+	if err != nil {
+		return nil, err
+	}
+	list, err := decodeList[T](env.Data)
+	if err != nil {
+		return nil, c.decodeError(r, status, err)
+	}
+	return list, nil
 }
 
 // decodeList decodes a JSON array element by element; null, {} and other

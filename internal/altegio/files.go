@@ -79,16 +79,7 @@ func (c *Client) ListFiles(ctx context.Context, locationID, clientID int64) ([]C
 	if err := checkIDs(op, locationID, clientID); err != nil {
 		return nil, err
 	}
-	r := request{op: op, method: http.MethodGet, location: locationID, path: filesPath(locationID, clientID)}
-	env, status, err := c.call(ctx, r)
-	if err != nil {
-		return nil, err
-	}
-	list, err := decodeList[ClientFile](env.Data)
-	if err != nil {
-		return nil, c.decodeError(r, status, err)
-	}
-	return list, nil
+	return getList[ClientFile](ctx, c, request{op: op, method: http.MethodGet, location: locationID, path: filesPath(locationID, clientID)})
 }
 
 // DeleteFile deletes a client file:

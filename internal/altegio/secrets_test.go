@@ -8,29 +8,12 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
+
+	"github.com/altegio-integrator/integrator/internal/testenv"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
-
-// syncBuffer is a bytes.Buffer safe for the concurrent writes of a handler.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestSecretsNeverLeak drives every error path with distinctive secrets and
 // an API that echoes them back, then scans error strings, formatted values
@@ -56,7 +39,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		}}
 	}
 
-	var logs syncBuffer
+	var logs testenv.Buffer
 	logger := slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	var texts []string
 	collect := func(err error) {

@@ -1,12 +1,10 @@
 package auth
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,51 +25,13 @@ const (
 	location     = int64(101)
 )
 
-// lockedBuffer is a bytes.Buffer safe for concurrent writers.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// clock is a settable clock for Config.Now.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func newClock() *clock { return &clock{t: time.Date(2026, 11, 30, 10, 0, 0, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
-
 // fixture is a sandbox behind httptest and an in-process JetStream.
 type fixture struct {
 	t         *testing.T
 	sb        *sandbox.Server
 	baseURL   string
 	nats      *testenv.NATS
-	logs      *lockedBuffer
+	logs      *testenv.Buffer
 	logger    *slog.Logger
 	authCalls atomic.Int64 // POST /auth requests, whatever their answer
 }
@@ -90,7 +50,7 @@ func newFixture(t *testing.T, users ...sandbox.User) *fixture {
 	if err != nil {
 		t.Fatalf("sandbox: %v", err)
 	}
-	f := &fixture{t: t, sb: sb, logs: &lockedBuffer{}}
+	f := &fixture{t: t, sb: sb, logs: &testenv.Buffer{}}
 	f.logger = slog.New(slog.NewJSONHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method == http.MethodPost && r.URL.Path == sandbox.BasePath+"/auth" {

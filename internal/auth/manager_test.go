@@ -208,7 +208,7 @@ func TestConcurrentRotationOneLogin(t *testing.T) {
 func TestTwoFactorIsPermanentAndShared(t *testing.T) {
 	f := newFixture(t, sandbox.User{Login: login, Password: password, Token: initialToken, TwoFactor: true})
 	ctx := testCtx(t)
-	clk := newClock()
+	clk := testenv.NewClock()
 	p1 := f.process(Config{Now: clk.Now})
 
 	_, err := p1.m.Credentials(ctx, location)
@@ -249,7 +249,7 @@ func TestWrongPassword(t *testing.T) {
 	ctx := testCtx(t)
 	acct := loginAccount()
 	acct.Password = "pw-SECRET-wrong-9d2c"
-	p := f.process(Config{Accounts: []Account{acct}, Now: newClock().Now})
+	p := f.process(Config{Accounts: []Account{acct}, Now: testenv.NewClock().Now})
 
 	_, err := p.m.Credentials(ctx, location)
 	if !errors.Is(err, altegio.ErrInvalidCredentials) {
@@ -276,7 +276,7 @@ func TestWrongPassword(t *testing.T) {
 func TestAuthDownIsRetryableAndBacksOff(t *testing.T) {
 	f := newFixture(t)
 	ctx := testCtx(t)
-	clk := newClock()
+	clk := testenv.NewClock()
 	cfg := Config{Now: clk.Now, LoginBackoffMin: time.Second, LoginBackoffMax: 8 * time.Second}
 	p := f.process(cfg)
 	if err := p.search(ctx, location); err != nil {
@@ -345,7 +345,7 @@ func TestAuthDownIsRetryableAndBacksOff(t *testing.T) {
 func TestStaleLeaseIsTakenOver(t *testing.T) {
 	f := newFixture(t)
 	ctx := testCtx(t)
-	clk := newClock()
+	clk := testenv.NewClock()
 	p := f.process(Config{Now: clk.Now, LeaseTimeout: 5 * time.Second})
 
 	// A worker that died while logging in left its lease behind.

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/altegio-integrator/integrator/internal/testenv"
+
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 )
@@ -23,7 +25,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 		sandbox.User{Login: "2fa@example.com", Password: twoFAPassword, Token: twoFAToken, TwoFactor: true},
 	)
 	ctx := testCtx(t)
-	clk := newClock()
+	clk := testenv.NewClock()
 	accounts := []Account{
 		{Name: "main", PartnerToken: partnerToken, Login: login, Password: password, Locations: []int64{1}},
 		{Name: "twofa", PartnerToken: partnerToken, Login: "2fa@example.com", Password: twoFAPassword, Locations: []int64{2}},

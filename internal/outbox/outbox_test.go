@@ -59,7 +59,7 @@ func TestAppendValidatesEntries(t *testing.T) {
 
 func TestReopenKeepsEntries(t *testing.T) {
 	path := tempPath(t)
-	clk := newClock()
+	clk := testenv.NewClock()
 	cfg := testConfig(func(c *Config) { c.now = clk.Now })
 
 	first, err := Open(path, cfg)

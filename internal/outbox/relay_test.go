@@ -139,7 +139,7 @@ func TestRelayDeadLetters(t *testing.T) {
 			n := testenv.RunJetStream(t)
 			_, js := testenv.Connect(t, n.URL())
 			createStream(t, js, jetstream.StreamConfig{Name: "CMD", Subjects: []string{"cmd.>"}, MaxMsgSize: 1024})
-			clk := newClock()
+			clk := testenv.NewClock()
 			o := openTest(t, tempPath(t), testConfig(func(c *Config) {
 				c.now = clk.Now
 				c.NoStreamDeadAfter = time.Minute

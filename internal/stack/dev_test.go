@@ -1,7 +1,6 @@
 package stack
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,23 +17,8 @@ import (
 	"github.com/altegio-integrator/integrator/internal/worker"
 )
 
-// syncBuffer is an io.Writer safe for the stack's goroutines and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is the log and output capture the stack tests share.
+type syncBuffer = testenv.Buffer
 
 // startDev runs the dev stack on free ports with its data in dir and returns
 // where it listens and a function that stops it and returns RunDev's error.
