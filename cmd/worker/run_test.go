@@ -34,6 +34,15 @@ func TestRunHelpListsEverySetting(t *testing.T) {
 	}
 }
 
+func TestRunUsageErrorsExit2(t *testing.T) {
+	for _, args := range [][]string{{"run", "--no-such-flag"}, {"run", "extra"}, {"run", "--max-attempts", "many"}} {
+		err := run(context.Background(), args, func(string) string { return "" }, io.Discard, io.Discard)
+		if got := exitCode(err); got != exitUsage {
+			t.Errorf("run %q: exit %d (%v), want %d", args, got, err, exitUsage)
+		}
+	}
+}
+
 func TestRunWithoutAccountFails(t *testing.T) {
 	err := run(context.Background(), []string{"run"}, func(string) string { return "" }, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "ALTEGIO_") {

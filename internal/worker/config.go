@@ -32,7 +32,7 @@ const (
 	// redelivered before the commands held behind it.
 	DefaultRetryMax = 30 * time.Second
 	// DefaultHandlerTimeout bounds the API work of one delivery. It must
-	// stay below the pinned consumers' priority_timeout (30 s in
+	// stay below the pinned consumers' priority_timeout (2 min in
 	// deploy/nats): a subscription whose only handler slot is busy does
 	// not pull, and a pin left without pulls for that long moves to
 	// another process, which could then run the client's next command
