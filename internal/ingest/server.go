@@ -243,7 +243,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 	case s.outbox == nil:
 		checks["outbox"] = "disabled"
 	default:
-		if _, err := s.outbox.OldestAge(); err != nil {
+		if err := s.outbox.Probe(ctx); err != nil {
 			fail("outbox", err.Error())
 		}
 	}

@@ -362,6 +362,20 @@ func (o *Outbox) OldestAge() (time.Duration, error) {
 	return max(o.cfg.now().Sub(created), 0), nil
 }
 
+// Probe checks that the outbox can still commit: it writes one row of its
+// own with fsync, as an append would. Use it for readiness checks; it costs
+// one commit. It returns ErrClosed after Close, or the write's error (a full
+// disk, a read-only file system).
+func (o *Outbox) Probe(ctx context.Context) error {
+	if o.isClosed() {
+		return ErrClosed
+	}
+	if _, err := o.db.ExecContext(ctx, writeProbe, o.cfg.now().UnixNano()); err != nil {
+		return fmt.Errorf("outbox probe: %w", err)
+	}
+	return nil
+}
+
 // Flush waits until no entry is waiting, that is until a concurrent Run has
 // relayed or dead-lettered everything, or ctx ends. Use it at shutdown,
 // after intake stopped. It does not publish by itself. It returns nil when

@@ -361,3 +361,28 @@ func TestCrashKeepsEntries(t *testing.T) {
 		t.Fatalf("after crash: stored %v, want %v", got, want)
 	}
 }
+
+func TestProbeWritesAndFailsWhenClosed(t *testing.T) {
+	path := tempPath(t)
+	o, err := Open(path, testConfig(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := o.Probe(ctx); err != nil {
+		t.Fatalf("probe: %v", err)
+	}
+	var n int
+	if err := o.db.QueryRowContext(ctx, `SELECT count(*) FROM probe`).Scan(&n); err != nil || n != 1 {
+		t.Fatalf("probe rows = %d (%v), want 1", n, err)
+	}
+	if got := depth(t, o); got != 0 {
+		t.Errorf("depth after probe = %d, want 0: the probe is not an entry", got)
+	}
+	if err := o.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := o.Probe(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("probe after Close = %v, want ErrClosed", err)
+	}
+}

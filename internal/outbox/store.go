@@ -36,6 +36,10 @@ CREATE TABLE IF NOT EXISTS dead (
 	created_at INTEGER NOT NULL,
 	failed_at  INTEGER NOT NULL,
 	reason     TEXT    NOT NULL
+);
+CREATE TABLE IF NOT EXISTS probe (
+	id INTEGER PRIMARY KEY CHECK (id = 1),
+	at INTEGER NOT NULL
 );`
 
 const (
@@ -45,6 +49,7 @@ const (
 	copyToDead  = `INSERT INTO dead (seq, subject, msg_id, header, data, size, created_at, failed_at, reason)
 		SELECT seq, subject, msg_id, header, data, size, created_at, ?, ? FROM entries WHERE seq = ?`
 	deleteOne = `DELETE FROM entries WHERE seq = ?`
+	writeProbe = `INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)`
 )
 
 // openDB opens path with a single connection: WAL journal, fsync on every
