@@ -48,7 +48,7 @@ const (
 	deleteUpTo  = `DELETE FROM entries WHERE seq <= ?`
 	copyToDead  = `INSERT INTO dead (seq, subject, msg_id, header, data, size, created_at, failed_at, reason)
 		SELECT seq, subject, msg_id, header, data, size, created_at, ?, ? FROM entries WHERE seq = ?`
-	deleteOne = `DELETE FROM entries WHERE seq = ?`
+	deleteOne  = `DELETE FROM entries WHERE seq = ?`
 	writeProbe = `INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)`
 )
 
