@@ -55,9 +55,19 @@
 //
 // Close keeps order for the next subscriber: it gives back everything in its
 // custody — held, waiting, abandoned, and parked messages, whose retry delay
-// is cut short — as immediate Naks in stream order, and waits until the
-// server has processed them. The server redelivers nacked messages before
-// new ones, in the order it processed the naks.
+// is cut short — as immediate Naks in stream order (through the latest
+// delivery of each: a parked message the server redelivered while Close
+// waited is given back through that delivery), and waits until the server
+// has processed them. The server redelivers nacked messages before new ones,
+// in the order it processed the naks — except while the pin of a priority
+// group belongs to a client with no pull request open and other clients'
+// requests wait: then every wake-up of the server's delivery loop moves the
+// head of its redelivery queue to the tail, and the queue rotates. So with a
+// PriorityGroup, Close gives back the first message of each key while it
+// still holds the pin (rotating one message per key cannot reorder a key),
+// then unpins, then gives back the rest in stream order; they reach the new
+// pin holder while it has the first message of their key in hand, and its
+// lanes hold them behind it.
 //
 // After a crash nothing is given back: each message comes back when its ack
 // timer runs out, and the server queues expired messages in stream order.
@@ -68,6 +78,10 @@
 // have come due, or messages never delivered to it would overtake them. With
 // a pinned priority group, a PinnedTTL of at least AckWait plus the longest
 // retry delay gives (2); the default consumer config uses 2 × AckWait.
+// Not covered: while the crashed client's pin lasts, the pull requests of
+// other clients make the server rotate its redelivery queue as described
+// above, so messages of one key that came due together can reach the next
+// pin holder out of stream order.
 
 // If the consumer has BackOff set, the server times NakWithDelay(d)
 // redeliveries as d − AckWait + BackOff[n]; prefer AckWait alone with

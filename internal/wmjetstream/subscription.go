@@ -1,6 +1,7 @@
 package wmjetstream
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -310,7 +311,11 @@ func (s *subscription) receive(m jetstream.Msg) {
 	}
 	s.known[seq] = e
 	if s.closing {
-		return // nacked at the end of shutdown
+		// Given back at the end of shutdown through this, its latest,
+		// delivery. If it is a parked message that came back, its lane
+		// stays parked, and shutdown takes it from known, not parkMsg.
+		s.log.Debug("received while closing", "stream_seq", seq, "attempt", meta.NumDelivered)
+		return
 	}
 	if s.cfg.KeyFunc == nil {
 		s.ready = append(s.ready, e)
@@ -554,8 +559,8 @@ func (s *subscription) checkParked() {
 }
 
 // shutdown stops fetching, lets pull requests in flight end and handlers
-// settle within CloseTimeout, then nacks everything still in custody in
-// stream order and waits for every goroutine.
+// settle within CloseTimeout, then gives everything still in custody back
+// (see handBack) and waits for every goroutine.
 func (s *subscription) shutdown(keepAlive <-chan time.Time) {
 	s.closing = true
 	// Messages waiting to be emitted will not be: they are nacked below.
@@ -579,8 +584,7 @@ func (s *subscription) shutdown(keepAlive <-chan time.Time) {
 	s.fetchWG.Wait()
 
 	// Abandon what handlers still hold, then give everything back.
-	var rest []jetstream.Msg
-	seqs := make(map[jetstream.Msg]uint64)
+	var msgs []givenBack
 	for _, e := range s.known {
 		if e.abandon != nil {
 			close(e.abandon)
@@ -591,22 +595,73 @@ func (s *subscription) shutdown(keepAlive <-chan time.Time) {
 		if e.cancel != nil {
 			e.cancel()
 		}
-		m := e.d.msg()
-		rest = append(rest, m)
-		seqs[m] = e.seq
+		// The latest delivery: a message the server redelivered while we
+		// held it, or a parked one that came back while closing, is only
+		// in custody through it.
+		msgs = append(msgs, givenBack{seq: e.seq, key: e.key, m: e.d.msg()})
 	}
 	// A parked message waits on the server for its retry delay. Later
 	// messages of its key that were never delivered here would overtake it
-	// at the next subscriber, so it is given back now, with the rest.
+	// at the next subscriber, so it is given back now, with the rest (unless
+	// it came back while closing: then it is in known).
 	for l := range s.parked {
 		if _, ok := s.known[l.parkSeq]; !ok {
-			rest = append(rest, l.parkMsg)
-			seqs[l.parkMsg] = l.parkSeq
+			msgs = append(msgs, givenBack{seq: l.parkSeq, key: l.key, m: l.parkMsg})
 		}
 	}
-	s.giveBack(rest, seqs)
+	s.handBack(msgs)
+}
+
+// givenBack is a message to nak at shutdown: its latest delivery.
+type givenBack struct {
+	seq uint64
+	key string
+	m   jetstream.Msg
+}
+
+// handBack gives msgs back to the server and, with a priority group,
+// releases the pin, so that the next subscriber gets every key in stream
+// order and before anything never delivered.
+//
+// The server redelivers nacked messages before new ones, from a queue in the
+// order it processed the naks — but not while this subscription still holds
+// the pin and other clients' pull requests wait (as when every process pulls
+// every partition): each time its delivery loop wakes up it takes the head of that
+// queue, finds no request it may serve, and puts the message back at the
+// tail. The queue rotates, and the next pin holder would get, say, k3..k9
+// before k0..k2. So with a pin the messages go back in two steps:
+//
+//  1. while pinned, the first message in custody of each key (parked,
+//     abandoned, waiting or held): one per key, so rotating them cannot
+//     reorder a key, and they are queued before any new message;
+//  2. once the pin is released (the server now serves the new holder's
+//     requests, so the queue no longer rotates), the rest in stream order.
+//     They reach the new holder about a round trip after the unpin, while it
+//     still has the first message of their key from step 1 in hand, and its
+//     lanes hold them behind it, in stream order.
+//
+// Without a priority group (or without ordered lanes) there is no pin to
+// wait for and everything goes back in one step.
+func (s *subscription) handBack(msgs []givenBack) {
+	var first, rest []givenBack
+	if s.cfg.KeyFunc == nil || s.unpin == nil {
+		first = msgs
+	} else {
+		slices.SortFunc(msgs, func(a, b givenBack) int { return cmp.Compare(a.seq, b.seq) })
+		seen := make(map[string]bool)
+		for _, g := range msgs {
+			if seen[g.key] {
+				rest = append(rest, g)
+				continue
+			}
+			seen[g.key] = true
+			first = append(first, g)
+		}
+	}
+	s.giveBack(first)
 	s.watchWG.Wait()
 	s.releasePin()
+	s.giveBack(rest)
 }
 
 // pinIDHeader carries, on each message of a pinned consumer, the id of the
@@ -614,9 +669,9 @@ func (s *subscription) shutdown(keepAlive <-chan time.Time) {
 const pinIDHeader = "Nats-Pin-Id"
 
 // releasePin unpins the consumer if this subscription still holds the pin,
-// after everything it held was given back, so that the next process does not
-// wait for the pinned TTL. If another process took the pin meanwhile, it is
-// left alone.
+// once the first message of every key it held is back on the server (see
+// handBack), so that the next process does not wait for the pinned TTL. If
+// another process took the pin meanwhile, it is left alone.
 func (s *subscription) releasePin() {
 	if s.unpin == nil || s.pinID == "" {
 		return
@@ -638,29 +693,22 @@ func (s *subscription) releasePin() {
 	}
 }
 
-// giveBack nacks msgs for immediate redelivery in stream order (the server
-// redelivers nacked messages in the order it processes the naks, and before
-// any new message) and waits until the server has processed them all, so
-// that a subscriber started after Close sees them first.
-func (s *subscription) giveBack(msgs []jetstream.Msg, seqs map[jetstream.Msg]uint64) {
+// giveBack nacks msgs for immediate redelivery in stream order and waits
+// until the server has processed them all, so that a subscriber started
+// after Close sees them first (see handBack for the order the server
+// redelivers them in).
+func (s *subscription) giveBack(msgs []givenBack) {
 	if len(msgs) == 0 {
 		return
 	}
-	slices.SortFunc(msgs, func(a, b jetstream.Msg) int {
-		switch {
-		case seqs[a] < seqs[b]:
-			return -1
-		case seqs[a] > seqs[b]:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(msgs, func(a, b givenBack) int { return cmp.Compare(a.seq, b.seq) })
 	// Raw naks: a message already nacked with a delay (parked) is refused by
-	// jetstream.Msg, but the server accepts a second nak while it is pending.
+	// jetstream.Msg, but the server accepts a second nak while it is pending
+	// (through the reply subject of any of its deliveries).
 	nak := []byte("-NAK")
-	for _, m := range msgs[:len(msgs)-1] {
-		if err := s.conn.Publish(m.Reply(), nak); err != nil {
-			s.log.Warn("nak at shutdown", "stream_seq", seqs[m], "error", err)
+	for _, g := range msgs[:len(msgs)-1] {
+		if err := s.conn.Publish(g.m.Reply(), nak); err != nil {
+			s.log.Warn("nak at shutdown", "stream_seq", g.seq, "error", err)
 		}
 	}
 	// The server answers a nak sent as a request once it has processed it,
@@ -668,8 +716,8 @@ func (s *subscription) giveBack(msgs []jetstream.Msg, seqs map[jetstream.Msg]uin
 	last := msgs[len(msgs)-1]
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckTimeout)
 	defer cancel()
-	if _, err := s.conn.RequestWithContext(ctx, last.Reply(), nak); err != nil {
-		s.log.Warn("nak at shutdown", "stream_seq", seqs[last], "error", err)
+	if _, err := s.conn.RequestWithContext(ctx, last.m.Reply(), nak); err != nil {
+		s.log.Warn("nak at shutdown", "stream_seq", last.seq, "error", err)
 	}
-	s.log.Debug("returned messages at shutdown", "count", len(msgs))
+	s.log.Debug("returned messages at shutdown", "count", len(msgs), "first_seq", msgs[0].seq, "last_seq", last.seq)
 }

@@ -1,0 +1,203 @@
+package wmjetstream_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/altegio-integrator/integrator/internal/testenv"
+	"github.com/altegio-integrator/integrator/internal/wmjetstream"
+)
+
+// TestCloseHandsOverKeyInOrder closes a subscriber that holds the pin of a
+// priority group while another process's subscriber is already pulling (as
+// every worker pulls every partition). Key k is parked: k0 was retried with a
+// delay that runs out while Close waits, and k1..k9 are held behind it. The
+// other subscriber must then get k0 first and all of k in order, well within
+// the ack wait.
+//
+// The other subscriber's pull requests wait on the server while the closing
+// one holds the pin. Every time the server's delivery loop takes the head of
+// its redelivery queue and finds no request it may serve, it puts the message
+// back at the tail: the queue rotates. Naks processed in stream order while
+// the pin is held therefore reach the next pin holder rotated (k3..k9, k0..k2).
+func TestCloseHandsOverKeyInOrder(t *testing.T) {
+	const (
+		held  = 9
+		delay = 300 * time.Millisecond
+	)
+	tests := []struct {
+		name string
+		// fetchExpiry of the closing subscriber: long enough that k0 comes
+		// back into its open pull request while it closes, or so short
+		// that nobody but the other subscriber is pulling when k0 is due.
+		fetchExpiry time.Duration
+		// redelivered: k0's redelivery reaches the closing subscriber.
+		redelivered bool
+	}{
+		{"k0 redelivered while closing", 2 * time.Second, true},
+		{"k0 due while only the other subscriber pulls", 100 * time.Millisecond, false},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			url, js := startJetStream(t)
+			pub := newPublisher(t, js)
+			topic := "handover" + strconv.Itoa(i)
+			cfg := wmjetstream.SubscriberConfig{
+				SubjectFunc:   func(string) string { return "t.lanes.*" },
+				KeyFunc:       subjectKey,
+				PriorityGroup: "workers",
+				AckWait:       30 * time.Second,
+			}
+			publish(t, pub, "t.lanes.k", seqMsg("k", 0))
+			publish(t, pub, "t.lanes.b", seqMsg("b", 0))
+			for j := 1; j <= held; j++ {
+				publish(t, pub, "t.lanes.k", seqMsg("k", j))
+			}
+
+			// The closing subscriber: retries k0 once; the handler of b
+			// keeps Close waiting until k0 has come due.
+			closingCfg := cfg
+			closingCfg.FetchExpiry = tc.fetchExpiry
+			sub1 := newSubscriber(t, js, closingCfg)
+			ch1 := subscribe(t, sub1, topic)
+			retried, bStarted := make(chan struct{}), make(chan struct{})
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			var closingHandled []string
+			wg.Go(func() {
+				for msg := range ch1 {
+					info, _ := wmjetstream.Delivery(msg)
+					mu.Lock()
+					closingHandled = append(closingHandled, info.Key+string(msg.Payload))
+					mu.Unlock()
+					switch {
+					case info.Key == "k" && string(msg.Payload) == "0" && info.NumDelivered == 1:
+						wmjetstream.Retry(msg, delay)
+						close(retried)
+					case info.Key == "b":
+						close(bStarted)
+						wg.Go(func() {
+							<-retried
+							waitDue(t, js, topic, tc.redelivered, delay)
+							msg.Ack()
+						})
+					default:
+						t.Errorf("closing subscriber handled %s%s (attempt %d)", info.Key, msg.Payload, info.NumDelivered)
+						msg.Ack()
+					}
+				}
+			})
+			<-retried
+			<-bStarted
+
+			// The other process: pulling before the first one closes.
+			_, js2 := testenv.Connect(t, url)
+			otherCfg := cfg
+			otherCfg.FetchExpiry = 500 * time.Millisecond
+			sub2 := newSubscriber(t, js2, otherCfg)
+			ch2 := subscribe(t, sub2, topic)
+			var got []int
+			var k0Attempt uint64
+			wg2 := sync.WaitGroup{}
+			wg2.Go(func() {
+				for msg := range ch2 {
+					info, _ := wmjetstream.Delivery(msg)
+					if info.Key == "k" {
+						n, _ := strconv.Atoi(string(msg.Payload))
+						mu.Lock()
+						got = append(got, n)
+						if n == 0 {
+							k0Attempt = info.NumDelivered
+						}
+						mu.Unlock()
+					}
+					msg.Ack()
+				}
+			})
+			// Its pull requests are waiting on the server, behind the pin.
+			testenv.WaitFor(t, 5*time.Second, func() error {
+				if n := consumerInfo(t, js, topic).NumWaiting; n == 0 {
+					return fmt.Errorf("no pull request waiting")
+				}
+				return nil
+			})
+
+			if err := sub1.Close(); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+			wg.Wait()
+			mu.Lock()
+			slices.Sort(closingHandled)
+			if want := []string{"b0", "k0"}; !slices.Equal(closingHandled, want) {
+				t.Errorf("closing subscriber handled %v, want %v", closingHandled, want)
+			}
+			mu.Unlock()
+
+			// Well within the ack wait (30 s): nothing waits for an ack timer.
+			testenv.WaitFor(t, 10*time.Second, func() error {
+				mu.Lock()
+				defer mu.Unlock()
+				if len(got) < held+1 {
+					return fmt.Errorf("other subscriber handled k as %v", got)
+				}
+				return nil
+			})
+			if err := sub2.Close(); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+			wg2.Wait()
+			want := make([]int, held+1)
+			for j := range want {
+				want[j] = j
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("other subscriber handled k as %v, want %v", got, want)
+			}
+			// k0 came back through the closing subscriber (attempt 2, given
+			// back) or straight from its retry delay.
+			if wantAttempt := map[bool]uint64{true: 3, false: 2}[tc.redelivered]; k0Attempt != wantAttempt {
+				t.Errorf("k0 handled at attempt %d, want %d", k0Attempt, wantAttempt)
+			}
+			info := consumerInfo(t, js, topic)
+			if info.NumAckPending != 0 || info.NumPending != 0 {
+				t.Errorf("ack pending %d, pending %d after all was handled", info.NumAckPending, info.NumPending)
+			}
+		})
+	}
+}
+
+// waitDue returns once k0's retry delay has run out. If k0 comes back into
+// the closing subscriber's open pull request, that is when the consumer
+// shows the redelivery. Otherwise the server holds k0 back for the pin and
+// nothing shows: the handler works for a while longer than the delay.
+func waitDue(t *testing.T, js jetstream.JetStream, consumer string, redelivered bool, delay time.Duration) {
+	if !redelivered {
+		<-time.After(delay + 200*time.Millisecond)
+		return
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c, err := js.Consumer(ctx, testStream, consumer)
+		var info *jetstream.ConsumerInfo
+		if err == nil {
+			info, err = c.Info(ctx)
+		}
+		cancel()
+		if err == nil && info.NumRedelivered > 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("k0 not redelivered within 5s (consumer info error: %v)", err)
+			return
+		}
+		<-time.After(10 * time.Millisecond)
+	}
+}
