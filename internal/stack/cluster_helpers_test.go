@@ -190,7 +190,11 @@ func readEvents(ctx context.Context, js jetstream.JetStream) (eventLog, error) {
 	for seen < log.lastSeq {
 		batch, err := c.Fetch(256, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			return log, fmt.Errorf("fetch events: %w", err)
+			ci, ierr := c.Info(ctx)
+			if ierr == nil && ci.Cluster != nil {
+				return log, fmt.Errorf("fetch events (consumer %s led by %q, replicas %+v): %w", ci.Name, ci.Cluster.Leader, ci.Cluster.Replicas, err)
+			}
+			return log, fmt.Errorf("fetch events: %w (consumer info: %v)", err, ierr)
 		}
 		n := 0
 		for m := range batch.Messages() {
@@ -295,4 +299,121 @@ func throttle(every time.Duration, check func() error) func() error {
 		err = check()
 		return err
 	}
+}
+
+// clusterDiagnostics describes, for a failure report, the worker consumers
+// and what is known of the commands ids: their idempotency records and the
+// log lines that mention them.
+func clusterDiagnostics(ctx context.Context, js jetstream.JetStream, partitions int, logs string, ids []string) string {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	var b strings.Builder
+	for _, name := range []string{topology.StreamCommands, topology.StreamEvents} {
+		if l, err := streamLeader(ctx, js, name); err == nil {
+			fmt.Fprintf(&b, "stream %s leader %s\n", name, l)
+		}
+	}
+	for p := range partitions {
+		c, err := js.Consumer(ctx, topology.StreamCommands, topology.WorkerConsumer(p))
+		if err != nil {
+			fmt.Fprintf(&b, "consumer %d: %v\n", p, err)
+			continue
+		}
+		ci, err := c.Info(ctx)
+		if err != nil {
+			fmt.Fprintf(&b, "consumer %d: %v\n", p, err)
+			continue
+		}
+		leader := ""
+		if ci.Cluster != nil {
+			leader = ci.Cluster.Leader
+		}
+		fmt.Fprintf(&b, "%s leader %s: pending %d, ack pending %d, redelivered %d, waiting %d, pins %+v\n",
+			ci.Name, leader, ci.NumPending, ci.NumAckPending, ci.NumRedelivered, ci.NumWaiting, ci.PriorityGroups)
+	}
+	kv, kvErr := js.KeyValue(ctx, topology.BucketIdempotency)
+	lines := strings.Split(logs, "\n")
+	for i, id := range ids {
+		if i == 8 {
+			fmt.Fprintf(&b, "… and %d more commands\n", len(ids)-i)
+			break
+		}
+		fmt.Fprintf(&b, "command %s:\n", id)
+		if kvErr == nil {
+			if e, err := kv.Get(ctx, "cmd."+id); err == nil {
+				fmt.Fprintf(&b, "  record rev %d: %s\n", e.Revision(), e.Value())
+			} else {
+				fmt.Fprintf(&b, "  record: %v\n", err)
+			}
+		}
+		// The subscriber's lane logs (ack not confirmed, parked, nak) name
+		// the stream sequence, not the command: find it in ingest's line.
+		seqTag := ""
+		for _, l := range lines {
+			if strings.Contains(l, id) && strings.Contains(l, "command accepted") {
+				if i := strings.Index(l, "stream_seq="); i >= 0 {
+					seqTag = strings.Fields(l[i:])[0]
+				}
+				break
+			}
+		}
+		n := 0
+		for _, l := range lines {
+			if strings.Contains(l, id) || (seqTag != "" && !strings.Contains(l, "command_id=") && hasField(l, seqTag)) {
+				if n++; n > 40 {
+					break
+				}
+				fmt.Fprintf(&b, "  %s\n", l)
+			}
+		}
+	}
+	return b.String()
+}
+
+// hasField reports whether the log line l has the key=value field f.
+func hasField(l, f string) bool {
+	for _, x := range strings.Fields(l) {
+		if x == f {
+			return true
+		}
+	}
+	return false
+}
+
+// warnLines returns the log lines at WARN or above, at most max bytes of
+// the latest ones.
+func warnLines(logs string, max int) string {
+	var b strings.Builder
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, "shared API budget unreachable") {
+			continue // a known, separate problem (CAS conflicts on R3 buckets), and noisy
+		}
+		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+			b.WriteString(l)
+			b.WriteByte('\n')
+		}
+	}
+	s := b.String()
+	if len(s) > max {
+		s = "…" + s[len(s)-max:]
+	}
+	return s
+}
+
+// consumerLeader returns the name of the server leading a consumer.
+func consumerLeader(ctx context.Context, js jetstream.JetStream, stream, consumer string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	c, err := js.Consumer(ctx, stream, consumer)
+	if err != nil {
+		return "", err
+	}
+	ci, err := c.Info(ctx)
+	if err != nil {
+		return "", err
+	}
+	if ci.Cluster == nil || ci.Cluster.Leader == "" {
+		return "", fmt.Errorf("consumer %s has no leader", consumer)
+	}
+	return ci.Cluster.Leader, nil
 }

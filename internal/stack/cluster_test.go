@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -35,6 +36,9 @@ const (
 	clusterLogin       = "ops@example.com"
 	clusterPassword    = "cluster-password"
 	clusterProducerKey = "cluster-producer-key"
+	// clusterAckWait replaces the worker consumers' ack wait (see the test).
+	// The workers' RetryMax must stay below two thirds of it.
+	clusterAckWait = 15 * time.Second
 )
 
 // clusterClient is one client of the load: a create and then, in order,
@@ -64,7 +68,9 @@ func (c clusterClient) updateBody(u clusterUpdate) string {
 // COMMANDS stream leader down in the middle of the load and brings it back
 // afterwards, and checks guarantees 1 and 2 of the architecture: every
 // command ingest acknowledged ends in exactly one terminal result event
-// (here: succeeded), and none is applied twice in the sandbox.
+// (here: succeeded), and none is applied twice in the sandbox. The final
+// client records must show each client's last update, so a command that
+// overtakes an earlier one of its client (guarantee 3) fails it too.
 func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 	began := time.Now()
 	phase := began
@@ -78,30 +84,41 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 		n = 50
 	}
 
+	// Components log at debug level into a buffer; a failure report shows
+	// the warnings and every line about the commands that went wrong.
 	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	t.Cleanup(func() {
-		if t.Failed() {
-			s := logs.String()
-			if len(s) > 16<<10 {
-				s = "…" + s[len(s)-16<<10:]
-			}
-			t.Logf("warnings logged by the stack:\n%s", s)
-		}
-	})
+	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	cluster := testenv.RunCluster(t, 3)
 	_, adminJS := testenv.Connect(t, cluster.URLs())
 	ctx := t.Context()
-	top, err := ApplyTopology(ctx, adminJS, 3, 30*time.Second, log)
-	if err != nil {
-		t.Fatal(err)
-	}
+	// On a cluster this young the first stream creates are sometimes not
+	// answered at all (or refused: "no suitable peers for placement") while
+	// the meta leader learns its peers; an unanswered request would use up
+	// ApplyTopology's whole timeout, so each try gets 10 s.
+	var top *topology.Topology
+	testenv.WaitFor(t, 60*time.Second, func() error {
+		var err error
+		top, err = ApplyTopology(ctx, adminJS, 3, 10*time.Second, log)
+		return err
+	})
 	for _, s := range top.Streams {
 		if s.Replicas != 3 {
 			t.Fatalf("stream %s has %d replicas, want 3", s.Name, s.Replicas)
 		}
 	}
+	// One test knob on the definitions: the worker consumers' ack wait,
+	// 60 s in production, is cut to clusterAckWait. A message the stopped
+	// leader handed out that never reached a worker, or whose ack it never
+	// confirmed, comes back only after the ack wait; with 60 s the test
+	// would take over a minute. Re-applying also shows that Apply updates
+	// what it created.
+	for i := range top.Consumers {
+		if top.Consumers[i].Stream == topology.StreamCommands {
+			top.Consumers[i].Config.AckWait = clusterAckWait
+		}
+	}
+	testenv.WaitFor(t, 20*time.Second, func() error { return topology.Apply(ctx, adminJS, top) })
 	lap("cluster up, topology at R3")
 
 	sb, apiURL := testenv.Sandbox(t, sandbox.Config{
@@ -205,6 +222,30 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 			t.Error(err)
 		}
 	})
+	var diagMu sync.Mutex
+	var suspects []string // commands to describe if the test fails
+	setSuspects := func(ids []string) {
+		diagMu.Lock()
+		defer diagMu.Unlock()
+		suspects = ids
+	}
+	t.Cleanup(func() {
+		if !t.Failed() {
+			return
+		}
+		diagMu.Lock()
+		ids := suspects
+		diagMu.Unlock()
+		all := logs.String()
+		if path := os.Getenv("CLUSTER_TEST_LOG"); path != "" {
+			// The whole debug log, for what the excerpts below leave out.
+			if err := os.WriteFile(path, []byte(all), 0o644); err != nil {
+				t.Logf("write %s: %v", path, err)
+			}
+		}
+		t.Logf("warnings logged by the stack (latest):\n%s", warnLines(all, 12<<10))
+		t.Logf("state at failure:\n%s", clusterDiagnostics(context.Background(), adminJS, top.Partitions(), all, ids))
+	})
 
 	testenv.WaitFor(t, 20*time.Second, func() error {
 		for i, w := range workers {
@@ -223,6 +264,19 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 		return nil
 	})
 	lap("ingest and two workers ready")
+
+	// Which node leads which worker consumer (they move only on failure):
+	// the stopped node's consumers get a new leader too, which matters for
+	// the pinned priority groups.
+	consumerLeaders := map[string]string{}
+	for p := range top.Partitions() {
+		name := topology.WorkerConsumer(p)
+		testenv.WaitFor(t, 10*time.Second, func() error {
+			l, err := consumerLeader(ctx, adminJS, topology.StreamCommands, name)
+			consumerLeaders[name] = l
+			return err
+		})
+	}
 
 	// The load: n clients, each a create and, for half of them, one or two
 	// updates. A producer keeps the commands of one client in order (the
@@ -292,10 +346,17 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var victimLeads []string
+	for name, l := range consumerLeaders {
+		if l == leader {
+			victimLeads = append(victimLeads, name)
+		}
+	}
+	sort.Strings(victimLeads)
 	acceptedAtKill := prod.acceptedCount()
 	lap(fmt.Sprintf("%d/%d accepted, leader %s", acceptedAtKill, total, leader))
 	victim.Stop()
-	lap("stream leader " + leader + " stopped")
+	lap(fmt.Sprintf("stream leader %s stopped (it also led %v)", leader, victimLeads))
 	var newLeader string
 	testenv.WaitFor(t, 20*time.Second, func() error {
 		l, err := streamLeader(ctx, adminJS, topology.StreamCommands)
@@ -342,21 +403,25 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 		return ids
 	}()
 	partitions := top.Partitions()
-	testenv.WaitFor(t, 60*time.Second, throttle(500*time.Millisecond, func() error {
+	// The slowest recovery the failover can need: an ack sent while the
+	// consumer's leader changes may go unconfirmed (5 s), and the
+	// subscriber then parks the client's lane until the message would have
+	// come back (ack wait) plus one more ack wait and a keep-alive tick
+	// before it gives up waiting: about 3 × clusterAckWait.
+	testenv.WaitFor(t, 4*clusterAckWait, throttle(500*time.Millisecond, func() error {
 		ev, err := readEvents(ctx, adminJS)
 		if err != nil {
 			return err
 		}
-		missing := 0
-		var example string
+		var missing []string
 		for _, id := range acceptedIDs {
 			if len(ev.terminal(id)) == 0 {
-				missing++
-				example = id
+				missing = append(missing, id)
 			}
 		}
-		if missing > 0 {
-			return fmt.Errorf("%d of %d accepted commands have no terminal event yet (e.g. %s)", missing, len(acceptedIDs), example)
+		setSuspects(withSiblings(clients, missing))
+		if len(missing) > 0 {
+			return fmt.Errorf("%d of %d accepted commands have no terminal event yet (e.g. %s)", len(missing), len(acceptedIDs), missing[0])
 		}
 		return commandsBacklog(ctx, adminJS, partitions)
 	}))
@@ -393,6 +458,11 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 		}
 	}
 	sort.Strings(bad)
+	var badIDs []string
+	for _, b := range bad {
+		badIDs = append(badIDs, strings.SplitN(b, ":", 2)[0])
+	}
+	setSuspects(badIDs)
 	if len(bad) > 0 {
 		t.Errorf("%d commands break exactly-one-terminal-success:\n  %s", len(bad), strings.Join(first(bad, 20), "\n  "))
 	}
@@ -433,6 +503,9 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 			}
 		}
 		if r.Name != c.name || r.Email != wantEmail || r.Surname != wantSurname {
+			diagMu.Lock()
+			suspects = append(suspects, append([]string{c.createID}, updateIDs(c)...)...)
+			diagMu.Unlock()
 			t.Errorf("%s: record name %q email %q surname %q, want %q %q %q",
 				c.ref, r.Name, r.Email, r.Surname, c.name, wantEmail, wantSurname)
 		}
@@ -486,6 +559,31 @@ func updatesFor(i int) int {
 	default:
 		return 0
 	}
+}
+
+// withSiblings returns ids followed by the other commands of their clients
+// (what held them up is usually an earlier command of the same client).
+func withSiblings(clients []clusterClient, ids []string) []string {
+	out := append([]string(nil), ids...)
+	seen := map[string]bool{}
+	for _, id := range ids {
+		seen[id] = true
+	}
+	for _, id := range ids {
+		for _, c := range clients {
+			all := append([]string{c.createID}, updateIDs(c)...)
+			if !slices.Contains(all, id) {
+				continue
+			}
+			for _, s := range all {
+				if !seen[s] {
+					seen[s] = true
+					out = append(out, s)
+				}
+			}
+		}
+	}
+	return out
 }
 
 func updateIDs(c clusterClient) []string {

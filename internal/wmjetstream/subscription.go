@@ -327,24 +327,39 @@ func (s *subscription) receive(m jetstream.Msg) {
 		s.lanes[e.key] = l
 	}
 	switch {
-	case l.parkSeq == seq:
+	case l.parkSeq == seq && l.active == nil:
 		s.unpark(l)
 		s.activate(l, e)
+	case l.parkSeq == seq:
+		// An older message of the key went ahead while this one was away.
+		s.unpark(l)
+		s.hold(l, e)
+	case l.active == nil && l.parkSeq != 0 && seq < l.parkSeq:
+		// An older message of the key arrived while a newer one is parked
+		// (it was first delivered to another subscriber, e.g. before the
+		// consumer's pin moved): in stream order it goes first, and the
+		// lane keeps waiting for the parked one.
+		s.activate(l, e)
 	case l.active != nil || l.parkSeq != 0:
-		i, _ := slices.BinarySearchFunc(l.held, seq, func(h *entry, seq uint64) int {
-			switch {
-			case h.seq < seq:
-				return -1
-			case h.seq > seq:
-				return 1
-			}
-			return 0
-		})
-		l.held = slices.Insert(l.held, i, e)
-		s.held++
+		s.hold(l, e)
 	default:
 		s.activate(l, e)
 	}
+}
+
+// hold keeps e behind its lane's active or parked message, in stream order.
+func (s *subscription) hold(l *lane, e *entry) {
+	i, _ := slices.BinarySearchFunc(l.held, e.seq, func(h *entry, seq uint64) int {
+		switch {
+		case h.seq < seq:
+			return -1
+		case h.seq > seq:
+			return 1
+		}
+		return 0
+	})
+	l.held = slices.Insert(l.held, i, e)
+	s.held++
 }
 
 func (s *subscription) activate(l *lane, e *entry) {
@@ -373,7 +388,11 @@ func (s *subscription) park(l *lane, seq uint64, m jetstream.Msg, delay time.Dur
 // advance emits the next held message of l if the lane is free, and forgets
 // the lane once it is empty.
 func (s *subscription) advance(l *lane) {
-	if l.active != nil || l.parkSeq != 0 {
+	if l.active != nil {
+		return
+	}
+	if l.parkSeq != 0 && (len(l.held) == 0 || l.held[0].seq > l.parkSeq) {
+		// Waiting for the parked message; only older ones go before it.
 		return
 	}
 	if len(l.held) == 0 {

@@ -16,16 +16,20 @@
 //  2. the idempotency record (Record, KV altegio_idempotency): done →
 //     re-publish the stored result and ack without calling the API; dead →
 //     finish the dead-letter publication (same message) or start over (a
-//     replay from the DLQ); a replay of a create, update or delete older
-//     than the last one applied to its client ends as superseded (see
-//     LastAppliedKey);
-//  3. resolve client_ref through KV altegio_client_refs (unknown → permanent);
-//  4. record the attempt's intent (in_flight, attempts+1, uncertain) with
+//     replay from the DLQ);
+//  3. order across processes: if the COMMANDS stream still stores an older
+//     command of the same client (in another process, or waiting for its
+//     retry), defer with NakWithDelay without attempting (see order.go);
+//     this check, not the pinned consumer, is what guarantees the order;
+//     then a replay of a create, update or delete older than the last one
+//     applied to its client ends as superseded (see LastAppliedKey);
+//  4. resolve client_ref through KV altegio_client_refs (unknown → permanent);
+//  5. record the attempt's intent (in_flight, attempts+1, uncertain) with
 //     compare-and-set, then call the API; when an earlier attempt may have
 //     been applied, reconcile first (create and bulk: search by phone;
 //     comment add: list comments; updates and deletes are idempotent, and a
 //     delete that finds 404 succeeded);
-//  5. classify and act: success → client ref, KV done with the result,
+//  6. classify and act: success → client ref, KV done with the result,
 //     result event, ack; transient → NakWithDelay with backoff and jitter
 //     (an attempt); 429 → NakWithDelay honouring Retry-After (a deferral);
 //     permanent, auth, ambiguous, exhausted → KV dead, DLQ record, result

@@ -95,6 +95,16 @@ func (j *job) run(ctx context.Context) error {
 		// kept so that an effect of the earlier attempts is found first.
 		j.rec = Record{State: StateInFlight, Uncertain: rec.Uncertain, ClientID: rec.ClientID}
 	}
+	// Order across processes: an older command of the client that is still
+	// in the stream goes first, wherever it is (see order.go). Checked
+	// before the supersede check, which that older command may change.
+	older, err := j.olderPending(ctx)
+	if err != nil {
+		return j.retryInfra(err)
+	}
+	if older != nil {
+		return j.deferForOrder(ctx, older)
+	}
 	if replay > 0 {
 		newer, err := j.newerApplied(ctx)
 		if err != nil {

@@ -64,6 +64,9 @@ type env struct {
 type envOpts struct {
 	// maxDeliver overrides the worker consumers' MaxDeliver when > 0.
 	maxDeliver int
+	// pinnedTTL overrides the worker consumers' priority timeout
+	// (testPinTTL) when > 0; workers may then use a HandlerTimeout up to it.
+	pinnedTTL time.Duration
 	// sandbox adjusts the sandbox config.
 	sandbox func(*sandbox.Config)
 }
@@ -73,6 +76,13 @@ func newEnv(t *testing.T, o envOpts) *env {
 	n := testenv.RunJetStream(t)
 	nc, js := testenv.Connect(t, n.URL())
 	top := testTopology(t, o.maxDeliver)
+	if o.pinnedTTL > 0 {
+		for i := range top.Consumers {
+			if top.Consumers[i].Stream == topology.StreamCommands {
+				top.Consumers[i].Config.PinnedTTL = o.pinnedTTL
+			}
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if err := topology.Apply(ctx, js, top); err != nil {

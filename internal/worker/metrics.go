@@ -15,10 +15,12 @@ import (
 // metrics are the worker's Prometheus collectors.
 type metrics struct {
 	// commands counts handled deliveries by type and outcome: succeeded,
-	// dead_lettered, duplicate, failed (retry scheduled) and deferred (429).
+	// dead_lettered, duplicate, failed (retry scheduled) and deferred (429,
+	// or waiting for an older command of the client).
 	commands *prometheus.CounterVec
 	// retries counts scheduled redeliveries by class: transient,
-	// rate_limited, infrastructure.
+	// rate_limited, infrastructure, order (an older command of the client is
+	// still pending).
 	retries *prometheus.CounterVec
 	// dlq counts DLQ records written by class.
 	dlq *prometheus.CounterVec
@@ -34,11 +36,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "worker_commands_total",
-			Help: "Command deliveries handled, by command type and outcome (succeeded, dead_lettered, duplicate, failed, deferred).",
+			Help: "Command deliveries handled, by command type and outcome (succeeded, dead_lettered, duplicate, failed, deferred: 429 or an older command of the client pending).",
 		}, []string{"type", "outcome"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "worker_retries_total",
-			Help: "Redeliveries asked for with NakWithDelay, by error class.",
+			Help: "Redeliveries asked for with NakWithDelay, by class (transient, rate_limited, infrastructure, order).",
 		}, []string{"class"}),
 		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "worker_dlq_writes_total",

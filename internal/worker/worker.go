@@ -209,6 +209,12 @@ func (w *Worker) bind(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bind stream %s: %w", topology.StreamCommands, err)
 	}
+	if info := s.CachedInfo(); info != nil && info.Config.AllowDirect {
+		// nats.go would read by direct get, which any replica answers: the
+		// order check (order.go) must see what the stream leader sees.
+		return fmt.Errorf("bind stream %s: it allows direct gets; the worker reads it through the stream leader "+
+			"(apply the topology: allow_direct false)", topology.StreamCommands)
+	}
 	w.idem, w.refs, w.commands = recordStore{kv: idem}, refStore{kv: refs}, s
 	return nil
 }
