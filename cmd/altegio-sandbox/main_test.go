@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/altegio-integrator/integrator/internal/testenv"
 )
 
 func freeAddr(t *testing.T) string {
@@ -36,18 +38,13 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}()
 
 	base := "http://" + addr
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	testenv.WaitFor(t, 5*time.Second, func() error {
 		resp, err := http.Get(base + "/healthz")
-		if err == nil {
-			_ = resp.Body.Close()
-			break
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("sandbox not up: %v", err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return resp.Body.Close()
+	})
 
 	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/auth",
 		strings.NewReader(`{"login":"owner@example.com","password":"pw"}`))

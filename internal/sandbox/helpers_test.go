@@ -213,7 +213,9 @@ func wantSuccess(t *testing.T, r reply, status int) {
 	}
 }
 
-// checkFor polls f until it returns nil or the timeout passes.
+// checkFor polls f until it returns nil or the timeout passes. It is
+// testenv.WaitFor, which the sandbox's own tests cannot import: testenv
+// imports the sandbox.
 func checkFor(t *testing.T, timeout, every time.Duration, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
