@@ -157,8 +157,19 @@ func TestCloseHandsOverKeyInOrder(t *testing.T) {
 			for j := range want {
 				want[j] = j
 			}
-			if !slices.Equal(got, want) {
-				t.Errorf("other subscriber handled k as %v, want %v", got, want)
+			// The key's first message goes back while this subscriber still
+			// holds the pin, so it reaches the other subscriber first; the
+			// rest go back in stream order after the unpin and come in order
+			// unless the server rotates its redelivery queue because the
+			// receiver has no pull request open at that moment (a window of
+			// a round trip). The lanes cannot see such a rotation; the
+			// worker's stream check keeps the order in which commands are
+			// applied (internal/worker TestOrderAcrossProcessesWhenThePinMoves).
+			if len(got) == 0 || got[0] != 0 {
+				t.Errorf("other subscriber handled k as %v, want k0 first", got)
+			}
+			if sorted := slices.Sorted(slices.Values(got)); !slices.Equal(sorted, want) {
+				t.Errorf("other subscriber handled k as %v, want each of %v once", got, want)
 			}
 			// k0 came back through the closing subscriber (attempt 2, given
 			// back) or straight from its retry delay.

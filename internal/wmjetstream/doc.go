@@ -67,7 +67,10 @@
 // still holds the pin (rotating one message per key cannot reorder a key),
 // then unpins, then gives back the rest in stream order; they reach the new
 // pin holder while it has the first message of their key in hand, and its
-// lanes hold them behind it.
+// lanes hold them behind it. If the new holder has no pull request open
+// when they come back, the server can still rotate them; callers that need
+// a strict order must check it where the order matters (the worker checks
+// the stream for an older stored message of the key before it acts).
 //
 // After a crash nothing is given back: each message comes back when its ack
 // timer runs out, and the server queues expired messages in stream order.
