@@ -275,23 +275,13 @@ func (in ClientInput) validate() error {
 	return nil
 }
 
-// clientBody is the wire body of create, update and bulk items.
+// clientBody is the wire body of create, update and bulk items: the input's
+// fields, except that the tags and custom fields are decided here. The outer
+// fields shadow the embedded ones of the same JSON name (encoding/json picks
+// the shallowest), so ClientInput.Categories and .CustomFields are never sent
+// as they are.
 type clientBody struct {
-	Name         string         `json:"name"`
-	Phone        string         `json:"phone"`
-	Surname      *string        `json:"surname,omitempty"`
-	MiddleName   *string        `json:"middle_name,omitempty"`
-	Email        *string        `json:"email,omitempty"`
-	GenderID     *int           `json:"gender_id,omitempty"`
-	ImportanceID *int           `json:"importance_id,omitempty"`
-	Discount     *float64       `json:"discount,omitempty"`
-	Card         *string        `json:"card,omitempty"`
-	BirthDate    *string        `json:"birth_date,omitempty"`
-	Comment      *string        `json:"comment,omitempty"`
-	Spent        *float64       `json:"spent,omitempty"`
-	Balance      *float64       `json:"balance,omitempty"`
-	SMSCheck     *int           `json:"sms_check,omitempty"`
-	SMSNot       *int           `json:"sms_not,omitempty"`
+	ClientInput
 	Categories   *[]int64       `json:"categories,omitempty"`
 	Labels       *[]int64       `json:"labels,omitempty"`
 	CustomFields map[string]any `json:"custom_fields,omitempty"`
@@ -306,12 +296,7 @@ const (
 )
 
 func (in ClientInput) body(tags tagsKey, customFields bool) clientBody {
-	b := clientBody{
-		Name: in.Name, Phone: in.Phone, Surname: in.Surname, MiddleName: in.MiddleName,
-		Email: in.Email, GenderID: in.GenderID, ImportanceID: in.ImportanceID,
-		Discount: in.Discount, Card: in.Card, BirthDate: in.BirthDate, Comment: in.Comment,
-		Spent: in.Spent, Balance: in.Balance, SMSCheck: in.SMSCheck, SMSNot: in.SMSNot,
-	}
+	b := clientBody{ClientInput: in}
 	if in.Categories != nil {
 		ids := in.Categories
 		if tags == tagsAsLabels {
