@@ -122,15 +122,8 @@ var errNotObject = errors.New("not a JSON object")
 // UnmarshalJSON decodes a client card in any of its documented shapes. It
 // fails only when raw is not a JSON object (null leaves c unchanged).
 func (c *ClientRecord) UnmarshalJSON(raw []byte) error {
-	switch jsonKind(raw) {
-	case 'n':
-		return nil
-	case '{':
-	default:
-		return errNotObject
-	}
 	var w clientWire
-	if err := json.Unmarshal(raw, &w); err != nil {
+	if ok, err := unmarshalObject(raw, &w); !ok {
 		return err
 	}
 	cats, _ := decodeList[Category](w.Categories)

@@ -168,13 +168,6 @@ type ClientRow struct {
 
 // UnmarshalJSON decodes a search row tolerantly (numbers or strings).
 func (r *ClientRow) UnmarshalJSON(raw []byte) error {
-	switch jsonKind(raw) {
-	case 'n':
-		return nil
-	case '{':
-	default:
-		return errNotObject
-	}
 	var w struct {
 		ID             flexInt    `json:"id"`
 		Name           flexString `json:"name"`
@@ -188,7 +181,7 @@ func (r *ClientRow) UnmarshalJSON(raw []byte) error {
 		VisitCount     *flexInt   `json:"visit_count"`
 		DepositBalance flexFloat  `json:"deposit_balance"`
 	}
-	if err := json.Unmarshal(raw, &w); err != nil {
+	if ok, err := unmarshalObject(raw, &w); !ok {
 		return err
 	}
 	var cols map[string]json.RawMessage

@@ -36,13 +36,6 @@ type CommentUser struct {
 
 // UnmarshalJSON decodes a comment tolerantly.
 func (c *Comment) UnmarshalJSON(raw []byte) error {
-	switch jsonKind(raw) {
-	case 'n':
-		return nil
-	case '{':
-	default:
-		return errNotObject
-	}
 	var w struct {
 		ID         flexInt         `json:"id"`
 		CreateDate flexString      `json:"create_date"`
@@ -52,7 +45,7 @@ func (c *Comment) UnmarshalJSON(raw []byte) error {
 		Files      json.RawMessage `json:"files"`
 		User       json.RawMessage `json:"user"`
 	}
-	if err := json.Unmarshal(raw, &w); err != nil {
+	if ok, err := unmarshalObject(raw, &w); !ok {
 		return err
 	}
 	*c = Comment{ID: int64(w.ID), CreateDate: string(w.CreateDate), UpdateDate: string(w.UpdateDate),

@@ -236,6 +236,23 @@ func decodeList[T any](raw []byte) ([]T, error) {
 	return out, nil
 }
 
+// unmarshalObject decodes raw into v when it is a JSON object. ok is false
+// for null (err nil: nothing to decode), for any other non-object (err
+// errNotObject) and when decoding fails (err says why).
+func unmarshalObject(raw []byte, v any) (ok bool, err error) {
+	switch jsonKind(raw) {
+	case 'n':
+		return false, nil
+	case '{':
+	default:
+		return false, errNotObject
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // decodeObject decodes raw into v when raw is a JSON object; [] (PHP's empty
 // object), null and other shapes leave v untouched.
 func decodeObject(raw []byte, v any) error {

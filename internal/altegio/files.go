@@ -2,7 +2,6 @@ package altegio
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 )
@@ -30,13 +29,6 @@ type ClientFile struct {
 
 // UnmarshalJSON decodes a file record tolerantly.
 func (f *ClientFile) UnmarshalJSON(raw []byte) error {
-	switch jsonKind(raw) {
-	case 'n':
-		return nil
-	case '{':
-	default:
-		return errNotObject
-	}
 	var w struct {
 		ID          flexInt    `json:"id"`
 		ClientID    flexInt    `json:"client_id"`
@@ -53,7 +45,7 @@ func (f *ClientFile) UnmarshalJSON(raw []byte) error {
 		Size        flexString `json:"size"`
 		CanEdit     flexBool   `json:"can_edit"`
 	}
-	if err := json.Unmarshal(raw, &w); err != nil {
+	if ok, err := unmarshalObject(raw, &w); !ok {
 		return err
 	}
 	*f = ClientFile{

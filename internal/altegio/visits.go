@@ -283,15 +283,8 @@ func decodeCompany(raw json.RawMessage) (VisitCompany, error) {
 
 // UnmarshalJSON decodes an appointment tolerantly.
 func (v *VisitRecord) UnmarshalJSON(raw []byte) error {
-	switch jsonKind(raw) {
-	case 'n':
-		return nil
-	case '{':
-	default:
-		return errNotObject
-	}
 	var w recordWire
-	if err := json.Unmarshal(raw, &w); err != nil {
+	if ok, err := unmarshalObject(raw, &w); !ok {
 		return err
 	}
 	out := VisitRecord{ID: int64(w.ID), Comment: string(w.Comment), Date: string(w.Date),
@@ -338,15 +331,8 @@ func (v *VisitRecord) UnmarshalJSON(raw []byte) error {
 
 // UnmarshalJSON decodes a product sale tolerantly.
 func (g *GoodsTransaction) UnmarshalJSON(raw []byte) error {
-	switch jsonKind(raw) {
-	case 'n':
-		return nil
-	case '{':
-	default:
-		return errNotObject
-	}
 	var w goodsTxWire
-	if err := json.Unmarshal(raw, &w); err != nil {
+	if ok, err := unmarshalObject(raw, &w); !ok {
 		return err
 	}
 	out := GoodsTransaction{ID: int64(w.ID), Comment: string(w.Comment), Date: string(w.Date),
