@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
+	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
 // Defaults applied by [New] to a zero [Config] field.
@@ -511,7 +512,7 @@ func (m *Manager) obtainShared(ctx context.Context, kv jetstream.KeyValue, a *ac
 			shared:     true,
 		}
 		switch {
-		case isConflict(err):
+		case topology.IsKVConflict(err):
 			// Someone else wrote a token meanwhile (a stale-lease takeover
 			// race): both are fresh; converge on the stored one.
 			if other, _, rerr := m.readToken(ctx, kv, a); rerr == nil && other != nil {
@@ -545,7 +546,7 @@ func (m *Manager) takeLease(ctx context.Context, kv jetstream.KeyValue, a *accou
 			return 0, false, err
 		}
 		rev, err := m.kvCreate(ctx, kv, key, mine)
-		if isConflict(err) {
+		if topology.IsKVConflict(err) {
 			return 0, false, nil
 		}
 		return rev, err == nil, err
@@ -583,7 +584,7 @@ func (m *Manager) takeLease(ctx context.Context, kv jetstream.KeyValue, a *accou
 	}
 	if takeOver {
 		rev, err := m.kvUpdate(ctx, kv, key, mine, e.Revision())
-		if isConflict(err) {
+		if topology.IsKVConflict(err) {
 			return 0, false, nil
 		}
 		return rev, err == nil, err
@@ -603,7 +604,7 @@ func (m *Manager) takeLease(ctx context.Context, kv jetstream.KeyValue, a *accou
 func (m *Manager) releaseLease(kv jetstream.KeyValue, a *account, rev uint64) {
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.KVTimeout)
 	defer cancel()
-	if err := kv.Delete(ctx, leaseKey(a.cfg.Name), jetstream.LastRevision(rev)); err != nil && !isConflict(err) {
+	if err := kv.Delete(ctx, leaseKey(a.cfg.Name), jetstream.LastRevision(rev)); err != nil && !topology.IsKVConflict(err) {
 		m.log.Warn("release login lease", "account", a.cfg.Name, "error", err)
 	}
 }
@@ -748,7 +749,7 @@ func (m *Manager) sync(a *account, s *session) {
 			newRev, err = m.kvUpdate(ctx, kv, tokenKey(a.cfg.Name), rec, rev)
 		}
 		if err != nil {
-			if !isConflict(err) {
+			if !topology.IsKVConflict(err) {
 				m.storeFailed(err)
 			}
 			return // try again later

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
 // storeError marks a failure of the KV itself (unreachable, timed out, no
@@ -87,7 +89,7 @@ func (m *Manager) kvCreate(ctx context.Context, kv jetstream.KeyValue, key strin
 	kctx, cancel := context.WithTimeout(ctx, m.cfg.KVTimeout)
 	defer cancel()
 	rev, err := kv.Create(kctx, key, value)
-	if err != nil && !isConflict(err) {
+	if err != nil && !topology.IsKVConflict(err) {
 		return 0, kvErr(ctx, "create", key, err)
 	}
 	return rev, err
@@ -99,25 +101,10 @@ func (m *Manager) kvUpdate(ctx context.Context, kv jetstream.KeyValue, key strin
 	kctx, cancel := context.WithTimeout(ctx, m.cfg.KVTimeout)
 	defer cancel()
 	newRev, err := kv.Update(kctx, key, value, rev)
-	if err != nil && !isConflict(err) {
+	if err != nil && !topology.IsKVConflict(err) {
 		return 0, kvErr(ctx, "update", key, err)
 	}
 	return newRev, err
-}
-
-// isConflict reports whether err is a lost compare-and-set: the key exists,
-// or its revision moved on.
-func isConflict(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // jitter returns a random duration in [0, d].

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
 // MarkState is the state of a Mark.
@@ -99,7 +100,7 @@ func (s *Service) putMark(ctx context.Context, seq uint64, m Mark, replace bool)
 		_, err = s.marks.Put(cctx, MarkKey(seq), b)
 	} else {
 		_, err = s.marks.Create(cctx, MarkKey(seq), b)
-		if errors.Is(err, jetstream.ErrKeyExists) {
+		if topology.IsKVConflict(err) {
 			err = nil
 		}
 	}

@@ -30,6 +30,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
 // Config sets the shared budget. The zero value is completed by setDefaults.
@@ -296,8 +298,8 @@ func (l *Limiter) update(ctx context.Context, f func(s state, now int64) (state,
 		case err == nil:
 			l.recovered()
 			return out, nil
-		case errors.Is(err, jetstream.ErrKeyExists), errors.Is(err, jetstream.ErrKeyRevisionMismatch):
-			continue // another process booked first; read again (R1 and R3 report it differently)
+		case topology.IsKVConflict(err):
+			continue // another process booked first; read again
 		default:
 			return 0, fmt.Errorf("write schedule: %w", err)
 		}

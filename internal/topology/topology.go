@@ -5,6 +5,7 @@ package topology
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"io/fs"
@@ -242,4 +243,12 @@ func readFromLeader(ctx context.Context, js jetstream.JetStream, stream string) 
 	cfg.AllowDirect = false
 	_, err = js.UpdateStream(ctx, cfg)
 	return err
+}
+
+// IsKVConflict reports whether err from a KV Create or Update is a lost
+// compare-and-set: the key exists, or its revision moved on. nats.go reports
+// the conflict as ErrKeyExists or ErrKeyRevisionMismatch, whatever the
+// stream's replicas (the server's codes differ: 10071 on R1, 10164 on R3).
+func IsKVConflict(err error) bool {
+	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
 }

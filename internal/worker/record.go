@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
 // State is where a command stands in the idempotency record.
@@ -134,27 +135,13 @@ func (s recordStore) save(ctx context.Context, id string, rec Record, rev uint64
 	} else {
 		newRev, err = s.kv.Update(ctx, RecordKey(id), b, rev)
 	}
-	if isConflict(err) {
+	if topology.IsKVConflict(err) {
 		return 0, fmt.Errorf("save record %s at revision %d: %w", id, rev, errConflict)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("save record %s: %w", id, err)
 	}
 	return newRev, nil
-}
-
-// isConflict reports whether err is a lost compare-and-set.
-func isConflict(err error) bool {
-	if err == nil {
-		return false
-	}
-	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
-		return true
-	}
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) &&
-		(apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
-			apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // refStore maps client_ref to client id per location in the KV bucket

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
 // Superseded replays.
@@ -164,7 +165,7 @@ func (s refStore) raiseLastApplied(ctx context.Context, loc int64, key string, v
 		if err == nil {
 			return nil
 		}
-		if !isConflict(err) {
+		if !topology.IsKVConflict(err) {
 			return fmt.Errorf("store %s: %w", k, err)
 		}
 	}
