@@ -385,9 +385,6 @@ func hasField(l, f string) bool {
 func warnLines(logs string, max int) string {
 	var b strings.Builder
 	for _, l := range strings.Split(logs, "\n") {
-		if strings.Contains(l, "shared API budget unreachable") {
-			continue // a known, separate problem (CAS conflicts on R3 buckets), and noisy
-		}
 		if strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
 			b.WriteString(l)
 			b.WriteByte('\n')

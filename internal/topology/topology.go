@@ -196,11 +196,17 @@ func (t *Topology) WithReplicas(n int) *Topology {
 // came before them. JetStream KV buckets answer reads by "direct get", from
 // any replica, so on a cluster a read right after a write may come from a
 // follower that has not applied it yet: a client ref written by a create
-// could look unknown to the next command of that client. For these buckets
-// direct get is turned off, so that reads go to the stream leader.
+// could look unknown to the next command of that client. The token and
+// rate-limit buckets are read and then written with compare-and-set: a stale
+// read there only loses its CAS, but a run of them exhausts the caller's
+// timeout (the rate limiter then paces locally, outside the shared budget).
+// For these buckets direct get is turned off, so that reads go to the stream
+// leader.
 var leaderReadBuckets = map[string]bool{
 	BucketIdempotency: true,
 	BucketClientRefs:  true,
+	BucketTokens:      true,
+	BucketRateLimit:   true,
 }
 
 // Apply creates or updates every stream, bucket and consumer of t. It is

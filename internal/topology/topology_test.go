@@ -57,7 +57,7 @@ func TestApplyIsIdempotentAndPartitions(t *testing.T) {
 		}
 	}
 	// Reads of the consistency-critical buckets go to the stream leader.
-	for _, name := range []string{BucketIdempotency, BucketClientRefs} {
+	for _, name := range []string{BucketIdempotency, BucketClientRefs, BucketTokens, BucketRateLimit} {
 		kv, err := js.KeyValue(ctx, name)
 		if err != nil {
 			t.Fatal(err)
