@@ -16,7 +16,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
@@ -216,29 +215,34 @@ func parseWhen(c cli, name, v string) (time.Time, error) {
 
 // connect opens NATS and the DLQ service. The returned function closes
 // the connection.
-func connect(ctx context.Context, o common, c cli, operator string, rate float64) (*dlq.Service, jetstream.JetStream, func(), error) {
+func connect(ctx context.Context, o common, c cli, operator string, rate float64) (*dlq.Service, func(), error) {
 	log, err := cliLogger(o, c)
 	if err != nil {
-		return nil, nil, nil, &exitError{exitUsage, err}
+		return nil, nil, &exitError{exitUsage, err}
 	}
 	o.nats.Name = "worker-cli"
 	nc, js, err := stack.ConnectNATS(o.nats, log)
 	if err != nil {
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
 	svc, err := dlq.New(ctx, js, dlq.Config{Logger: log, Registerer: prometheus.NewRegistry(), Operator: operator, Rate: rate})
 	if err != nil {
 		nc.Close()
-		return nil, nil, nil, err
+		return nil, nil, err
 	}
-	return svc, js, func() { _ = nc.Drain(); waitClosed(nc) }, nil
+	return svc, func() { drainAndWait(nc) }, nil
 }
 
-// waitClosed waits briefly for a drained connection to close.
-func waitClosed(nc *nats.Conn) {
-	deadline := time.Now().Add(2 * time.Second)
-	for !nc.IsClosed() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
+// drainAndWait drains nc and waits, at most 2 s, until it is closed.
+func drainAndWait(nc *nats.Conn) {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if nc.Drain() != nil {
+		return // already closed
+	}
+	select {
+	case <-closed:
+	case <-time.After(2 * time.Second):
 	}
 }
 
@@ -276,7 +280,7 @@ func dlqList(ctx context.Context, args []string, c cli) error {
 	if err != nil {
 		return err
 	}
-	svc, _, closeNATS, err := connect(ctx, o.common, c, "", 0)
+	svc, closeNATS, err := connect(ctx, o.common, c, "", 0)
 	if err != nil {
 		return err
 	}
@@ -391,7 +395,7 @@ func dlqShow(ctx context.Context, args []string, c cli) error {
 		fs.Usage()
 		return usageErr("dlq show: want one command id or DLQ sequence")
 	}
-	svc, _, closeNATS, err := connect(ctx, o.common, c, "", 0)
+	svc, closeNATS, err := connect(ctx, o.common, c, "", 0)
 	if err != nil {
 		return err
 	}
@@ -539,7 +543,7 @@ func dlqReplay(ctx context.Context, args []string, c cli) error {
 	if rate <= 0 {
 		return usageErr("--rate %v: want more than 0", rate)
 	}
-	svc, _, closeNATS, err := connect(ctx, o.common, c, by, rate)
+	svc, closeNATS, err := connect(ctx, o.common, c, by, rate)
 	if err != nil {
 		return err
 	}
@@ -643,7 +647,7 @@ func dlqPurge(ctx context.Context, args []string, c cli) error {
 	if !filter.All && !filter.Selective() {
 		return usageErr("dlq purge: give ids, sequences or filters, or --all")
 	}
-	svc, _, closeNATS, err := connect(ctx, o.common, c, "", 0)
+	svc, closeNATS, err := connect(ctx, o.common, c, "", 0)
 	if err != nil {
 		return err
 	}

@@ -97,7 +97,7 @@ func eventsTail(ctx context.Context, args []string, c cli) error {
 	if err != nil {
 		return err
 	}
-	defer func() { _ = nc.Drain(); waitClosed(nc) }()
+	defer drainAndWait(nc)
 
 	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{"altegio.evt." + loc + "." + op + "." + out}}
 	switch {

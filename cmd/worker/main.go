@@ -46,9 +46,8 @@ func main() {
 	}
 }
 
-// Exit codes scripts can rely on.
+// Exit codes scripts can rely on, besides 0 for success.
 const (
-	exitOK          = 0   // done
 	exitFailure     = 1   // failed (NATS unreachable, not confirmed, …)
 	exitUsage       = 2   // bad flags or arguments
 	exitNoMatch     = 3   // nothing matched the selection (or nothing left to do)
@@ -62,7 +61,7 @@ func exitCode(err error) int {
 	if errors.As(err, &e) {
 		return e.code
 	}
-	return 1
+	return exitFailure
 }
 
 // exitError carries a specific exit code.

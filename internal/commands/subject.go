@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"strconv"
+	"strings"
 )
 
 // Stream filter patterns: one stream per pattern.
@@ -71,6 +72,14 @@ const (
 	keyCommandPrefix   = "cmd_"  // a command id (a UUID)
 	keyCommandHashPref = "cmdh_" // the hash of anything else in the id field
 )
+
+// NamesClient reports whether a client key (ClientKey) names a client, as
+// opposed to only the command itself (a create without client_ref, a bulk
+// create): only keys that name a client have other commands to be ordered
+// with.
+func NamesClient(key string) bool {
+	return !strings.HasPrefix(key, keyCommandPrefix) && !strings.HasPrefix(key, keyCommandHashPref)
+}
 
 // ClientKey returns the subject token that groups the commands of one
 // client, so that a consumer can apply them in order. It is, in order of

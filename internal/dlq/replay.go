@@ -1,6 +1,7 @@
 package dlq
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -276,7 +277,7 @@ func (s *Service) plan(entries []Entry) ReplayReport {
 		skip := Skip{Seq: e.Seq, CommandID: e.Record.CommandID, Status: e.Status}
 		switch {
 		case e.Status == StatusResolved:
-			skip.Reason = "already resolved (" + string(cmpOr(e.Outcome, "done")) + ")"
+			skip.Reason = "already resolved (" + string(cmp.Or(e.Outcome, "done")) + ")"
 		case e.Status == StatusReplayed || e.Status == StatusFailedAgain:
 			skip.Reason = "already replayed"
 			if e.Mark != nil {
@@ -293,13 +294,6 @@ func (s *Service) plan(entries []Entry) ReplayReport {
 		rep.Skipped = append(rep.Skipped, skip)
 	}
 	return rep
-}
-
-func cmpOr(o commands.Outcome, def commands.Outcome) commands.Outcome {
-	if o == "" {
-		return def
-	}
-	return o
 }
 
 // resolve records that an entry's command is resolved; a failure is only

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
@@ -34,7 +33,6 @@ type Server struct {
 	metrics *metrics
 	recent  *recentIDs
 	handler http.Handler
-	now     func() time.Time
 
 	kvMu sync.Mutex
 	kv   jetstream.KeyValue // the idempotency bucket, once looked up
@@ -90,7 +88,6 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, ob *outbox.Outbox) (
 		outbox:  ob,
 		metrics: m,
 		recent:  newRecentIDs(cfg.RecentSize),
-		now:     cfg.now,
 		auth: &authenticator{
 			producers: cfg.Producers,
 			disabled:  cfg.AuthDisabled,

@@ -212,21 +212,3 @@ func wantSuccess(t *testing.T, r reply, status int) {
 		t.Errorf("meta missing; body %s", r.raw)
 	}
 }
-
-// checkFor polls f until it returns nil or the timeout passes. It is
-// testenv.WaitFor, which the sandbox's own tests cannot import: testenv
-// imports the sandbox.
-func checkFor(t *testing.T, timeout, every time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met after %v: %v", timeout, err)
-		}
-		time.Sleep(every)
-	}
-}

@@ -5,8 +5,8 @@ package topology
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -153,7 +153,7 @@ func (t *Topology) Validate() error {
 		return fmt.Errorf("topology: no partition count in the %s subject transform", StreamCommands)
 	}
 	for p := range n {
-		c, ok := t.consumer(StreamCommands, WorkerConsumer(p))
+		c, ok := t.Consumer(StreamCommands, WorkerConsumer(p))
 		switch {
 		case !ok:
 			return fmt.Errorf("topology: no consumer %s for partition %d", WorkerConsumer(p), p)
@@ -166,7 +166,8 @@ func (t *Topology) Validate() error {
 	return nil
 }
 
-func (t *Topology) consumer(stream, name string) (Consumer, bool) {
+// Consumer returns the definition of consumer name on stream.
+func (t *Topology) Consumer(stream, name string) (Consumer, bool) {
 	for _, c := range t.Consumers {
 		if c.Stream == stream && c.Config.Durable == name {
 			return c, true

@@ -22,10 +22,8 @@ import (
 type subscription struct {
 	cfg        SubscriberConfig
 	log        *slog.Logger
-	topic      string
 	cons       jetstream.Consumer
 	conn       *nats.Conn
-	stream     string
 	consumer   string
 	maxDeliver int
 	ackWait    time.Duration
@@ -114,11 +112,9 @@ func newSubscription(cfg SubscriberConfig, topic string, conn *nats.Conn, cons j
 	return &subscription{
 		cfg:        cfg,
 		log:        cfg.Logger.With("topic", topic, "stream", info.Stream, "consumer", info.Name),
-		topic:      topic,
 		cons:       cons,
 		conn:       conn,
 		ackWait:    ackWait,
-		stream:     info.Stream,
 		consumer:   info.Name,
 		maxDeliver: info.Config.MaxDeliver,
 		redeliver:  redeliver,

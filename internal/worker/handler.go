@@ -21,7 +21,6 @@ type job struct {
 	msg       *message.Message
 	info      wmjetstream.DeliveryInfo
 	partition int
-	start     time.Time
 	log       *slog.Logger
 
 	cmd commands.Command
@@ -38,7 +37,7 @@ func (w *Worker) handler(p int) message.NoPublishHandlerFunc {
 		if !ok {
 			return errors.New("message without jetstream delivery")
 		}
-		j := &job{w: w, msg: msg, info: info, partition: p, start: w.cfg.Now(),
+		j := &job{w: w, msg: msg, info: info, partition: p,
 			log: w.log.With(slog.Uint64("stream_seq", info.StreamSeq), slog.Uint64("delivery", info.NumDelivered))}
 		return j.run(msg.Context())
 	}

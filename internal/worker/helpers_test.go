@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http/httptest"
 	"os"
 	"strings"
 	"sync"
@@ -98,13 +97,8 @@ func newEnv(t *testing.T, o envOpts) *env {
 	if o.sandbox != nil {
 		o.sandbox(&scfg)
 	}
-	sb, err := sandbox.New(scfg)
-	if err != nil {
-		t.Fatalf("sandbox: %v", err)
-	}
-	ts := httptest.NewServer(sb)
-	t.Cleanup(ts.Close)
-	e := &env{t: t, nats: n, nc: nc, js: js, top: top, sb: sb, url: ts.URL + sandbox.BasePath}
+	sb, url := testenv.Sandbox(t, scfg)
+	e := &env{t: t, nats: n, nc: nc, js: js, top: top, sb: sb, url: url}
 	e.collect(topology.StreamEvents)
 	e.collect(topology.StreamDLQ)
 	return e

@@ -49,7 +49,7 @@ func clientFilter(subject string) (filter string, ok bool) {
 	if len(parts) != 6 || parts[0] != "altegio" || parts[1] != "cmd" {
 		return "", false
 	}
-	if key := parts[4]; strings.HasPrefix(key, "cmd_") || strings.HasPrefix(key, "cmdh_") {
+	if !commands.NamesClient(parts[4]) {
 		return "", false
 	}
 	parts[5] = "*"

@@ -64,10 +64,7 @@ func (w *Worker) publishResult(ctx context.Context, r commands.Result) error {
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
-	h := commands.ResultHeaders(r)
-	id := EventMsgID(r)
-	h[commands.HeaderMsgID] = []string{id}
-	return w.publish(ctx, commands.EventSubject(r), id, h, body)
+	return w.publish(ctx, commands.EventSubject(r), EventMsgID(r), commands.ResultHeaders(r), body)
 }
 
 // publishDLQ publishes a DLQ record on commands.DLQSubject(cmd), with
@@ -79,7 +76,6 @@ func (w *Worker) publishDLQ(ctx context.Context, cmd commands.Command, dl comman
 	}
 	id := dl.MsgID()
 	h := map[string][]string{
-		commands.HeaderMsgID:         {id},
 		commands.HeaderErrorClass:    {string(dl.ErrorClass)},
 		commands.HeaderSchemaVersion: {strconv.Itoa(commands.SchemaVersion)},
 	}
@@ -103,12 +99,13 @@ func (w *Worker) publishAccountAttention(ctx context.Context, cmd commands.Comma
 		return fmt.Errorf("encode account event: %w", err)
 	}
 	id := "account:" + cmd.ID + ":" + strconv.FormatUint(seq, 10)
-	h := map[string][]string{commands.HeaderMsgID: {id}, commands.HeaderCommandID: {cmd.ID}}
+	h := map[string][]string{commands.HeaderCommandID: {cmd.ID}}
 	return w.publish(ctx, AccountAttentionSubject(cmd.LocationID), id, h, body)
 }
 
 // publish sends one message through the Watermill publisher and waits for
 // the stream to store it; a duplicate of its message id counts as stored.
+// msgID is the only source of the Nats-Msg-Id header: it overrides any in h.
 func (w *Worker) publish(ctx context.Context, subject, msgID string, h map[string][]string, body []byte) error {
 	m := message.NewMessage(msgID, body)
 	for k, v := range h {

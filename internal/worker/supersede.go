@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -55,8 +54,7 @@ func ordersClient(c commands.Command) bool {
 	default:
 		return false
 	}
-	k := c.ClientKey()
-	return !strings.HasPrefix(k, "cmd_") && !strings.HasPrefix(k, "cmdh_")
+	return commands.NamesClient(c.ClientKey())
 }
 
 // acceptanceOrder returns the acceptance order of the delivered command:

@@ -71,7 +71,7 @@ func (w *Worker) sweepCommand(ctx context.Context, raw *jetstream.RawStreamMsg, 
 			m.Metadata.Set(k, v[0])
 		}
 	}
-	j := &job{w: w, msg: m, start: w.cfg.Now(),
+	j := &job{w: w, msg: m,
 		info: wmjetstream.DeliveryInfo{
 			Stream: topology.StreamCommands, Consumer: adv.Consumer, Subject: raw.Subject,
 			StreamSeq: raw.Sequence, NumDelivered: adv.Deliveries, Timestamp: raw.Time,

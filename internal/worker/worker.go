@@ -43,7 +43,6 @@ type Worker struct {
 	cfg        Config
 	js         jetstream.JetStream
 	api        API
-	top        *topology.Topology
 	log        *slog.Logger
 	metrics    *metrics
 	partitions int
@@ -94,17 +93,18 @@ func New(cfg Config, js jetstream.JetStream, api API, top *topology.Topology) (*
 		return nil, fmt.Errorf("worker topology: %w", err)
 	}
 	w := &Worker{
-		cfg: cfg, js: js, api: api, top: top,
+		cfg: cfg, js: js, api: api,
 		log:        cfg.Logger.With(slog.String("worker_id", cfg.WorkerID)),
 		partitions: top.Partitions(),
 		maxDeliver: make(map[int]int),
 		pinned:     make(map[int]bool),
 	}
 	for p := range w.partitions {
-		cc, ok := consumerConfig(top, topology.StreamCommands, topology.WorkerConsumer(p))
+		c, ok := top.Consumer(topology.StreamCommands, topology.WorkerConsumer(p))
 		if !ok {
 			return nil, fmt.Errorf("worker topology: no consumer %s", topology.WorkerConsumer(p))
 		}
+		cc := c.Config
 		deadline := cc.AckWait
 		if deadline <= 0 {
 			deadline = 30 * time.Second
@@ -129,16 +129,6 @@ func New(cfg Config, js jetstream.JetStream, api API, top *topology.Topology) (*
 	}
 	w.metrics = m
 	return w, nil
-}
-
-// consumerConfig finds a consumer definition in the topology.
-func consumerConfig(top *topology.Topology, stream, name string) (jetstream.ConsumerConfig, bool) {
-	for _, c := range top.Consumers {
-		if c.Stream == stream && c.Config.Durable == name {
-			return c.Config, true
-		}
-	}
-	return jetstream.ConsumerConfig{}, false
 }
 
 // Run consumes commands until ctx ends, then shuts down: it stops fetching,
@@ -297,10 +287,8 @@ func (w *Worker) pollPending(ctx context.Context) {
 			cctx, cancel := context.WithTimeout(ctx, w.cfg.BookkeepingTimeout)
 			c, err := w.js.Consumer(cctx, topology.StreamCommands, topology.WorkerConsumer(p))
 			if err == nil {
-				var info *jetstream.ConsumerInfo
-				if info, err = c.Info(cctx); err == nil {
-					w.metrics.pending.WithLabelValues(strconv.Itoa(p)).Set(float64(info.NumPending))
-				}
+				// Looking the consumer up fetched its info already.
+				w.metrics.pending.WithLabelValues(strconv.Itoa(p)).Set(float64(c.CachedInfo().NumPending))
 			}
 			cancel()
 			if err != nil && ctx.Err() == nil {
