@@ -130,7 +130,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	fs.Int(&cfg.Worker.MaxInFlight, "max-in-flight", "WORKER_MAX_IN_FLIGHT", worker.DefaultMaxInFlight, "commands of one partition run at once")
 	fs.Int(&cfg.Worker.MaxAttempts, "max-attempts", "WORKER_MAX_ATTEMPTS", worker.DefaultMaxAttempts, "attempts before a retryable failure is dead-lettered")
 	fs.Duration(&cfg.Worker.RetryBase, "retry-base", "WORKER_RETRY_BASE", worker.DefaultRetryBase, "first retry delay")
-	fs.Duration(&cfg.Worker.RetryMax, "retry-max", "WORKER_RETRY_MAX", worker.DefaultRetryMax, "longest retry delay (keep below the consumer ack wait)")
+	fs.Duration(&cfg.Worker.RetryMax, "retry-max", "WORKER_RETRY_MAX", worker.DefaultRetryMax, "longest retry delay (below two thirds of the consumer ack wait)")
 	fs.Duration(&cfg.Worker.HandlerTimeout, "handler-timeout", "WORKER_HANDLER_TIMEOUT", worker.DefaultHandlerTimeout, "bound of one command's API work")
 	fs.Duration(&cfg.Worker.CloseTimeout, "close-timeout", "WORKER_CLOSE_TIMEOUT", worker.DefaultCloseTimeout, "wait for in-flight commands at shutdown")
 	if err := fs.Parse(args); err != nil {

@@ -14,6 +14,7 @@
 //	GET  /metrics            Prometheus
 //	GET  /openapi.json       the OpenAPI 3.1 document (OpenAPI)
 //	GET  /schemas/command.json, /schemas/result.json   the contract's JSON Schemas
+//	/v1/dlq, /v1/dlq/{seq|id}, /v1/dlq/replay           DLQ operations, only when Config.Operator is set
 //
 // Every error is an RFC 9457 application/problem+json (Problem): 400
 // malformed JSON or header, 401 unauthenticated, 403 forbidden by the

@@ -1,7 +1,6 @@
 // Package outbox is a durable local store-and-forward queue for messages that
 // must reach NATS JetStream but cannot be published right now: commands that
-// ingest accepted while JetStream was unreachable, and result events produced
-// by the worker.
+// ingest accepted while JetStream was unreachable.
 //
 // An Outbox is one SQLite file in WAL mode with synchronous=FULL, opened by a
 // single connection that holds an exclusive lock on it, so a second process
@@ -13,8 +12,8 @@
 // Run is the relay: it publishes entries strictly in sequence order with
 // Nats-Msg-Id set to Entry.MsgID, and deletes an entry only after JetStream
 // acknowledged it. Delivery is at least once; a re-publish after a crash or a
-// lost PubAck is dropped by JetStream's duplicate window (2 minutes by
-// default), and beyond it by the consumer's idempotency. A failed publish is
+// lost PubAck is dropped by the stream's duplicate window (1 h on
+// COMMANDS), and beyond it by the consumer's idempotency. A failed publish is
 // retried with capped exponential backoff, never skipped, except when it can
 // never succeed (see IsPermanent and Config.NoStreamDeadAfter): then the entry
 // is moved to the dead table with the reason, counted in

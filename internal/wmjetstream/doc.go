@@ -47,7 +47,11 @@
 // that is nacked or retried parks its lane: later messages of the key are
 // held inside the subscriber (kept alive, not emitted) until the parked
 // message is redelivered — recognised by its stream sequence — and finally
-// acked or terminated. Other lanes proceed in parallel up to MaxInFlight.
+// acked or terminated. An older message of the key that arrives meanwhile
+// (first delivered elsewhere, e.g. before a pin moved) goes ahead of the
+// parked one. A parked message that does not come back within its delay plus
+// one redelivery period releases its lane (logged as a warning). Other lanes
+// proceed in parallel up to MaxInFlight.
 //
 // Order holds only while one subscriber at a time consumes a consumer: use
 // one consumer per partition with [SubscriberConfig.PriorityGroup] (pinned
@@ -85,7 +89,7 @@
 // other clients make the server rotate its redelivery queue as described
 // above, so messages of one key that came due together can reach the next
 // pin holder out of stream order.
-
+//
 // If the consumer has BackOff set, the server times NakWithDelay(d)
 // redeliveries as d − AckWait + BackOff[n]; prefer AckWait alone with
 // NakWithDelay, and use BackOff only as the crash safety net.

@@ -1,7 +1,7 @@
 // Package worker carries out client commands against the Altegio API: it
 // consumes the COMMANDS stream, applies each command exactly once in
 // effect, in order per client, and ends every command in one terminal
-// result event (succeeded or dead_lettered) on altegio.evt.….
+// result event (succeeded, dead_lettered or superseded) on altegio.evt.….
 //
 // # Pipeline
 //
@@ -29,8 +29,8 @@
 //     been applied, reconcile first (create and bulk: search by phone;
 //     comment add: list comments; updates and deletes are idempotent, and a
 //     delete that finds 404 succeeded);
-//  6. classify and act: success → client ref, KV done with the result,
-//     result event, ack; transient → NakWithDelay with backoff and jitter
+//  6. classify and act: success → client ref, last-applied order, KV
+//     done with the result, result event, ack; transient → NakWithDelay with backoff and jitter
 //     (an attempt); 429 → NakWithDelay honouring Retry-After (a deferral);
 //     permanent, auth, ambiguous, exhausted → KV dead, DLQ record, result
 //     event (plus an AccountAttention event for auth), Term.

@@ -250,7 +250,8 @@ func (j *job) save(ctx context.Context) error {
 }
 
 // succeed records success in this order, each step safe to repeat after a
-// crash: client ref, KV done with the result, result event, ack.
+// crash: client ref, last-applied order, KV done with the result, result
+// event, ack.
 func (j *job) succeed(ctx context.Context, out outcome) error {
 	w, c := j.w, j.cmd
 	if out.clientID > 0 {
