@@ -39,7 +39,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Int(&cfg.RateLimit.PerSecond, "rate-per-second", "BENCH_RATE_PER_SECOND", 1000, "API budget per second (the sandbox enforces the same)")
 	fs.Int(&cfg.RateLimit.PerMinute, "rate-per-minute", "BENCH_RATE_PER_MINUTE", -1, "API budget per minute (-1: none)")
 	fs.Duration(&cfg.Timeout, "timeout", "BENCH_TIMEOUT", 10*time.Minute, "bound of the whole run")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.ParseNoArgs(args); err != nil {
 		return err
 	}
 	cfg.Progress = stderr

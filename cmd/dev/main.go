@@ -53,7 +53,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Duration(&cfg.Progress, "progress", "DEV_PROGRESS", 10*time.Second, "how often to print a progress line")
 	fs.String(&logLevel, "log-level", "LOG_LEVEL", "warn", "debug, info, warn or error")
 	fs.String(&logFormat, "log-format", "LOG_FORMAT", "text", "json or text")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.ParseNoArgs(args); err != nil {
 		return err
 	}
 	log, err := stack.NewLogger(logLevel, logFormat, stderr)

@@ -133,14 +133,11 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	fs.Duration(&cfg.Worker.RetryMax, "retry-max", "WORKER_RETRY_MAX", worker.DefaultRetryMax, "longest retry delay (below two thirds of the consumer ack wait)")
 	fs.Duration(&cfg.Worker.HandlerTimeout, "handler-timeout", "WORKER_HANDLER_TIMEOUT", worker.DefaultHandlerTimeout, "bound of one command's API work")
 	fs.Duration(&cfg.Worker.CloseTimeout, "close-timeout", "WORKER_CLOSE_TIMEOUT", worker.DefaultCloseTimeout, "wait for in-flight commands at shutdown")
-	if err := fs.Parse(args); err != nil {
+	if err := fs.ParseNoArgs(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return err
 		}
 		return usageErr("worker run: %v", err)
-	}
-	if fs.NArg() > 0 {
-		return usageErr("worker run: unexpected arguments %q", fs.Args())
 	}
 	cfg.RateLimit.Key = "egress." + cfg.RateLimit.Key
 	log, err := stack.NewLogger(c.logLevel, c.logFormat, stderr)

@@ -32,13 +32,25 @@ func New(name string, getenv func(string) string, output io.Writer) *Set {
 	return &Set{FlagSet: fs, getenv: getenv}
 }
 
-// Parse parses args and reports every unparsable variable and any positional
-// argument left over when noArgs is set. It returns flag.ErrHelp for -h.
+// Parse parses args and reports every unparsable variable. Positional
+// arguments are left in Args. It returns flag.ErrHelp for -h.
 func (s *Set) Parse(args []string) error {
 	if err := s.FlagSet.Parse(args); err != nil {
 		return err
 	}
 	return errors.Join(s.errs...)
+}
+
+// ParseNoArgs is Parse for commands that take no positional arguments: any
+// left over is an error.
+func (s *Set) ParseNoArgs(args []string) error {
+	if err := s.Parse(args); err != nil {
+		return err
+	}
+	if s.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", s.Args())
+	}
+	return nil
 }
 
 func lookup[T any](s *Set, env string, def T, parse func(string) (T, error)) T {

@@ -63,3 +63,17 @@ func TestHelpListsVariables(t *testing.T) {
 		t.Errorf("help = %q, want the variable and the default", got)
 	}
 }
+
+func TestParseNoArgs(t *testing.T) {
+	s := New("x", func(string) string { return "" }, io.Discard)
+	var n int
+	s.Int(&n, "n", "X_N", 1, "n")
+	if err := s.ParseNoArgs([]string{"-n", "2", "5000"}); err == nil || !strings.Contains(err.Error(), "5000") {
+		t.Fatalf("err = %v, want one naming the leftover argument", err)
+	}
+	s = New("x", func(string) string { return "" }, io.Discard)
+	s.Int(&n, "n", "X_N", 1, "n")
+	if err := s.ParseNoArgs([]string{"-n", "2"}); err != nil || n != 2 {
+		t.Fatalf("ParseNoArgs(-n 2) = %v, n = %d", err, n)
+	}
+}
