@@ -137,6 +137,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if cfg.Producers, err = loadProducers(o.producers, o.producersFile); err != nil {
 		return err
 	}
+	operatorKeys, err := loadOperatorKeys(o.operatorKeys, o.operatorKeysFile)
+	if err != nil {
+		return err
+	}
+	// Settings are checked before any network or disk work, so that a bad
+	// one is reported as itself, not as a NATS or topology timeout.
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Registerer, cfg.Gatherer = reg, reg
@@ -171,10 +180,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 	}
 
-	operatorKeys, err := loadOperatorKeys(o.operatorKeys, o.operatorKeysFile)
-	if err != nil {
-		return err
-	}
 	if len(operatorKeys) > 0 {
 		svc, err := dlq.New(ctx, js, dlq.Config{Logger: log.With("component", "dlq"), Registerer: reg})
 		if err != nil {
