@@ -128,10 +128,11 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	fs.String(&cfg.RateLimit.Key, "egress", "ALTEGIO_EGRESS", "default", "name of the egress IP whose budget this worker shares")
 	fs.String(&cfg.Worker.WorkerID, "worker-id", "WORKER_ID", "", "name of this process in results and logs (default host-pid-random)")
 	fs.Int(&cfg.Worker.MaxInFlight, "max-in-flight", "WORKER_MAX_IN_FLIGHT", worker.DefaultMaxInFlight, "commands of one partition run at once")
+	fs.Int(&cfg.Worker.CreateBatch, "create-batch", "WORKER_CREATE_BATCH", worker.DefaultCreateBatch, "most client.create commands of one location sent as one bulk request (1: no coalescing)")
 	fs.Int(&cfg.Worker.MaxAttempts, "max-attempts", "WORKER_MAX_ATTEMPTS", worker.DefaultMaxAttempts, "attempts before a retryable failure is dead-lettered")
 	fs.Duration(&cfg.Worker.RetryBase, "retry-base", "WORKER_RETRY_BASE", worker.DefaultRetryBase, "first retry delay")
 	fs.Duration(&cfg.Worker.RetryMax, "retry-max", "WORKER_RETRY_MAX", worker.DefaultRetryMax, "longest retry delay (below two thirds of the consumer ack wait)")
-	fs.Duration(&cfg.Worker.HandlerTimeout, "handler-timeout", "WORKER_HANDLER_TIMEOUT", worker.DefaultHandlerTimeout, "bound of one command's API work")
+	fs.Duration(&cfg.Worker.HandlerTimeout, "handler-timeout", "WORKER_HANDLER_TIMEOUT", worker.DefaultHandlerTimeout, "bound of one exchange with the API (not the wait for the budget)")
 	fs.Duration(&cfg.Worker.CloseTimeout, "close-timeout", "WORKER_CLOSE_TIMEOUT", worker.DefaultCloseTimeout, "wait for in-flight commands at shutdown")
 	if err := fs.ParseNoArgs(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {

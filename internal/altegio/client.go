@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,14 +41,50 @@ const (
 )
 
 // Limiter paces requests to the API budget (5 requests/s and 200/min per
-// egress IP by default). Implementations must be safe for concurrent use.
+// egress IP by default). Implementations must be safe for concurrent use;
+// *ratelimit.Limiter is the project's.
 type Limiter interface {
-	// Wait blocks until a request may be sent, or ctx is done. It is called
-	// before every request, including POST /auth and the retry after a 401.
-	Wait(ctx context.Context) error
+	// Wait blocks until a request of flow (the location, for fairness
+	// between locations; "auth" for POST /auth) may be sent, or ctx is
+	// done, and returns the slot's send check. urgent marks a request that
+	// finishes work already begun (any request after the first of a call
+	// made WithSlot, the retry after a 401, a login); it goes first. The client calls the check
+	// right before the request goes out: true means send now; false means
+	// the slot came too late to be safe and the client waits again. Wait
+	// is called before every request, including POST /auth and the retry
+	// after a 401.
+	Wait(ctx context.Context, flow string, urgent bool) (func() bool, error)
 	// Penalize is called after a 429 with the Retry-After delay, or 0 when
 	// the header is absent.
 	Penalize(retryAfter time.Duration)
+}
+
+// slotKey carries a slot taken before the call (WithSlot).
+type slotKey struct{}
+
+// heldSlot is a slot taken in advance; the first request of a call made
+// with its context uses it.
+type heldSlot struct {
+	mu    sync.Mutex
+	check func() bool
+}
+
+func (h *heldSlot) take() func() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	c := h.check
+	h.check = nil
+	return c
+}
+
+// WithSlot returns a context whose next request uses check, a slot the
+// caller took from the Limiter itself (to wait for the budget before doing
+// anything it would have to undo, e.g. recording that it is about to
+// send). The first request made with the context uses the slot, if the
+// slot is still good when the request goes out; every other request waits
+// for one as usual.
+func WithSlot(ctx context.Context, check func() bool) context.Context {
+	return context.WithValue(ctx, slotKey{}, &heldSlot{check: check})
 }
 
 // Config configures a Client. The zero value is valid and talks to
@@ -60,9 +97,12 @@ type Config struct {
 	// http.DefaultTransport, without a client-wide timeout (calls use
 	// contexts).
 	HTTPClient *http.Client
-	// Timeout bounds a whole call (credentials, rate-limit waits, the request,
-	// the refresh and its retry) when the caller's context has no deadline.
-	// Default DefaultTimeout; negative disables it.
+	// Timeout bounds each exchange with the API (credentials, the request
+	// and reading the answer; the refresh after a 401 and its retry get
+	// their own) when the caller's context has no deadline. The wait for
+	// the budget is not bounded by it: a request waits for its slot as
+	// long as it takes, unless the caller's context ends. Default
+	// DefaultTimeout; negative disables it.
 	Timeout time.Duration
 	// UserAgent is sent on every request. Default DefaultUserAgent.
 	UserAgent string
@@ -200,9 +240,6 @@ type response struct {
 // 401 and maps the answer. It returns the decoded envelope of a success; env
 // is zero when the body was empty (204).
 func (c *Client) call(ctx context.Context, r request) (envelope, int, error) {
-	ctx, cancel := c.withDefaultTimeout(ctx)
-	defer cancel()
-
 	var body []byte
 	if r.body != nil {
 		b, err := json.Marshal(r.body)
@@ -211,56 +248,96 @@ func (c *Client) call(ctx context.Context, r request) (envelope, int, error) {
 		}
 		body = b
 	}
-
-	if r.partnerOnly {
-		creds := Credentials{PartnerToken: r.partnerToken}
-		resp, err := c.send(ctx, r, body, creds, 1)
-		if err != nil {
-			return envelope{}, 0, err
-		}
-		return c.judge(r, resp, creds)
-	}
-
-	if c.auth == nil {
+	if !r.partnerOnly && c.auth == nil {
 		return envelope{}, 0, fmt.Errorf("altegio %s: no authorizer configured: %w", r.op, ErrUnauthorized)
 	}
-	creds, err := c.auth.Credentials(ctx, r.location)
-	if err != nil {
-		return envelope{}, 0, fmt.Errorf("altegio %s: credentials for location %d: %w", r.op, r.location, err)
-	}
-	resp, err := c.send(ctx, r, body, creds, 1)
+
+	resp, creds, err := c.send(ctx, r, body, nil, 1)
 	if err != nil {
 		return envelope{}, 0, err
 	}
-	if resp.status != http.StatusUnauthorized {
+	if r.partnerOnly || resp.status != http.StatusUnauthorized {
 		return c.judge(r, resp, creds)
 	}
 
 	rejected := c.apiError(r, resp, creds)
 	c.log.LogAttrs(ctx, slog.LevelDebug, "altegio credentials rejected, refreshing",
 		slog.String("op", r.op), slog.Int64("location_id", r.location), slog.Uint64("credentials_version", creds.Version))
-	fresh, err := c.auth.Refresh(ctx, r.location, creds)
+	rctx, cancel := c.withDefaultTimeout(ctx)
+	fresh, err := c.auth.Refresh(rctx, r.location, creds)
+	cancel()
 	if err != nil {
 		return envelope{}, resp.status, &refreshError{unauthorized: rejected, err: err}
 	}
-	resp, err = c.send(ctx, r, body, fresh, 2)
+	resp, creds, err = c.send(ctx, r, body, &fresh, 2)
 	if err != nil {
 		return envelope{}, 0, err
 	}
-	return c.judge(r, resp, fresh)
+	return c.judge(r, resp, creds)
 }
 
-// send makes one HTTP exchange: limiter, request, bounded read. It returns an
-// error only when no complete response was read.
-func (c *Client) send(ctx context.Context, r request, body []byte, creds Credentials, attempt int) (response, error) {
+// flow names the budget flow of r: its location, so that the Limiter can
+// share the budget fairly between locations.
+func (r request) flow() string {
+	if r.partnerOnly {
+		return "auth"
+	}
+	return LocationFlow(r.location)
+}
+
+// LocationFlow is the Limiter flow of the requests of a location (its ID
+// in decimal): callers that take a slot themselves (WithSlot) wait in the
+// same flow as the client's own requests.
+func LocationFlow(location int64) string { return strconv.FormatInt(location, 10) }
+
+// send makes one HTTP exchange: it waits for a budget slot, then reads the
+// credentials (fixed when given: the retry after a refresh), builds the
+// request and sends it while the slot is still good, with a bounded read.
+// Reading the credentials after the wait means a token rotated while the
+// request waited is not sent. send returns an error only when no complete
+// response was read, and the credentials it sent.
+func (c *Client) send(ctx context.Context, r request, body []byte, fixed *Credentials, attempt int) (response, Credentials, error) {
+	held, _ := ctx.Value(slotKey{}).(*heldSlot)
+	for {
+		var check func() bool
+		if held != nil {
+			check = held.take()
+		}
+		if check == nil && c.lim != nil {
+			urgent := held != nil || r.partnerOnly || attempt > 1
+			var err error
+			if check, err = c.lim.Wait(ctx, r.flow(), urgent); err != nil {
+				return response{}, Credentials{}, fmt.Errorf("altegio %s: wait for rate limiter: %w: %w", r.op, ErrNotSent, err)
+			}
+		}
+		resp, creds, sent, err := c.exchange(ctx, r, body, fixed, attempt, check)
+		if sent || err != nil {
+			return resp, creds, err
+		}
+		// The slot came too late to be sent safely: wait for another.
+	}
+}
+
+// exchange reads the credentials, builds the request and, when check
+// allows it (nil: no limiter), sends it. sent is false when the slot was
+// too late and nothing was sent.
+func (c *Client) exchange(ctx context.Context, r request, body []byte, fixed *Credentials, attempt int, check func() bool) (resp response, creds Credentials, sent bool, err error) {
+	ctx, cancel := c.withDefaultTimeout(ctx)
+	defer cancel()
+	switch {
+	case r.partnerOnly:
+		creds = Credentials{PartnerToken: r.partnerToken}
+	case fixed != nil:
+		creds = *fixed
+	default:
+		creds, err = c.auth.Credentials(ctx, r.location)
+		if err != nil {
+			return response{}, creds, false, fmt.Errorf("altegio %s: credentials for location %d: %w", r.op, r.location, err)
+		}
+	}
 	if !validToken(creds.PartnerToken) || creds.PartnerToken == "" ||
 		(!r.partnerOnly && (creds.UserToken == "" || !validToken(creds.UserToken))) {
-		return response{}, fmt.Errorf("altegio %s: credentials are empty or malformed: %w", r.op, ErrUnauthorized)
-	}
-	if c.lim != nil {
-		if err := c.lim.Wait(ctx); err != nil {
-			return response{}, fmt.Errorf("altegio %s: wait for rate limiter: %w", r.op, err)
-		}
+		return response{}, creds, false, fmt.Errorf("altegio %s: credentials are empty or malformed: %w", r.op, ErrUnauthorized)
 	}
 
 	target := c.base + r.path
@@ -273,7 +350,7 @@ func (c *Client) send(ctx context.Context, r request, body []byte, creds Credent
 	}
 	req, err := http.NewRequestWithContext(ctx, r.method, target, rd)
 	if err != nil {
-		return response{}, invalidRequest(r.op, "build request: %v", err)
+		return response{}, creds, false, invalidRequest(r.op, "build request: %v", err)
 	}
 	req.Header.Set("Accept", mediaType)
 	req.Header.Set("Authorization", authorization(creds.PartnerToken, creds.UserToken))
@@ -281,24 +358,27 @@ func (c *Client) send(ctx context.Context, r request, body []byte, creds Credent
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	if check != nil && !check() {
+		return response{}, creds, false, nil
+	}
 
 	start := time.Now()
-	resp, err := c.http.Do(req)
+	hr, err := c.http.Do(req)
 	if err != nil {
 		c.record(ctx, r, attempt, 0, time.Since(start), err)
-		return response{}, &TransportError{Op: r.op, Method: r.method, Path: r.path, Err: err}
+		return response{}, creds, true, &TransportError{Op: r.op, Method: r.method, Path: r.path, Err: err}
 	}
-	data, err := c.readBody(resp.Body)
+	data, err := c.readBody(hr.Body)
 	elapsed := time.Since(start)
-	c.record(ctx, r, attempt, resp.StatusCode, elapsed, err)
+	c.record(ctx, r, attempt, hr.StatusCode, elapsed, err)
 	if err != nil {
-		return response{}, &TransportError{Op: r.op, Method: r.method, Path: r.path, Status: resp.StatusCode, Err: err}
+		return response{}, creds, true, &TransportError{Op: r.op, Method: r.method, Path: r.path, Status: hr.StatusCode, Err: err}
 	}
-	out := response{status: resp.StatusCode, header: resp.Header, body: data}
+	out := response{status: hr.StatusCode, header: hr.Header, body: data}
 	if out.status == http.StatusTooManyRequests && c.lim != nil {
-		c.lim.Penalize(parseRetryAfter(resp.Header.Get("Retry-After"), c.now()))
+		c.lim.Penalize(parseRetryAfter(hr.Header.Get("Retry-After"), c.now()))
 	}
-	return out, nil
+	return out, creds, true, nil
 }
 
 // readBody reads at most maxBody bytes, then drains a bounded remainder and

@@ -461,7 +461,9 @@ type penaltyLimiter struct {
 	penalties []time.Duration
 }
 
-func (l *penaltyLimiter) Wait(ctx context.Context) error { return ctx.Err() }
+func (l *penaltyLimiter) Wait(ctx context.Context, _ string, _ bool) (func() bool, error) {
+	return func() bool { return true }, ctx.Err()
+}
 
 func (l *penaltyLimiter) Penalize(d time.Duration) {
 	l.mu.Lock()

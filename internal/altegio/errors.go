@@ -36,6 +36,10 @@ var (
 	// documented contract (missing name or phone, page_size above 200, …).
 	// Nothing was sent.
 	ErrInvalidRequest = errors.New("altegio: invalid request")
+	// ErrNotSent: the wait for the API budget ended (the context ended or
+	// the Limiter closed) before the request was sent. Nothing was sent;
+	// the class is transient, but retrying costs no attempt.
+	ErrNotSent = errors.New("altegio: request not sent")
 )
 
 // Class is what a caller should do about an error. Use [ClassOf] to get it.

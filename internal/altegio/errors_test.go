@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -506,11 +507,90 @@ func TestLimiterErrorStopsCall(t *testing.T) {
 	lim := &fakeLimiter{err: context.DeadlineExceeded}
 	c := newTestClient(t, srv, nil, lim)
 	_, err := c.GetClient(t.Context(), 1, 2)
-	if !errors.Is(err, context.DeadlineExceeded) || ClassOf(err) != ClassTransient || OutcomeUnknown(err) {
+	if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrNotSent) || ClassOf(err) != ClassTransient || OutcomeUnknown(err) {
 		t.Errorf("err = %v, class %v", err, ClassOf(err))
 	}
 	if n := len(srv.requests()); n != 0 {
 		t.Errorf("%d requests sent", n)
+	}
+}
+
+// TestLateSlotIsNotSent: a slot whose send check fails is not used; the
+// client waits for another and sends once.
+func TestLateSlotIsNotSent(t *testing.T) {
+	t.Parallel()
+	srv := newAPIServer(t, reply{status: 200, body: createdClientJSON})
+	lim := &fakeLimiter{late: []bool{true, true}}
+	c := newTestClient(t, srv, nil, lim)
+	if _, err := c.GetClient(t.Context(), 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(srv.requests()); n != 1 {
+		t.Errorf("%d requests sent, want 1", n)
+	}
+	if lim.waits != 3 {
+		t.Errorf("limiter waits = %d, want 3 (two late slots, then one in time)", lim.waits)
+	}
+}
+
+// TestCredentialsReadAfterBudgetWait: a token rotated while the request
+// waited for its slot is not sent; the request carries the new one.
+func TestCredentialsReadAfterBudgetWait(t *testing.T) {
+	t.Parallel()
+	srv := newAPIServer(t, reply{status: 200, body: createdClientJSON})
+	auth := &rotatingAuth{token: "old-token"}
+	lim := &fakeLimiter{onWait: func() { auth.set("new-token") }}
+	c := newTestClient(t, srv, auth, lim)
+	if _, err := c.GetClient(t.Context(), 1, 2); err != nil {
+		t.Fatal(err)
+	}
+	reqs := srv.requests()
+	if len(reqs) != 1 {
+		t.Fatalf("%d requests, want 1", len(reqs))
+	}
+	if got, want := reqs[0].Header.Get("Authorization"), "Bearer "+testPartner+", User new-token"; got != want {
+		t.Errorf("Authorization = %q, want %q", got, want)
+	}
+}
+
+// rotatingAuth hands out its current token; set rotates it.
+type rotatingAuth struct {
+	mu    sync.Mutex
+	token string
+}
+
+func (a *rotatingAuth) set(tok string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.token = tok
+}
+
+func (a *rotatingAuth) Credentials(context.Context, int64) (Credentials, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return Credentials{PartnerToken: testPartner, UserToken: a.token, Version: 1}, nil
+}
+
+func (a *rotatingAuth) Refresh(ctx context.Context, loc int64, _ Credentials) (Credentials, error) {
+	return a.Credentials(ctx, loc)
+}
+
+// TestWithSlotUsesHeldSlot: the first request of a call made with
+// WithSlot uses the slot taken in advance; the next waits as usual.
+func TestWithSlotUsesHeldSlot(t *testing.T) {
+	t.Parallel()
+	srv := newAPIServer(t, reply{status: 200, body: createdClientJSON})
+	lim := &fakeLimiter{}
+	c := newTestClient(t, srv, nil, lim)
+	used := 0
+	ctx := WithSlot(t.Context(), func() bool { used++; return true })
+	for range 2 {
+		if _, err := c.GetClient(ctx, 1, 2); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if used != 1 || lim.waits != 1 {
+		t.Errorf("held slot used %d times, limiter waits %d; want 1 and 1", used, lim.waits)
 	}
 }
 

@@ -149,19 +149,31 @@ func jsonEqual(t *testing.T, got []byte, want string) {
 	}
 }
 
-// fakeLimiter counts waits and records penalties.
+// fakeLimiter counts waits and records penalties. Its slots' send checks
+// answer late[i] for the i-th wait (false when late is shorter), and
+// onWait runs inside every wait.
 type fakeLimiter struct {
 	mu        sync.Mutex
 	waits     int
 	penalties []time.Duration
 	err       error
+	late      []bool
+	onWait    func()
 }
 
-func (l *fakeLimiter) Wait(ctx context.Context) error {
+func (l *fakeLimiter) Wait(ctx context.Context, _ string, _ bool) (func() bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.onWait != nil {
+		l.onWait()
+	}
+	n := l.waits
 	l.waits++
-	return l.err
+	if l.err != nil {
+		return nil, l.err
+	}
+	late := n < len(l.late) && l.late[n]
+	return func() bool { return !late }, nil
 }
 
 func (l *fakeLimiter) Penalize(d time.Duration) {

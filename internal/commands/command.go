@@ -72,8 +72,8 @@ type Command struct {
 	// client is created. When set, it decides the command's ClientKey.
 	ClientRef string `json:"client_ref,omitempty"`
 	// Payload is the type-specific body; read it with the typed accessors
-	// (ClientFields, BulkCreate, CommentAdd, CommentDelete, FileDelete) and
-	// set it with SetPayload.
+	// (ClientFields, ClientUpdate, BulkCreate, CommentAdd, CommentDelete,
+	// FileDelete) and set it with SetPayload.
 	Payload json.RawMessage `json:"payload,omitempty"`
 	// CorrelationID is an opaque producer value copied to every result
 	// event (1 to 128 printable characters).
@@ -89,9 +89,11 @@ type Command struct {
 // Every field is optional in Go so that presence is visible: a nil pointer,
 // slice or map means "absent". On update, an absent field keeps the client's
 // current value (the worker reads, merges with ApplyTo and PUTs), and an
-// empty string clears a text field. Name and Phone are nevertheless required
-// on create, update and in every bulk item, because the API requires them on
-// every write. JSON null is rejected: omit the field instead.
+// empty string clears a text field; an update with mode UpdateReplace clears
+// absent fields instead (see UpdatePayload). Name and Phone are nevertheless
+// required on create, update and in every bulk item, because the API
+// requires them on every write. JSON null is rejected: omit the field
+// instead. ClientFields has no mode: create and bulk items reject one.
 type ClientFields struct {
 	// Name is the first name, required, 1 to MaxTextLength characters, not
 	// blank.
@@ -178,6 +180,33 @@ func overlay[T any](dst **T, src *T) {
 	}
 }
 
+// UpdateMode says how a client.update applies its fields to the card.
+type UpdateMode string
+
+// The update modes. A payload without "mode" is an UpdateMerge.
+const (
+	// UpdateMerge reads the card, writes the payload's fields over it
+	// (ClientFields.ApplyTo) and PUTs the result: fields the payload leaves
+	// out keep their current value. Two API requests. The default.
+	UpdateMerge UpdateMode = "merge"
+	// UpdateReplace PUTs the payload as the complete card, without reading
+	// it first: one API request, and fields the payload leaves out are
+	// cleared. For producers that own the whole card. Name and phone are
+	// required, as on every update.
+	UpdateReplace UpdateMode = "replace"
+)
+
+// UpdatePayload is the payload of client.update: the client fields and an
+// optional mode, side by side in one flat JSON object
+// ({"mode":"replace","name":...,"phone":...}; ClientFields is embedded).
+type UpdatePayload struct {
+	// Mode is UpdateMerge or UpdateReplace. Empty means absent, which is
+	// UpdateMerge; Command.ClientUpdate reports an absent mode as
+	// UpdateMerge.
+	Mode UpdateMode `json:"mode,omitempty"`
+	ClientFields
+}
+
 // BulkCreatePayload is the payload of client.bulk_create: 1 to
 // MaxBulkClients clients, each with name and phone, no custom_fields, and no
 // two with the same phone (the API reports per-item errors by phone, not by
@@ -214,9 +243,9 @@ func NewID() string {
 	return id.String()
 }
 
-// SetPayload encodes v (typically a ClientFields, BulkCreatePayload,
-// CommentAddPayload, CommentDeletePayload or FileDeletePayload) as c's
-// payload. It returns the encoding error, if any; it does not validate.
+// SetPayload encodes v (typically a ClientFields, UpdatePayload,
+// BulkCreatePayload, CommentAddPayload, CommentDeletePayload or
+// FileDeletePayload) as c's payload. It returns the encoding error, if any; it does not validate.
 func (c *Command) SetPayload(v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -226,22 +255,46 @@ func (c *Command) SetPayload(v any) error {
 	return nil
 }
 
-// ClientFields returns the payload of a client.create or client.update
-// command. It returns an error wrapping ErrPayloadType for other types, and a
+// ClientFields returns the client fields of a client.create or
+// client.update command; an update's mode is left out (see ClientUpdate). It
+// returns an error wrapping ErrPayloadType for other types, and a
 // *ValidationError when the payload breaks the contract.
 func (c Command) ClientFields() (ClientFields, error) {
 	if c.Type != TypeClientCreate && c.Type != TypeClientUpdate {
 		return ClientFields{}, payloadTypeError(c.Type, "client fields")
 	}
+	obj := createPayload
+	if c.Type == TypeClientUpdate {
+		obj = updatePayload
+	}
 	d := &decoder{}
 	var f ClientFields
 	if raw, ok := c.payload(d); ok {
-		f = decodeClientFields(d, "payload", raw, false)
+		f, _ = decodeClientFields(d, "payload", raw, obj)
 	}
 	if err := d.err(); err != nil {
 		return ClientFields{}, err
 	}
 	return f, nil
+}
+
+// ClientUpdate returns the payload of a client.update command: its fields
+// and its mode, UpdateMerge when the payload names none. It returns an error
+// wrapping ErrPayloadType for other types, and a *ValidationError when the
+// payload breaks the contract.
+func (c Command) ClientUpdate() (UpdatePayload, error) {
+	if c.Type != TypeClientUpdate {
+		return UpdatePayload{}, payloadTypeError(c.Type, "update payload")
+	}
+	d := &decoder{}
+	var p UpdatePayload
+	if raw, ok := c.payload(d); ok {
+		p.ClientFields, p.Mode = decodeClientFields(d, "payload", raw, updatePayload)
+	}
+	if err := d.err(); err != nil {
+		return UpdatePayload{}, err
+	}
+	return p, nil
 }
 
 // BulkCreate returns the payload of a client.bulk_create command. It returns

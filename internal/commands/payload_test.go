@@ -88,6 +88,7 @@ func TestPayloadAccessorErrors(t *testing.T) {
 		call func() error
 	}{
 		{"ClientFields", func() error { _, err := del.ClientFields(); return err }},
+		{"ClientUpdate", func() error { _, err := del.ClientUpdate(); return err }},
 		{"BulkCreate", func() error { _, err := del.BulkCreate(); return err }},
 		{"CommentAdd", func() error { _, err := del.CommentAdd(); return err }},
 		{"CommentDelete", func() error { _, err := del.CommentDelete(); return err }},
@@ -102,6 +103,117 @@ func TestPayloadAccessorErrors(t *testing.T) {
 	_, err := bad.ClientFields()
 	if got, want := problemPaths(t, err), []string{"payload.phone"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("ClientFields problems at %q, want %q", got, want)
+	}
+}
+
+func TestClientUpdateAccessor(t *testing.T) {
+	tests := []struct {
+		name    string
+		payload string
+		want    UpdateMode
+	}{
+		{name: "absent is merge", payload: okClient, want: UpdateMerge},
+		{name: "merge", payload: client(`"mode":"merge"`), want: UpdateMerge},
+		{name: "replace", payload: client(`"mode":"replace","email":""`), want: UpdateReplace},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := mustDecode(t, update(tc.payload))
+			got, err := c.ClientUpdate()
+			if err != nil {
+				t.Fatalf("ClientUpdate: %v", err)
+			}
+			if got.Mode != tc.want {
+				t.Errorf("Mode = %q, want %q", got.Mode, tc.want)
+			}
+			fields, err := c.ClientFields()
+			if err != nil {
+				t.Fatalf("ClientFields: %v", err)
+			}
+			if !reflect.DeepEqual(got.ClientFields, fields) {
+				t.Errorf("ClientUpdate().ClientFields = %+v, ClientFields() = %+v", got.ClientFields, fields)
+			}
+			if *got.Name != "James" || *got.Phone != "+13155550175" {
+				t.Errorf("fields = %+v, want James +13155550175", got.ClientFields)
+			}
+		})
+	}
+
+	create := mustDecode(t, create(okClient))
+	if _, err := create.ClientUpdate(); !errors.Is(err, ErrPayloadType) {
+		t.Errorf("ClientUpdate on client.create: error = %v, want ErrPayloadType", err)
+	}
+	bad := Command{Type: TypeClientUpdate, LocationID: 1, ClientID: 7, Payload: json.RawMessage(`{"mode":"put","name":"J","phone":"+13155550175"}`)}
+	if _, err := bad.ClientUpdate(); !reflect.DeepEqual(problemPaths(t, err), []string{"payload.mode"}) {
+		t.Errorf("ClientUpdate with a bad mode: %v, want a problem at payload.mode", err)
+	}
+}
+
+// The reasons name the rule that was broken.
+func TestUpdateModeReasons(t *testing.T) {
+	tests := []struct {
+		name, in string
+		want     []Problem
+	}{
+		{
+			name: "replace without name and phone",
+			in:   update(`{"mode":"replace","surname":"Smith"}`),
+			want: []Problem{{"payload.name", "required with mode replace"}, {"payload.phone", "required with mode replace"}},
+		},
+		{
+			name: "unknown mode",
+			in:   update(client(`"mode":"patch"`)),
+			want: []Problem{{"payload.mode", `must be "merge" or "replace"`}},
+		},
+		{
+			name: "mode on create",
+			in:   create(client(`"mode":"replace"`)),
+			want: []Problem{{"payload.mode", "unknown field; mode is for client.update only"}},
+		},
+		{
+			name: "mode in a bulk item",
+			in:   bulk(client(`"mode":"merge"`)),
+			want: []Problem{{"payload.clients[0].mode", "unknown field; mode is for client.update only"}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Decode([]byte(tc.in))
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Decode error = %v, want *ValidationError", err)
+			}
+			if !reflect.DeepEqual(ve.Problems, tc.want) {
+				t.Errorf("problems = %+v, want %+v", ve.Problems, tc.want)
+			}
+		})
+	}
+}
+
+// An UpdatePayload built in Go encodes flat and decodes back the same.
+func TestUpdatePayloadRoundTrip(t *testing.T) {
+	in := UpdatePayload{Mode: UpdateReplace, ClientFields: ClientFields{Name: new("James"), Phone: new("+13155550175"), Categories: []int64{}}}
+	c := Command{ID: NewID(), Type: TypeClientUpdate, LocationID: 1, ClientID: 5}
+	if err := c.SetPayload(in); err != nil {
+		t.Fatalf("SetPayload: %v", err)
+	}
+	if got, want := string(c.Payload), `{"mode":"replace","name":"James","phone":"+13155550175","categories":[]}`; got != want {
+		t.Errorf("payload = %s, want %s", got, want)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("Validate: %v", err)
+	}
+	got, err := c.ClientUpdate()
+	if err != nil {
+		t.Fatalf("ClientUpdate: %v", err)
+	}
+	if !reflect.DeepEqual(got, in) {
+		t.Errorf("ClientUpdate() = %+v, want %+v", got, in)
+	}
+	c.Type = TypeClientCreate
+	c.ClientID = 0
+	if got := problemPaths(t, c.Validate()); !reflect.DeepEqual(got, []string{"payload.mode"}) {
+		t.Errorf("the same payload on client.create: problems at %q, want payload.mode", got)
 	}
 }
 

@@ -10,11 +10,16 @@ import (
 	"time"
 )
 
-// jsonNames returns the JSON names of a struct type's exported fields.
+// jsonNames returns the JSON names of a struct type's exported fields,
+// with those of an embedded struct without a tag, as encoding/json does.
 func jsonNames(t *testing.T, typ reflect.Type) []string {
 	t.Helper()
 	var names []string
 	for f := range typ.Fields() {
+		if f.Anonymous && f.Type.Kind() == reflect.Struct && f.Tag.Get("json") == "" {
+			names = append(names, jsonNames(t, f.Type)...)
+			continue
+		}
 		if !f.IsExported() {
 			continue
 		}
@@ -91,6 +96,10 @@ func TestSchemaFieldsMatchGo(t *testing.T) {
 		sort.Strings(names)
 		return names
 	}
+	// clientUpdatePayload adds its own properties to clientFieldsBase's.
+	updateNames := append(propertyNames(t, cmd, "$defs", "clientFieldsBase", "properties"),
+		propertyNames(t, cmd, "$defs", "clientUpdatePayload", "properties")...)
+	sort.Strings(updateNames)
 	tests := []struct {
 		name   string
 		schema []string
@@ -100,6 +109,7 @@ func TestSchemaFieldsMatchGo(t *testing.T) {
 		{"Problem", propertyNames(t, res, "$defs", "problem", "properties"), reflect.TypeFor[Problem]()},
 		{"Command", propertyNames(t, cmd, "properties"), reflect.TypeFor[Command]()},
 		{"ClientFields", withCustom(propertyNames(t, cmd, "$defs", "clientFieldsBase", "properties")), reflect.TypeFor[ClientFields]()},
+		{"UpdatePayload", updateNames, reflect.TypeFor[UpdatePayload]()},
 		{"BulkCreatePayload", propertyNames(t, cmd, "$defs", "bulkCreatePayload", "properties"), reflect.TypeFor[BulkCreatePayload]()},
 		{"CommentAddPayload", propertyNames(t, cmd, "$defs", "commentAddPayload", "properties"), reflect.TypeFor[CommentAddPayload]()},
 		{"CommentDeletePayload", propertyNames(t, cmd, "$defs", "commentDeletePayload", "properties"), reflect.TypeFor[CommentDeletePayload]()},
@@ -133,6 +143,7 @@ func TestSchemaEnumsMatchGo(t *testing.T) {
 		{"type", stringList(t, lookup(t, cmd, "properties", "type", "enum")), toStrings(Types())},
 		{"outcome", stringList(t, lookup(t, res, "properties", "outcome", "enum")), toStrings(Outcomes())},
 		{"error_class", stringList(t, lookup(t, res, "properties", "error_class", "enum")), toStrings(ErrorClasses())},
+		{"mode", stringList(t, lookup(t, cmd, "$defs", "clientUpdatePayload", "properties", "mode", "enum")), toStrings([]UpdateMode{UpdateMerge, UpdateReplace})},
 	}
 	for _, tc := range tests {
 		if !slices.Equal(tc.schema, tc.goValues) {

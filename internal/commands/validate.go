@@ -123,9 +123,10 @@ func NormalizePhone(phone string) string {
 //   - client_ref: 1 to MaxClientRefLength printable characters, no
 //     whitespace; correlation_id: 1 to MaxCorrelationIDLength printable
 //     characters;
-//   - the payload matches the type (see ClientFields, BulkCreatePayload,
-//     CommentAddPayload, CommentDeletePayload, FileDeletePayload), decoded as
-//     strictly as Decode does; client.delete takes none, null or {}.
+//   - the payload matches the type (see ClientFields, UpdatePayload,
+//     BulkCreatePayload, CommentAddPayload, CommentDeletePayload,
+//     FileDeletePayload), decoded as strictly as Decode does; client.delete
+//     takes none, null or {}.
 //
 // Validate does not require an id: ingest assigns one to commands without it.
 func (c Command) Validate() error {
@@ -232,8 +233,10 @@ func (c Command) validatePayload(d *decoder) {
 		return
 	}
 	switch c.Type {
-	case TypeClientCreate, TypeClientUpdate:
-		decodeClientFields(d, "payload", raw, false)
+	case TypeClientCreate:
+		decodeClientFields(d, "payload", raw, createPayload)
+	case TypeClientUpdate:
+		decodeClientFields(d, "payload", raw, updatePayload)
 	case TypeClientBulkCreate:
 		decodeBulkCreate(d, "payload", raw)
 	case TypeCommentAdd:
@@ -259,17 +262,42 @@ func (c Command) payload(d *decoder) (json.RawMessage, bool) {
 	return raw, true
 }
 
-// decodeClientFields decodes and checks one ClientFields object at path.
-// inBulk forbids custom_fields.
-func decodeClientFields(d *decoder, path string, raw json.RawMessage, inBulk bool) ClientFields {
+// clientObject names the object client fields are read from, which decides
+// the members it may have besides the ClientFields ones.
+type clientObject int
+
+const (
+	createPayload clientObject = iota // client.create: nothing more
+	updatePayload                     // client.update: also mode
+	bulkItem                          // a client.bulk_create item: no custom_fields
+)
+
+// decodeClientFields decodes and checks one client object at path. The mode
+// is read from an update payload only; it is UpdateMerge when absent (and
+// for other objects).
+func decodeClientFields(d *decoder, path string, raw json.RawMessage, obj clientObject) (ClientFields, UpdateMode) {
 	var f ClientFields
+	mode := UpdateMerge
 	members, ok := d.object(path, raw)
 	if !ok {
-		return f
+		return f, mode
 	}
 	for _, m := range members {
 		p := fieldPath(path, m.key)
 		switch m.key {
+		case "mode":
+			if obj != updatePayload {
+				d.add(p, "unknown field; mode is for client.update only")
+				continue
+			}
+			if v, ok := d.string(p, m.value); ok {
+				switch UpdateMode(v) {
+				case UpdateMerge, UpdateReplace:
+					mode = UpdateMode(v)
+				default:
+					d.add(p, fmt.Sprintf("must be %q or %q", UpdateMerge, UpdateReplace))
+				}
+			}
 		case "name":
 			f.Name = d.stringPtr(p, m.value)
 		case "phone":
@@ -303,7 +331,7 @@ func decodeClientFields(d *decoder, path string, raw json.RawMessage, inBulk boo
 		case "categories":
 			f.Categories = decodeCategories(d, p, m.value)
 		case "custom_fields":
-			if inBulk {
+			if obj == bulkItem {
 				d.add(p, "not supported by client.bulk_create; use client.create")
 				continue
 			}
@@ -312,8 +340,19 @@ func decodeClientFields(d *decoder, path string, raw json.RawMessage, inBulk boo
 			d.unknownField(p, m.key)
 		}
 	}
+	if mode == UpdateReplace {
+		// A replace is PUT as it is, and the API requires name and phone
+		// on PUT. checkClientFields requires them on every update too; this
+		// says why for a replace, and holds if merge updates stop doing so.
+		if f.Name == nil {
+			d.add(fieldPath(path, "name"), "required with mode replace")
+		}
+		if f.Phone == nil {
+			d.add(fieldPath(path, "phone"), "required with mode replace")
+		}
+	}
 	checkClientFields(d, path, f)
-	return f
+	return f, mode
 }
 
 func decodeCategories(d *decoder, path string, raw json.RawMessage) []int64 {
@@ -471,7 +510,8 @@ func decodeBulkCreate(d *decoder, path string, raw json.RawMessage) BulkCreatePa
 		}
 		p.Clients = make([]ClientFields, 0, len(items))
 		for i, item := range items {
-			p.Clients = append(p.Clients, decodeClientFields(d, indexPath(clientsPath, i), item, true))
+			f, _ := decodeClientFields(d, indexPath(clientsPath, i), item, bulkItem)
+			p.Clients = append(p.Clients, f)
 		}
 	}
 	if !saw {

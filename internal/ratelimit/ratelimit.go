@@ -1,23 +1,54 @@
 // Package ratelimit keeps every worker process, together, inside the Altegio
 // API budget (reference §4: 5 requests per second and 200 per minute per
-// egress IP).
+// egress IP), spends it fairly between locations, and never sends a request
+// that the API would refuse for our own pacing.
 //
-// The budget is one shared schedule kept in a JetStream KV bucket. Each
-// request reserves the next free slot with a compare-and-set on one key and
-// then waits, locally, until its slot comes. The schedule is a sliding-window
-// log: the times of the last PerMinute grants. A new grant goes no earlier
-// than one second after the PerSecond-th latest grant and one minute after
-// the PerMinute-th latest, so no window of either length ever holds more
-// than its limit, for any number of processes. A 429 from the API pushes the
-// schedule back for everyone (Penalize).
+// # The shared schedule
+//
+// The budget is one schedule per egress IP kept in a JetStream KV bucket: the
+// times of the latest grants (a sliding-window log). A slot goes no earlier
+// than one second plus the margin after the PerSecond-th latest grant and one
+// minute plus the margin after the PerMinute-th latest, so no window of either
+// length holds more than its limit, for any number of processes.
+//
+// A process does not book every request with its own compare-and-set: it
+// leases a short run of slots at a time (as many as it has requests waiting,
+// reaching at most LeaseHorizon ahead), so the bookkeeping costs one KV round
+// trip per lease, not per request, and no process holds slots far ahead of
+// the others (which is what keeps processes fair to each other).
+//
+// # Sending late is what causes 429s
+//
+// A slot is only good if the request reaches the API close to the slot's
+// time: a request sent late shrinks the gap to the request five slots later.
+// So a granted slot carries a send check that the API client calls right
+// before the request goes out: a slot more than half the margin late is
+// dropped (the caller waits for another) instead of being sent. The margin
+// is derived from the lateness this process measured at those checks (twice
+// the largest of the recent ones, between MinMargin and MaxMargin) and is
+// shared through the schedule, so every process books with the largest
+// margin any of them needs.
+//
+// # Fairness
+//
+// Inside a process, requests wait in one queue per flow (a location, named
+// by the caller) and slots are handed out by weighted fair queueing: a
+// backlog at one location takes its share, a single request at another goes
+// with the next slot.
+//
+// # 429 from someone else
+//
+// A 429 pushes the schedule back for everyone (Retry-After, or 1 s doubling
+// to MaxPenalty) and halves the rate, which then recovers linearly over
+// RecoverAfter.
 //
 // When the KV bucket cannot be reached the limiter falls back to a local
-// schedule with the same budget, so a process keeps working at a safe pace
-// on its own; it logs the switch once and goes back to the shared schedule on
-// the next request that reaches the bucket.
+// schedule with the same budget, logs the switch once, and goes back to the
+// shared schedule when a probe reaches the bucket again.
 package ratelimit
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,6 +65,9 @@ import (
 	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
+// ErrClosed is returned by Wait after Close.
+var ErrClosed = errors.New("ratelimit: limiter closed")
+
 // Config sets the shared budget. The zero value is completed by setDefaults.
 type Config struct {
 	// PerSecond is the number of requests allowed in one second. Default 5.
@@ -41,16 +75,30 @@ type Config struct {
 	// PerMinute is the number of requests allowed in one minute. Default 200.
 	// A negative value disables the per-minute limit.
 	PerMinute int
-	// Margin stretches both windows by this share to absorb network jitter
-	// between our clock and the API's. Default 0.02 (2%).
-	Margin float64
 	// Key is the KV key that holds the schedule; one key per egress IP.
 	// Default "egress.default".
 	Key string
+	// MinMargin and MaxMargin bound the margin by which both windows are
+	// stretched. The margin is twice the largest send lateness measured
+	// recently, at least MinMargin (which also absorbs jitter on the way to
+	// the API) and at most MaxMargin. Defaults 20 ms and 500 ms.
+	MinMargin time.Duration
+	MaxMargin time.Duration
+	// LeaseHorizon is how far ahead of now one lease may reach. Larger
+	// leases cost fewer KV round trips at high rates but let one process
+	// hold slots the others wait behind. Default 250 ms.
+	LeaseHorizon time.Duration
 	// MaxPenalty caps how far one 429 without Retry-After pushes the
 	// schedule back. Default 30 s; the first 429 pushes by 1 s and each
 	// following one within MaxPenalty doubles it.
 	MaxPenalty time.Duration
+	// RecoverAfter is how long the rate takes to climb back from the half
+	// rate a 429 sets to the full budget. Default 30 s.
+	RecoverAfter time.Duration
+	// Weights gives flows (locations) a share of the budget relative to
+	// the others; a flow not listed weighs 1. A location with weight 2 gets
+	// twice the slots of one with weight 1 while both have requests waiting.
+	Weights map[string]float64
 	// Logger receives the fallback warnings. Default slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil registers nothing.
@@ -66,14 +114,23 @@ func (c *Config) setDefaults() {
 	if c.PerMinute == 0 {
 		c.PerMinute = 200
 	}
-	if c.Margin == 0 {
-		c.Margin = 0.02
-	}
 	if c.Key == "" {
 		c.Key = "egress.default"
 	}
+	if c.MinMargin == 0 {
+		c.MinMargin = 20 * time.Millisecond
+	}
+	if c.MaxMargin == 0 {
+		c.MaxMargin = 500 * time.Millisecond
+	}
+	if c.LeaseHorizon == 0 {
+		c.LeaseHorizon = 250 * time.Millisecond
+	}
 	if c.MaxPenalty == 0 {
 		c.MaxPenalty = 30 * time.Second
+	}
+	if c.RecoverAfter == 0 {
+		c.RecoverAfter = 30 * time.Second
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -88,30 +145,79 @@ func (c *Config) Validate() error {
 	switch {
 	case c.PerSecond < 1:
 		return fmt.Errorf("ratelimit: per-second limit %d, want at least 1", c.PerSecond)
-	case c.Margin < 0 || c.Margin >= 1:
-		return fmt.Errorf("ratelimit: margin %v, want [0, 1)", c.Margin)
+	case c.MinMargin < 0 || c.MaxMargin < c.MinMargin:
+		return fmt.Errorf("ratelimit: margin bounds %v..%v, want 0 <= min <= max", c.MinMargin, c.MaxMargin)
+	case c.MaxMargin >= time.Second:
+		return fmt.Errorf("ratelimit: max margin %v, want below 1s", c.MaxMargin)
+	case c.LeaseHorizon < 0:
+		return fmt.Errorf("ratelimit: lease horizon %v, want at least 0", c.LeaseHorizon)
+	}
+	for f, w := range c.Weights {
+		if w <= 0 {
+			return fmt.Errorf("ratelimit: weight of flow %q is %v, want more than 0", f, w)
+		}
 	}
 	return nil
 }
 
 // Limiter is a shared request schedule. It is safe for concurrent use, and
-// any number of processes may share one bucket and key.
+// any number of processes may share one bucket and key. Close stops it.
 type Limiter struct {
 	cfg Config
 	kv  jetstream.KeyValue
 
-	second, minute time.Duration // the two windows, stretched by Margin
-
 	mu        sync.Mutex
-	local     state     // schedule used while the bucket is unreachable
-	degraded  bool      // the last attempt to reach the bucket failed
-	probeAt   time.Time // while degraded, the bucket is not tried before this
+	flows     map[string]*flow
+	waiting   int     // waiters queued in flows
+	vtime     float64 // virtual time of the fair queue
+	pool      []slot  // leased slots not handed out yet, oldest first
+	local     state   // schedule used while the bucket is unreachable
+	degraded  bool    // the last attempt to reach the bucket failed
+	probeAt   time.Time
 	penalty   time.Duration
 	penaltyAt time.Time
+	lateness  [64]time.Duration // recent send lateness, a ring
+	lateN     int
+	margin    time.Duration // this process's margin, from lateness
 
+	kick    chan struct{}
+	done    chan struct{}
+	stopped sync.WaitGroup
+	closed  bool
+
+	m metrics
+}
+
+type metrics struct {
 	waitSeconds prometheus.Histogram
 	fallbacks   prometheus.Counter
 	penalties   prometheus.Counter
+	leases      prometheus.Counter
+	dropped     *prometheus.CounterVec
+	margin      prometheus.Gauge
+	waiting     prometheus.Gauge
+}
+
+// slot is one leased grant and the margin it was booked with.
+type slot struct {
+	at     int64
+	margin time.Duration
+}
+
+// flow is the queue of one flow's waiters.
+type flow struct {
+	name   string
+	weight float64
+	queue  []*waiter
+	finish float64 // virtual finish tag of the flow's last waiter
+}
+
+// waiter is one Wait call.
+type waiter struct {
+	flow  string
+	tag   float64
+	since time.Time
+	ready chan slot // buffered; receives the slot once
 }
 
 // state is the stored schedule, in Unix nanoseconds.
@@ -121,31 +227,23 @@ type state struct {
 	Grants []int64 `json:"grants"`
 	// NotBefore is the earliest time of the next grant, set by Penalize.
 	NotBefore int64 `json:"not_before,omitempty"`
+	// Margin is the largest margin a process needed recently, and MarginAt
+	// when it was last confirmed; it lapses after marginTTL.
+	Margin   int64 `json:"margin,omitempty"`
+	MarginAt int64 `json:"margin_at,omitempty"`
+	// Scale is the share of the rate allowed right after the last 429 at
+	// ScaleAt; it climbs back to 1 over RecoverAfter.
+	Scale   float64 `json:"scale,omitempty"`
+	ScaleAt int64   `json:"scale_at,omitempty"`
 }
 
-// book reserves the earliest slot that keeps s within both limits, and
-// returns the new state and the slot.
-func (l *Limiter) book(s state, now int64) (state, int64) {
-	at := max(now, s.NotBefore)
-	if n := len(s.Grants); n > 0 {
-		at = max(at, s.Grants[n-1]) // grants stay in order
-	}
-	if n := len(s.Grants); n >= l.cfg.PerSecond {
-		at = max(at, s.Grants[n-l.cfg.PerSecond]+int64(l.second))
-	}
-	if n := len(s.Grants); l.cfg.PerMinute > 0 && n >= l.cfg.PerMinute {
-		at = max(at, s.Grants[n-l.cfg.PerMinute]+int64(l.minute))
-	}
-	keep := max(l.cfg.PerSecond, l.cfg.PerMinute)
-	grants := append(s.Grants, at)
-	if len(grants) > keep {
-		grants = grants[len(grants)-keep:]
-	}
-	return state{Grants: slices.Clone(grants), NotBefore: s.NotBefore}, at
-}
+// marginTTL is how long a margin written by one process binds the others
+// after that process stopped confirming it.
+const marginTTL = 30 * time.Second
 
-// New returns a Limiter whose schedule lives under cfg.Key in kv. kv may be
-// nil, in which case the schedule is local to this process.
+// New returns a Limiter whose schedule lives under cfg.Key in kv and starts
+// its dispatcher; call Close when done. kv may be nil, in which case the
+// schedule is local to this process.
 func New(kv jetstream.KeyValue, cfg Config) (*Limiter, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -154,57 +252,356 @@ func New(kv jetstream.KeyValue, cfg Config) (*Limiter, error) {
 	l := &Limiter{
 		cfg:    cfg,
 		kv:     kv,
-		second: time.Duration(float64(time.Second) * (1 + cfg.Margin)),
-		minute: time.Duration(float64(time.Minute) * (1 + cfg.Margin)),
+		flows:  make(map[string]*flow),
+		margin: cfg.MinMargin,
+		kick:   make(chan struct{}, 1),
+		done:   make(chan struct{}),
 	}
-	l.waitSeconds = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "altegio_ratelimit_wait_seconds",
-		Help:    "Time a request waited for its slot in the shared API budget.",
-		Buckets: []float64{0, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
-	})
-	l.fallbacks = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "altegio_ratelimit_local_fallbacks_total",
-		Help: "Reservations made on the local schedule because the shared bucket was unreachable.",
-	})
-	l.penalties = prometheus.NewCounter(prometheus.CounterOpts{
-		Name: "altegio_ratelimit_penalties_total",
-		Help: "Times a 429 from the API pushed the shared schedule back.",
-	})
+	l.m = metrics{
+		waitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "altegio_ratelimit_wait_seconds",
+			Help:    "Time a request waited for its slot in the shared API budget.",
+			Buckets: []float64{0, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 120, 300},
+		}),
+		fallbacks: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "altegio_ratelimit_local_fallbacks_total",
+			Help: "Leases made on the local schedule because the shared bucket was unreachable.",
+		}),
+		penalties: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "altegio_ratelimit_penalties_total",
+			Help: "Times a 429 from the API pushed the shared schedule back.",
+		}),
+		leases: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "altegio_ratelimit_leases_total",
+			Help: "Runs of slots leased from the schedule (one KV compare-and-set each).",
+		}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "altegio_ratelimit_slots_dropped_total",
+			Help: "Leased slots not used: late (sent too late to be safe), expired (no waiter in time), unclaimed (the waiter left) or penalized (a 429 pushed the schedule past them).",
+		}, []string{"reason"}),
+		margin: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "altegio_ratelimit_margin_seconds",
+			Help: "This process's margin on both windows, from its measured send lateness.",
+		}),
+		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "altegio_ratelimit_waiting",
+			Help: "Requests waiting for a slot in this process.",
+		}),
+	}
+	l.m.margin.Set(l.margin.Seconds())
 	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{l.waitSeconds, l.fallbacks, l.penalties} {
+		for _, c := range []prometheus.Collector{l.m.waitSeconds, l.m.fallbacks, l.m.penalties, l.m.leases,
+			l.m.dropped, l.m.margin, l.m.waiting} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("ratelimit: register metrics: %w", err)
 			}
 		}
 	}
+	l.stopped.Add(1)
+	go l.dispatch()
 	return l, nil
 }
 
-// Wait blocks until the caller may send one request, or ctx ends. It
-// returns ctx.Err() when ctx ends first; the reserved slot is then lost,
-// which only makes the schedule more conservative.
-func (l *Limiter) Wait(ctx context.Context) error {
-	at, err := l.reserve(ctx)
-	if err != nil {
-		return err
+// Close stops the dispatcher; waiting and later Wait calls return ErrClosed.
+func (l *Limiter) Close() {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return
 	}
-	d := at.Sub(l.cfg.Now())
-	l.waitSeconds.Observe(max(d, 0).Seconds())
-	if d <= 0 {
-		return nil
+	l.closed = true
+	close(l.done)
+	l.mu.Unlock()
+	l.stopped.Wait()
+}
+
+// Wait blocks until the caller may send one request of flow (a location;
+// "" is a flow like any other), or ctx ends, and returns the slot's send
+// check. An urgent request (one that finishes work already begun, such as
+// the PUT after an update's GET, or a login everything else waits for) goes
+// before every request queued that is not urgent. Call it right before the request goes out: it returns true when
+// the request may be sent now, and false when the slot came too late to be
+// safe (the slot is then spent; call Wait again). Each check answers true
+// at most once.
+//
+// Wait returns ctx.Err() when ctx ends first and ErrClosed after Close; no
+// request may be sent then. A wait has no deadline of its own.
+func (l *Limiter) Wait(ctx context.Context, flowName string, urgent bool) (func() bool, error) {
+	w := &waiter{flow: flowName, since: l.cfg.Now(), ready: make(chan slot, 1)}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, ErrClosed
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
+	f := l.flows[flowName]
+	if f == nil {
+		f = &flow{name: flowName, weight: cmp.Or(l.cfg.Weights[flowName], 1)}
+		l.flows[flowName] = f
+	}
+	if urgent {
+		// Ahead of every waiting tag (they are all above vtime), in
+		// arrival order among the urgent ones of the flow.
+		w.tag = l.vtime
+		i := 0
+		for i < len(f.queue) && f.queue[i].tag <= w.tag {
+			i++
+		}
+		f.queue = slices.Insert(f.queue, i, w)
+	} else {
+		w.tag = max(l.vtime, f.finish) + 1/f.weight
+		f.finish = w.tag
+		f.queue = append(f.queue, w)
+	}
+	l.waiting++
+	l.m.waiting.Set(float64(l.waiting))
+	l.mu.Unlock()
+	l.poke()
+
 	select {
-	case <-t.C:
-		return nil
+	case s := <-w.ready:
+		l.m.waitSeconds.Observe(l.cfg.Now().Sub(w.since).Seconds())
+		return l.sendCheck(s), nil
 	case <-ctx.Done():
-		return ctx.Err()
+		if l.leave(f, w) {
+			return nil, ctx.Err()
+		}
+		// The slot was handed over as ctx ended: it goes unused.
+		<-w.ready
+		l.m.dropped.WithLabelValues("unclaimed").Inc()
+		return nil, ctx.Err()
+	case <-l.done:
+		return nil, ErrClosed
 	}
 }
 
+// leave removes w from f's queue; it reports false when w was dispatched.
+func (l *Limiter) leave(f *flow, w *waiter) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	i := slices.Index(f.queue, w)
+	if i < 0 {
+		return false
+	}
+	f.queue = slices.Delete(f.queue, i, i+1)
+	l.waiting--
+	l.m.waiting.Set(float64(l.waiting))
+	if len(f.queue) == 0 {
+		delete(l.flows, f.name)
+	}
+	return true
+}
+
+// sendCheck returns the check of slot s (see Wait).
+func (l *Limiter) sendCheck(s slot) func() bool {
+	var once sync.Once
+	return func() bool {
+		ok := false
+		once.Do(func() {
+			late := time.Duration(l.cfg.Now().UnixNano() - s.at)
+			l.mu.Lock()
+			tolerance := min(s.margin, l.margin) / 2
+			l.observeLocked(late)
+			l.mu.Unlock()
+			ok = late <= tolerance
+			if !ok {
+				l.m.dropped.WithLabelValues("late").Inc()
+			}
+		})
+		return ok
+	}
+}
+
+// observeLocked records a send lateness and recomputes the margin.
+func (l *Limiter) observeLocked(late time.Duration) {
+	l.lateness[l.lateN%len(l.lateness)] = max(late, 0)
+	l.lateN++
+	worst := time.Duration(0)
+	for _, d := range l.lateness[:min(l.lateN, len(l.lateness))] {
+		worst = max(worst, d)
+	}
+	l.margin = min(max(2*worst, l.cfg.MinMargin), l.cfg.MaxMargin)
+	l.m.margin.Set(l.margin.Seconds())
+}
+
+// poke wakes the dispatcher.
+func (l *Limiter) poke() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+}
+
+// dispatch hands leased slots to waiters, in fair order, at their time.
+func (l *Limiter) dispatch() {
+	defer l.stopped.Done()
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
+	for {
+		l.mu.Lock()
+		if l.waiting == 0 {
+			l.mu.Unlock()
+			select {
+			case <-l.kick:
+				continue
+			case <-l.done:
+				return
+			}
+		}
+		now := l.cfg.Now().UnixNano()
+		l.dropLateLocked(now)
+		if len(l.pool) == 0 {
+			n := l.leaseSizeLocked()
+			l.mu.Unlock()
+			slots := l.lease(n)
+			l.mu.Lock()
+			l.pool = append(l.pool, slots...)
+			slices.SortFunc(l.pool, func(a, b slot) int { return cmp.Compare(a.at, b.at) })
+			l.mu.Unlock()
+			continue
+		}
+		s := l.pool[0]
+		if d := time.Duration(s.at - now); d > 0 {
+			l.mu.Unlock()
+			timer.Reset(d)
+			select {
+			case <-timer.C:
+			case <-l.kick:
+				timer.Stop()
+			case <-l.done:
+				timer.Stop()
+				return
+			}
+			continue
+		}
+		l.pool = l.pool[1:]
+		w := l.nextLocked()
+		l.mu.Unlock()
+		w.ready <- s
+	}
+}
+
+// dropLateLocked discards pooled slots that are already too late to send.
+func (l *Limiter) dropLateLocked(now int64) {
+	for len(l.pool) > 0 && time.Duration(now-l.pool[0].at) > min(l.pool[0].margin, l.margin)/2 {
+		l.pool = l.pool[1:]
+		l.m.dropped.WithLabelValues("expired").Inc()
+	}
+}
+
+// leaseSizeLocked is how many slots to lease: one per waiter, at most what
+// the budget grants within the lease horizon.
+func (l *Limiter) leaseSizeLocked() int {
+	perHorizon := int(float64(l.cfg.PerSecond) * l.cfg.LeaseHorizon.Seconds())
+	return max(1, min(l.waiting, perHorizon))
+}
+
+// nextLocked removes and returns the waiter with the smallest virtual
+// finish tag (weighted fair queueing across flows); l.waiting > 0.
+func (l *Limiter) nextLocked() *waiter {
+	var best *flow
+	for _, f := range l.flows {
+		if len(f.queue) == 0 {
+			continue
+		}
+		if best == nil || f.queue[0].tag < best.queue[0].tag ||
+			(f.queue[0].tag == best.queue[0].tag && f.name < best.name) {
+			best = f
+		}
+	}
+	w := best.queue[0]
+	best.queue = best.queue[1:]
+	if len(best.queue) == 0 {
+		delete(l.flows, best.name)
+	}
+	l.vtime = w.tag
+	l.waiting--
+	l.m.waiting.Set(float64(l.waiting))
+	return w
+}
+
+// lease books up to n slots on the shared schedule, or on the local one
+// when the bucket cannot be reached. It always returns at least one slot.
+func (l *Limiter) lease(n int) []slot {
+	l.mu.Lock()
+	margin := l.margin
+	l.mu.Unlock()
+	l.m.leases.Inc()
+	if l.tryShared() {
+		var out []slot
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		err := l.update(ctx, func(s state, now int64) state {
+			var next state
+			next, out = l.book(s, now, n, margin)
+			return next
+		})
+		cancel()
+		if err == nil {
+			return out
+		}
+		l.unreachable(err)
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.m.fallbacks.Inc()
+	var out []slot
+	l.local, out = l.book(l.local, l.cfg.Now().UnixNano(), n, margin)
+	return out
+}
+
+// book reserves up to n of the earliest slots that keep s within both
+// limits (the first one always, the others only within the lease horizon)
+// and returns the new state and the slots. local is the margin this
+// process needs; the schedule's margin is the largest one in force.
+func (l *Limiter) book(s state, now int64, n int, local time.Duration) (state, []slot) {
+	margin := local
+	if time.Duration(s.Margin) > local && time.Duration(now-s.MarginAt) < marginTTL {
+		margin = time.Duration(s.Margin)
+	} else {
+		s.Margin, s.MarginAt = int64(local), now
+	}
+	second, minute := int64(time.Second+margin), int64(time.Minute+margin)
+	// After a 429 the rate is scaled down and recovers linearly: consecutive
+	// grants are then spaced evenly at the scaled rate.
+	var gap int64
+	if s.Scale > 0 && s.Scale < 1 {
+		scale := s.Scale + (1-s.Scale)*min(1, float64(now-s.ScaleAt)/float64(l.cfg.RecoverAfter))
+		if scale < 1 {
+			gap = int64(float64(second) / (float64(l.cfg.PerSecond) * scale))
+		} else {
+			s.Scale, s.ScaleAt = 0, 0
+		}
+	}
+	keep := max(l.cfg.PerSecond, l.cfg.PerMinute)
+	grants := slices.Clone(s.Grants)
+	horizon := now + int64(l.cfg.LeaseHorizon)
+	var out []slot
+	for len(out) < n {
+		at := max(now, s.NotBefore)
+		if k := len(grants); k > 0 {
+			at = max(at, grants[k-1]+gap) // grants stay in order
+		}
+		if k := len(grants); k >= l.cfg.PerSecond {
+			at = max(at, grants[k-l.cfg.PerSecond]+second)
+		}
+		if k := len(grants); l.cfg.PerMinute > 0 && k >= l.cfg.PerMinute {
+			at = max(at, grants[k-l.cfg.PerMinute]+minute)
+		}
+		if len(out) > 0 && at > horizon {
+			break
+		}
+		grants = append(grants, at)
+		if len(grants) > keep {
+			grants = grants[len(grants)-keep:]
+		}
+		out = append(out, slot{at: at, margin: margin})
+	}
+	s.Grants = grants
+	return s, out
+}
+
 // Penalize pushes the schedule back after the API answered 429, for every
-// process sharing it. retryAfter is the API's Retry-After, or 0 when it sent
+// process sharing it, and halves the rate, which recovers over
+// RecoverAfter. retryAfter is the API's Retry-After, or 0 when it sent
 // none; then the push starts at 1 s and doubles for each 429 seen within
 // MaxPenalty of the previous one, up to MaxPenalty, with jitter.
 func (l *Limiter) Penalize(retryAfter time.Duration) {
@@ -222,64 +619,56 @@ func (l *Limiter) Penalize(retryAfter time.Duration) {
 		l.mu.Unlock()
 		d += time.Duration(rand.Int64N(int64(d)/4 + 1))
 	}
-	l.penalties.Inc()
+	l.m.penalties.Inc()
 	until := now.Add(d).UnixNano()
-	push := func(s state) state {
+	push := func(s state, now int64) state {
 		s.NotBefore = max(s.NotBefore, until)
+		cur := 1.0
+		if s.Scale > 0 {
+			cur = min(1, s.Scale+(1-s.Scale)*float64(now-s.ScaleAt)/float64(l.cfg.RecoverAfter))
+		}
+		s.Scale, s.ScaleAt = max(cur/2, 0.1), now
 		return s
 	}
 	l.mu.Lock()
-	l.local = push(l.local)
+	l.local = push(l.local, now.UnixNano())
+	kept := l.pool[:0]
+	for _, s := range l.pool {
+		if s.at >= until {
+			kept = append(kept, s)
+		} else {
+			l.m.dropped.WithLabelValues("penalized").Inc()
+		}
+	}
+	l.pool = kept
 	l.mu.Unlock()
-	if !l.tryShared() {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if _, err := l.update(ctx, func(s state, _ int64) (state, int64) { return push(s), 0 }); err != nil {
-		l.unreachable(err)
-	}
-}
-
-// reserve books the next free slot and returns when it is.
-func (l *Limiter) reserve(ctx context.Context) (time.Time, error) {
 	if l.tryShared() {
-		at, err := l.update(ctx, l.book)
-		if err == nil {
-			return time.Unix(0, at), nil
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := l.update(ctx, push); err != nil {
+			l.unreachable(err)
 		}
-		if ctxErr := ctx.Err(); ctxErr != nil {
-			return time.Time{}, ctxErr
-		}
-		l.unreachable(err)
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.fallbacks.Inc()
-	var local int64
-	l.local, local = l.book(l.local, l.cfg.Now().UnixNano())
-	return time.Unix(0, local), nil
+	l.poke()
 }
 
 // errNoBucket is returned by update when the limiter has no shared bucket.
 var errNoBucket = errors.New("no shared bucket")
 
 // update applies f to the shared state with compare-and-set, retrying on
-// conflicts, and returns f's second result.
-func (l *Limiter) update(ctx context.Context, f func(s state, now int64) (state, int64)) (int64, error) {
+// conflicts after a short random pause, until ctx ends.
+func (l *Limiter) update(ctx context.Context, f func(s state, now int64) state) error {
 	if l.kv == nil {
-		return 0, errNoBucket
+		return errNoBucket
 	}
-	opCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	for {
+	for conflicts := 0; ; conflicts++ {
 		var cur state
 		var rev uint64
-		entry, err := l.kv.Get(opCtx, l.cfg.Key)
+		entry, err := l.kv.Get(ctx, l.cfg.Key)
 		switch {
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 		case err != nil:
-			return 0, fmt.Errorf("read schedule: %w", err)
+			return fmt.Errorf("read schedule: %w", err)
 		default:
 			rev = entry.Revision()
 			if err := json.Unmarshal(entry.Value(), &cur); err != nil {
@@ -287,31 +676,37 @@ func (l *Limiter) update(ctx context.Context, f func(s state, now int64) (state,
 				cur = state{}
 			}
 		}
-		next, out := f(cur, l.cfg.Now().UnixNano())
-		b, _ := json.Marshal(next)
+		b, _ := json.Marshal(f(cur, l.cfg.Now().UnixNano()))
 		if rev == 0 {
-			_, err = l.kv.Create(opCtx, l.cfg.Key, b)
+			_, err = l.kv.Create(ctx, l.cfg.Key, b)
 		} else {
-			_, err = l.kv.Update(opCtx, l.cfg.Key, b, rev)
+			_, err = l.kv.Update(ctx, l.cfg.Key, b, rev)
 		}
 		switch {
 		case err == nil:
 			l.recovered()
-			return out, nil
+			return nil
 		case topology.IsKVConflict(err):
-			continue // another process booked first; read again
+			// Another process booked first: read again after a pause that
+			// grows with the conflicts, so that contenders spread out.
+			pause := time.Duration(rand.Int64N(int64(time.Millisecond) << min(conflicts, 5)))
+			select {
+			case <-time.After(pause):
+			case <-ctx.Done():
+				return fmt.Errorf("write schedule: %w", ctx.Err())
+			}
 		default:
-			return 0, fmt.Errorf("write schedule: %w", err)
+			return fmt.Errorf("write schedule: %w", err)
 		}
 	}
 }
 
 // probeInterval is how long the limiter paces locally after the shared
 // bucket failed, before it tries the bucket again. It keeps an outage from
-// costing every request a KV timeout.
+// costing every lease a KV timeout.
 const probeInterval = 5 * time.Second
 
-// tryShared tells whether the next reservation should go to the bucket.
+// tryShared tells whether the next lease should go to the bucket.
 func (l *Limiter) tryShared() bool {
 	if l.kv == nil {
 		return false

@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
@@ -39,6 +40,17 @@ func bucket(t *testing.T) (*testenv.NATS, func() jetstream.KeyValue) {
 	}
 }
 
+// newLimiter returns a started limiter that is closed with the test.
+func newLimiter(t *testing.T, kv jetstream.KeyValue, cfg Config) *Limiter {
+	t.Helper()
+	l, err := New(kv, cfg)
+	if err != nil {
+		t.Fatalf("new: %v", err)
+	}
+	t.Cleanup(l.Close)
+	return l
+}
+
 // maxInWindow returns the largest number of times that fall into any
 // half-open window [t, t+w).
 func maxInWindow(times []time.Time, w time.Duration) int {
@@ -53,24 +65,38 @@ func maxInWindow(times []time.Time, w time.Duration) int {
 	return best
 }
 
-// grant books n slots on each limiter concurrently and returns the slots.
-// It checks the shared schedule, not when goroutines woke up: timer latency
-// on a loaded machine is local noise, which Margin absorbs in production.
-func grant(t *testing.T, lims []*Limiter, n int) []time.Time {
+// send waits for a slot of flow and "sends" at the moment the slot's check
+// passes, waiting again after a late slot as the API client does. It
+// returns the send time.
+func send(ctx context.Context, l *Limiter, flow string) (time.Time, error) {
+	for {
+		check, err := l.Wait(ctx, flow, false)
+		if err != nil {
+			return time.Time{}, err
+		}
+		if check() {
+			return time.Now(), nil
+		}
+	}
+}
+
+// sendAll sends n requests on each limiter concurrently and returns the
+// send times.
+func sendAll(t *testing.T, lims []*Limiter, n int) []time.Time {
 	t.Helper()
 	var (
 		mu    sync.Mutex
 		times []time.Time
 		wg    sync.WaitGroup
 	)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	for _, l := range lims {
-		for range n {
+	for i, l := range lims {
+		for k := range n {
 			wg.Go(func() {
-				at, err := l.reserve(ctx)
+				at, err := send(ctx, l, fmt.Sprint("loc-", (i+k)%3))
 				if err != nil {
-					t.Errorf("reserve: %v", err)
+					t.Errorf("send: %v", err)
 					return
 				}
 				mu.Lock()
@@ -83,53 +109,54 @@ func grant(t *testing.T, lims []*Limiter, n int) []time.Time {
 	return times
 }
 
+// TestSharedBudgetAcrossProcesses checks the times requests are actually
+// sent (when the slot's check passes), not the booked slots: what the API
+// counts is what arrives.
 func TestSharedBudgetAcrossProcesses(t *testing.T) {
-	tests := []struct {
-		name       string
-		cfg        Config
-		perRequest int
-		window     time.Duration
-		limit      int
-	}{
-		{"per second", Config{PerSecond: 20, PerMinute: -1}, 15, time.Second, 20},
+	_, open := bucket(t)
+	var lims []*Limiter
+	for range 3 { // three worker processes, each with its own connection
+		lims = append(lims, newLimiter(t, open(), Config{PerSecond: 20, PerMinute: -1}))
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			_, open := bucket(t)
-			var lims []*Limiter
-			for range 3 { // three worker processes, each with its own connection
-				l, err := New(open(), tt.cfg)
-				if err != nil {
-					t.Fatalf("new: %v", err)
-				}
-				lims = append(lims, l)
-			}
-			times := grant(t, lims, tt.perRequest)
-			if got := len(times); got != 3*tt.perRequest {
-				t.Fatalf("granted %d, want %d", got, 3*tt.perRequest)
-			}
-			if got := maxInWindow(times, tt.window); got > tt.limit {
-				t.Errorf("%d requests in one %v window, want at most %d", got, tt.window, tt.limit)
-			}
-		})
+	times := sendAll(t, lims, 15)
+	if got := len(times); got != 45 {
+		t.Fatalf("sent %d, want 45", got)
+	}
+	if got := maxInWindow(times, time.Second); got > 20 {
+		t.Errorf("%d requests in one second, want at most 20", got)
 	}
 }
 
-// TestScheduleKeepsBothWindows books a day's worth of slots for callers that
-// all arrive at once and checks the schedule against both documented limits.
-func TestScheduleKeepsBothWindows(t *testing.T) {
-	start := time.Unix(1000, 0)
-	l, err := New(nil, Config{Now: func() time.Time { return start }})
-	if err != nil {
-		t.Fatal(err)
+// TestLeasesCostFarLessThanOneRoundTripPerRequest: at a high budget a
+// process leases runs of slots, so the shared schedule is written far less
+// often than once per request.
+func TestLeasesCostFarLessThanOneRoundTripPerRequest(t *testing.T) {
+	_, open := bucket(t)
+	var lims []*Limiter
+	for range 2 {
+		lims = append(lims, newLimiter(t, open(), Config{PerSecond: 2000, PerMinute: -1}))
 	}
+	times := sendAll(t, lims, 1000)
+	if got := maxInWindow(times, time.Second); got > 2000 {
+		t.Errorf("%d requests in one second, want at most 2000", got)
+	}
+	leases := testutil.ToFloat64(lims[0].m.leases) + testutil.ToFloat64(lims[1].m.leases)
+	if leases > float64(len(times))/10 {
+		t.Errorf("%v leases for %d requests, want at most one per 10 requests", leases, len(times))
+	}
+}
+
+// TestScheduleKeepsBothWindows books slots for callers that all arrive at
+// once and checks the schedule against both documented limits.
+func TestScheduleKeepsBothWindows(t *testing.T) {
+	start := time.Unix(1000, 0).UnixNano()
+	l := newLimiter(t, nil, Config{})
+	var s state
 	var times []time.Time
 	for range 1000 {
-		at, err := l.reserve(context.Background())
-		if err != nil {
-			t.Fatal(err)
-		}
-		times = append(times, at)
+		var out []slot
+		s, out = l.book(s, start, 1, 20*time.Millisecond)
+		times = append(times, time.Unix(0, out[0].at))
 	}
 	if got := maxInWindow(slices.Clone(times), time.Second); got != 5 {
 		t.Errorf("max in one second = %d, want 5", got)
@@ -138,37 +165,171 @@ func TestScheduleKeepsBothWindows(t *testing.T) {
 		t.Errorf("max in one minute = %d, want 200", got)
 	}
 	// 1000 requests need five full minutes, and not much more.
-	if got := times[999].Sub(start); got < 4*time.Minute || got > 5*time.Minute {
+	if got := times[999].Sub(time.Unix(0, start)); got < 4*time.Minute || got > 5*time.Minute {
 		t.Errorf("1000th request at +%v, want between 4 and 5 minutes", got)
+	}
+}
+
+// TestLeaseStaysWithinHorizon: a lease reaches at most LeaseHorizon ahead,
+// so a process with a long queue does not hold slots others wait behind.
+func TestLeaseStaysWithinHorizon(t *testing.T) {
+	now := time.Unix(1000, 0).UnixNano()
+	l := newLimiter(t, nil, Config{PerSecond: 5, PerMinute: 200})
+	s, out := l.book(state{}, now, 100, 20*time.Millisecond)
+	if len(out) != 5 {
+		t.Fatalf("first lease got %d slots, want the 5 free now", len(out))
+	}
+	_, out = l.book(s, now, 100, 20*time.Millisecond)
+	if len(out) != 1 {
+		t.Fatalf("second lease got %d slots, want 1 (the next is a second away)", len(out))
+	}
+	if got := time.Duration(out[0].at - now); got != time.Second+20*time.Millisecond {
+		t.Errorf("next slot at +%v, want +1.02s", got)
+	}
+}
+
+// TestLargestMarginBindsEveryProcess: a process that measured more send
+// jitter makes every process book with its margin until it lapses.
+func TestLargestMarginBindsEveryProcess(t *testing.T) {
+	now := time.Unix(1000, 0).UnixNano()
+	l := newLimiter(t, nil, Config{PerSecond: 1, PerMinute: -1})
+	s, _ := l.book(state{}, now, 1, 200*time.Millisecond) // a jittery process
+	s, out := l.book(s, now, 1, 20*time.Millisecond)
+	if got := time.Duration(out[0].at - now); got != 1200*time.Millisecond {
+		t.Errorf("slot at +%v, want +1.2s (the larger margin)", got)
+	}
+	later := now + int64(marginTTL) + int64(time.Second)
+	s, out = l.book(s, later, 1, 20*time.Millisecond)
+	if got := time.Duration(s.Margin); got != 20*time.Millisecond {
+		t.Errorf("margin after the larger one lapsed = %v, want 20ms", got)
+	}
+	_ = out
+}
+
+// TestLateSlotIsNotSent: a slot whose check comes later than half the
+// margin is refused, and the margin grows to cover the measured lateness.
+func TestLateSlotIsNotSent(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := newLimiter(t, nil, Config{Now: func() time.Time { return now }})
+	check := l.sendCheck(slot{at: now.Add(-5 * time.Millisecond).UnixNano(), margin: 20 * time.Millisecond})
+	if !check() {
+		t.Fatal("slot 5ms late with margin 20ms refused, want sent")
+	}
+	if check() {
+		t.Error("second check of one slot passed, want a slot to be sent once")
+	}
+	late := l.sendCheck(slot{at: now.Add(-80 * time.Millisecond).UnixNano(), margin: 20 * time.Millisecond})
+	if late() {
+		t.Fatal("slot 80ms late with margin 20ms sent, want refused")
+	}
+	if got := testutil.ToFloat64(l.m.dropped.WithLabelValues("late")); got != 1 {
+		t.Errorf("late drops = %v, want 1", got)
+	}
+	l.mu.Lock()
+	got := l.margin
+	l.mu.Unlock()
+	if got != 160*time.Millisecond {
+		t.Errorf("margin after 80ms lateness = %v, want 160ms", got)
+	}
+}
+
+// TestFairnessAcrossFlows: a single request at one location goes with one
+// of the next slots although another location has a long queue, and
+// weights share the budget. The queues are filled while a penalty holds
+// every slot back, and the test takes the dispatcher's place.
+func TestFairnessAcrossFlows(t *testing.T) {
+	now := time.Now
+	l := newLimiter(t, nil, Config{PerSecond: 100, PerMinute: -1, Weights: map[string]float64{"a": 2}})
+	l.Penalize(time.Hour)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var (
+		order []string
+		wg    sync.WaitGroup
+	)
+	start := func(flow string, n int) {
+		for range n {
+			wg.Go(func() {
+				if _, err := l.Wait(ctx, flow, false); err != nil {
+					t.Errorf("wait: %v", err)
+				}
+			})
+		}
+		testenv.WaitFor(t, 10*time.Second, func() error {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if f := l.flows[flow]; f == nil || len(f.queue) < n {
+				return fmt.Errorf("flow %s not queued yet", flow)
+			}
+			return nil
+		})
+	}
+	start("a", 60)
+	start("b", 30)
+	// Hand the slots out in the dispatcher's order, recorded as it goes.
+	l.mu.Lock()
+	for l.waiting > 0 {
+		w := l.nextLocked()
+		order = append(order, w.flow)
+		w.ready <- slot{at: now().UnixNano(), margin: time.Second}
+	}
+	l.mu.Unlock()
+	wg.Wait()
+	// a (weight 2) and b (weight 1) share the slots 2:1 while both wait,
+	// and b's first request is among the first three.
+	if got := slices.Index(order, "b"); got < 0 || got > 2 {
+		t.Errorf("b's first request went as number %d, want among the first three (order %v)", got+1, order)
+	}
+	a := 0
+	for _, f := range order[:60] {
+		if f == "a" {
+			a++
+		}
+	}
+	if a < 38 || a > 42 {
+		t.Errorf("a got %d of the first 60 slots, want about 40 (weight 2 vs 1; order %v)", a, order)
 	}
 }
 
 func TestPenalizeDelaysEveryone(t *testing.T) {
 	_, open := bucket(t)
-	a, err := New(open(), Config{PerSecond: 50, PerMinute: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := New(open(), Config{PerSecond: 50, PerMinute: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a := newLimiter(t, open(), Config{PerSecond: 50, PerMinute: -1})
+	b := newLimiter(t, open(), Config{PerSecond: 50, PerMinute: -1})
 	start := time.Now()
 	a.Penalize(400 * time.Millisecond)
-	if err := b.Wait(context.Background()); err != nil {
+	if _, err := send(context.Background(), b, ""); err != nil {
 		t.Fatal(err)
 	}
 	if got := time.Since(start); got < 400*time.Millisecond {
-		t.Errorf("other process waited %v after a 429 with Retry-After 400ms, want at least 400ms", got)
+		t.Errorf("other process sent %v after a 429 with Retry-After 400ms, want at least 400ms", got)
+	}
+}
+
+// TestPenaltyHalvesRateAndRecovers: after a 429 the grants are spaced at
+// half the rate, and the spacing shrinks back to none over RecoverAfter.
+func TestPenaltyHalvesRateAndRecovers(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := newLimiter(t, nil, Config{PerSecond: 10, PerMinute: -1, RecoverAfter: 10 * time.Second,
+		Now: func() time.Time { return now }})
+	l.Penalize(time.Second)
+	s := l.local
+	at := now.Add(time.Second).UnixNano()
+	s, out := l.book(s, at, 3, 0)
+	if len(out) != 2 { // the horizon (250ms) holds two slots 200ms apart
+		t.Fatalf("lease after a 429 got %d slots, want 2", len(out))
+	}
+	if gap := time.Duration(out[1].at - out[0].at); gap < 180*time.Millisecond || gap > 200*time.Millisecond {
+		t.Errorf("gap after a 429 = %v, want about 190ms (half of 10/s, recovering)", gap)
+	}
+	_, out = l.book(s, now.Add(20*time.Second).UnixNano(), 3, 0)
+	if len(out) != 3 || out[2].at != out[0].at {
+		t.Errorf("after RecoverAfter: %d slots %v, want 3 at once", len(out), out)
 	}
 }
 
 func TestPenaltyWithoutRetryAfterGrows(t *testing.T) {
 	now := time.Unix(1000, 0)
-	l, err := New(nil, Config{Now: func() time.Time { return now }})
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := newLimiter(t, nil, Config{Now: func() time.Time { return now }})
 	var got []time.Duration
 	for range 7 {
 		l.Penalize(0)
@@ -182,39 +343,65 @@ func TestPenaltyWithoutRetryAfterGrows(t *testing.T) {
 	}
 }
 
-func TestFallsBackWhenBucketUnreachable(t *testing.T) {
-	n, open := bucket(t)
-	reg := prometheus.NewRegistry()
-	l, err := New(open(), Config{PerSecond: 50, PerMinute: -1, Registerer: reg})
+func TestWaitEndsWithContextAndClose(t *testing.T) {
+	l, err := New(nil, Config{PerSecond: 1, PerMinute: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	if _, err := send(context.Background(), l, ""); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
-	if err := l.Wait(ctx); err != nil {
+	if _, err := l.Wait(ctx, "", false); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("wait past the deadline = %v, want DeadlineExceeded", err)
+	}
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		if got := testutil.ToFloat64(l.m.waiting); got != 0 {
+			return fmt.Errorf("waiting = %v", got)
+		}
+		return nil
+	})
+	errc := make(chan error, 1)
+	go func() {
+		_, err := l.Wait(context.Background(), "", false)
+		errc <- err
+	}()
+	l.Close()
+	if err := <-errc; !errors.Is(err, ErrClosed) {
+		t.Errorf("wait across Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestFallsBackWhenBucketUnreachable(t *testing.T) {
+	n, open := bucket(t)
+	reg := prometheus.NewRegistry()
+	l := newLimiter(t, open(), Config{PerSecond: 50, PerMinute: -1, Registerer: reg})
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := send(ctx, l, ""); err != nil {
 		t.Fatal(err)
 	}
 	n.Stop()
 	for i := range 10 {
-		if err := l.Wait(ctx); err != nil {
-			t.Fatalf("wait %d with NATS down: %v", i, err)
+		if _, err := send(ctx, l, ""); err != nil {
+			t.Fatalf("send %d with NATS down: %v", i, err)
 		}
 	}
-	if got := testutil.ToFloat64(l.fallbacks); got < 10 {
-		t.Errorf("local fallbacks = %v, want at least 10", got)
+	if got := testutil.ToFloat64(l.m.fallbacks); got < 1 {
+		t.Errorf("local fallbacks = %v, want at least 1", got)
 	}
 	n.Start()
-	l.mu.Lock()
-	l.probeAt = time.Time{} // do not wait for the probe interval
-	l.mu.Unlock()
-	testenv.WaitFor(t, 10*time.Second, func() error {
-		if err := l.Wait(ctx); err != nil {
+	testenv.WaitFor(t, 15*time.Second, func() error {
+		l.mu.Lock()
+		l.probeAt = time.Time{} // do not wait for the probe interval
+		l.mu.Unlock()
+		if _, err := send(ctx, l, ""); err != nil {
 			return err
 		}
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		if l.degraded {
-			l.probeAt = time.Time{}
 			return fmt.Errorf("still pacing locally")
 		}
 		return nil
@@ -227,7 +414,9 @@ func TestValidate(t *testing.T) {
 		cfg  Config
 	}{
 		{"negative per second", Config{PerSecond: -1}},
-		{"margin of one", Config{Margin: 1}},
+		{"margin of a second", Config{MaxMargin: time.Second}},
+		{"min above max", Config{MinMargin: 300 * time.Millisecond, MaxMargin: 200 * time.Millisecond}},
+		{"zero weight", Config{Weights: map[string]float64{"1": 0}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

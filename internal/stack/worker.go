@@ -57,11 +57,13 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 	if err != nil {
 		return nil, nil, err
 	}
-	apiCfg := altegio.Config{BaseURL: cfg.APIBaseURL, Logger: log.With("component", "altegio"), Registerer: cfg.Registerer}
+	apiCfg := altegio.Config{BaseURL: cfg.APIBaseURL, Timeout: cfg.Worker.HandlerTimeout,
+		Logger: log.With("component", "altegio"), Registerer: cfg.Registerer}
 	// Logins go through a client of their own: POST /auth carries only the
 	// partner token, so it needs no Authorizer, but it shares the budget.
 	loginClient, err := altegio.New(apiCfg, nil, limiter)
 	if err != nil {
+		limiter.Close()
 		return nil, nil, err
 	}
 	sessions, err := auth.New(auth.Config{
@@ -71,21 +73,27 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 		Registerer: cfg.Registerer,
 	}, js, loginClient)
 	if err != nil {
+		limiter.Close()
 		return nil, nil, err
+	}
+	closeAll := func() {
+		sessions.Close()
+		limiter.Close()
 	}
 	api, err := altegio.New(apiCfg, sessions, limiter)
 	if err != nil {
-		sessions.Close()
+		closeAll()
 		return nil, nil, err
 	}
 	wcfg := cfg.Worker
 	wcfg.Logger, wcfg.Registerer = log.With("component", "worker"), cfg.Registerer
+	wcfg.Budget = limiter
 	w, err = worker.New(wcfg, js, api, top)
 	if err != nil {
-		sessions.Close()
+		closeAll()
 		return nil, nil, err
 	}
-	return w, func() { sessions.Close() }, nil
+	return w, closeAll, nil
 }
 
 // ServeOps serves srv on ln until ctx ends, then shuts the server down.

@@ -17,10 +17,17 @@ import (
 const (
 	// DefaultMaxInFlight is the number of commands one partition consumer
 	// hands to handlers at once (different clients; one client is always
-	// one at a time). With eight partitions a process runs up to 32
-	// commands at once, far above what the API's 5 requests/s can serve,
-	// so more only lengthens the wait for the shared budget.
-	DefaultMaxInFlight = 4
+	// one at a time). A command waits for the shared budget before
+	// anything is recorded, kept alive meanwhile, so commands in flight
+	// cost memory, not attempts. With eight partitions a process has up to
+	// 512 commands at hand: enough to fill bulk requests of 100 creates,
+	// and to see past one location's backlog to another's commands (the
+	// budget is shared fairly between locations only among the commands
+	// at hand). The consumers' max_ack_pending (256) caps it.
+	DefaultMaxInFlight = 64
+	// DefaultCreateBatch is the largest number of client.create commands
+	// of one location sent as one POST /clients/{location_id}/bulk.
+	DefaultCreateBatch = 100
 	// DefaultMaxAttempts is how many real attempts (rate-limit deferrals
 	// excluded) a command gets before it is dead-lettered as exhausted.
 	DefaultMaxAttempts = 8
@@ -31,12 +38,9 @@ const (
 	// interval (New checks it), so that after a crash a parked command is
 	// redelivered before the commands held behind it.
 	DefaultRetryMax = 30 * time.Second
-	// DefaultHandlerTimeout bounds the API work of one delivery. It must
-	// stay below the pinned consumers' priority_timeout (2 min in
-	// deploy/nats): a subscription whose only handler slot is busy does
-	// not pull, and a pin left without pulls for that long moves to
-	// another process, which could then run the client's next command
-	// while this one still holds the previous.
+	// DefaultHandlerTimeout bounds each exchange with the API (the request
+	// and its answer; not the wait for the budget). It must stay below the
+	// pinned consumers' priority_timeout (2 min in deploy/nats).
 	DefaultHandlerTimeout = 25 * time.Second
 	// DefaultCloseTimeout bounds how long shutdown waits for in-flight
 	// commands to finish before they are given back to the server.
@@ -60,6 +64,19 @@ type Config struct {
 	// up to partitions × MaxInFlight commands. Default DefaultMaxInFlight;
 	// read its note before raising it.
 	MaxInFlight int
+	// CreateBatch is the largest number of client.create commands of one
+	// location that are coalesced into one bulk request; 1 sends every
+	// create alone. Creates that wait for the budget at the same moment go
+	// together; a create with custom_fields (which bulk does not document)
+	// or one being reconciled goes alone. Default DefaultCreateBatch, at
+	// most 100.
+	CreateBatch int
+	// Budget is the shared API budget. When set, a command waits for its
+	// first request's slot before its attempt is recorded, so a command
+	// that waits is neither in flight nor an attempt, and creates are
+	// coalesced while they wait. The API client must use the same Limiter.
+	// Default nil: the client waits on its own, inside the attempt.
+	Budget Budget
 	// MaxAttempts is the number of real attempts before a retryable failure
 	// becomes a dead letter of class exhausted. Rate-limit deferrals (429)
 	// are not attempts; they are bounded by the consumer's MaxDeliver.
@@ -71,10 +88,12 @@ type Config struct {
 	// DefaultRetryBase and DefaultRetryMax.
 	RetryBase time.Duration
 	RetryMax  time.Duration
-	// HandlerTimeout bounds one delivery's API work (the Watermill Timeout
-	// middleware), rate-limit waits included; a call cut off by it counts
-	// as a transport error whose outcome is unknown. New requires it below
-	// the pinned consumers' priority_timeout. Default DefaultHandlerTimeout.
+	// HandlerTimeout bounds each exchange with the API (stack.NewWorker
+	// gives it to the API client); a call cut off by it counts as a
+	// transport error whose outcome is unknown. Waiting for the budget is
+	// not bounded: it ends only when the slot comes or the worker stops.
+	// New requires it below the pinned consumers' priority_timeout.
+	// Default DefaultHandlerTimeout.
 	HandlerTimeout time.Duration
 	// CloseTimeout bounds the wait for in-flight commands at shutdown; what
 	// is still running after it is given back to the server (and reconciled
@@ -109,6 +128,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts
+	}
+	if c.CreateBatch == 0 {
+		c.CreateBatch = DefaultCreateBatch
 	}
 	if c.RetryBase == 0 {
 		c.RetryBase = DefaultRetryBase
@@ -146,6 +168,9 @@ func (c Config) Validate() error {
 	var errs []error
 	if c.MaxInFlight < 1 {
 		errs = append(errs, fmt.Errorf("max in flight %d, want at least 1", c.MaxInFlight))
+	}
+	if c.CreateBatch < 1 || c.CreateBatch > 100 {
+		errs = append(errs, fmt.Errorf("create batch %d, want 1 to 100", c.CreateBatch))
 	}
 	if c.MaxAttempts < 1 {
 		errs = append(errs, fmt.Errorf("max attempts %d, want at least 1", c.MaxAttempts))

@@ -79,18 +79,24 @@ func (j *job) execute(ctx context.Context, clientID int64, reconcile bool) (outc
 		return j.create(ctx, f, reconcile)
 
 	case commands.TypeClientUpdate:
-		f, err := cmd.ClientFields()
+		p, err := cmd.ClientUpdate()
 		if err != nil {
 			return outcome{}, &permanentError{err}
 		}
 		// Read, merge, PUT: the PUT replaces the whole card, and applying
-		// it again is harmless, so a retry needs no reconciliation.
-		cur, err := api.GetClient(ctx, loc, clientID)
-		if err != nil {
-			return outcome{}, err
+		// it again is harmless, so a retry needs no reconciliation. With
+		// mode replace the producer owns the card and sends all of it: the
+		// payload is PUT as it is, without the read, so the fields it
+		// leaves out are cleared, which is what "replace" means.
+		in := p.ClientFields
+		if p.Mode != commands.UpdateReplace {
+			cur, err := api.GetClient(ctx, loc, clientID)
+			if err != nil {
+				return outcome{}, err
+			}
+			in = p.ClientFields.ApplyTo(fieldsFromRecord(cur))
 		}
-		merged := f.ApplyTo(fieldsFromRecord(cur))
-		rec, err := api.UpdateClient(ctx, loc, clientID, inputFromFields(merged))
+		rec, err := api.UpdateClient(ctx, loc, clientID, inputFromFields(in))
 		if err != nil {
 			return outcome{}, err
 		}

@@ -548,8 +548,9 @@ func TestSweeperSkipsSettledCommands(t *testing.T) {
 func TestWorkersStayWithinAPIBudget(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{sandbox: func(c *sandbox.Config) { c.RatePerSecond = 10 }})
-	e.startWorker(workerOpts{perSecond: 10})
-	e.startWorker(workerOpts{perSecond: 10})
+	// One create per request, so that the budget, not coalescing, decides.
+	e.startWorker(workerOpts{perSecond: 10, cfg: Config{CreateBatch: 1}})
+	e.startWorker(workerOpts{perSecond: 10, cfg: Config{CreateBatch: 1}})
 	var cmds []commands.Command
 	for i := range 24 {
 		cmds = append(cmds, createCmd("budget-"+itoa(i), "Ned", phone(1400+i)))

@@ -11,6 +11,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill/message"
 
+	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/wmjetstream"
 )
@@ -181,6 +182,43 @@ func (j *job) attempt(ctx context.Context) error {
 			fmt.Errorf("%d attempts made: %s", j.rec.Attempts, j.rec.LastError))
 	}
 
+	if j.coalescable(reconcile) {
+		return j.attemptCoalesced(ctx, reconcile)
+	}
+	// Wait for the first request's slot before recording anything: a
+	// command that waits is not in flight, so a crash meanwhile leaves
+	// nothing to reconcile, and the wait is not an attempt.
+	check, err := w.waitBudget(ctx, j.cmd.LocationID)
+	if err != nil {
+		return j.notSent(err)
+	}
+	if err := j.recordIntent(ctx, clientID); err != nil {
+		return j.retryInfra(err)
+	}
+	j.log.Debug("attempt", slog.Bool("reconcile", reconcile), slog.Int64("client_id", clientID))
+
+	if h := w.hooks.beforeAPI; h != nil {
+		h(j.cmd, j.rec.Attempts)
+	}
+	if check != nil {
+		ctx = altegio.WithSlot(ctx, check)
+	}
+	start := time.Now()
+	out, err := j.execute(ctx, clientID, reconcile)
+	j.apiLatency = time.Since(start)
+	if h := w.hooks.afterAPI; h != nil {
+		h(j.cmd, err)
+	}
+	if err != nil {
+		return j.fail(ctx, err, reconcile)
+	}
+	return j.succeed(ctx, out)
+}
+
+// recordIntent records that an attempt is about to call the API: in
+// flight, one more attempt, uncertain until its outcome is known.
+func (j *job) recordIntent(ctx context.Context, clientID int64) error {
+	w := j.w
 	now := w.cfg.Now()
 	j.rec.State = StateInFlight
 	j.rec.Attempts++
@@ -193,24 +231,20 @@ func (j *job) attempt(ctx context.Context) error {
 	}
 	j.rec.WorkerID = w.cfg.WorkerID
 	if err := j.save(ctx); err != nil {
-		return j.retryInfra(err)
+		return err
 	}
 	j.log = j.log.With(slog.Int("attempt", j.rec.Attempts))
-	j.log.Debug("attempt", slog.Bool("reconcile", reconcile), slog.Int64("client_id", clientID))
+	return nil
+}
 
-	if h := w.hooks.beforeAPI; h != nil {
-		h(j.cmd, j.rec.Attempts)
-	}
-	start := time.Now()
-	out, err := j.execute(ctx, clientID, reconcile)
-	j.apiLatency = time.Since(start)
-	if h := w.hooks.afterAPI; h != nil {
-		h(j.cmd, err)
-	}
-	if err != nil {
-		return j.fail(ctx, err, reconcile)
-	}
-	return j.succeed(ctx, out)
+// notSent gives the message back after its wait for the budget ended
+// without a slot (the worker is stopping): nothing was recorded or sent,
+// so it is neither an attempt nor a deferral.
+func (j *job) notSent(err error) error {
+	j.log.Debug("budget wait ended; handing back", slog.Any("error", err))
+	j.w.metrics.retries.WithLabelValues("budget").Inc()
+	wmjetstream.Retry(j.msg, j.w.cfg.RetryBase)
+	return nil
 }
 
 // resolveClient returns the client the command acts on: the one recorded by
@@ -308,6 +342,14 @@ func (j *job) fail(ctx context.Context, err error, uncertainBefore bool) error {
 	j.rec.LastFailureAt = now
 	lastDelivery := j.lastDelivery()
 
+	switch {
+	case errors.Is(err, altegio.ErrNotSent):
+		// The wait for a later request's slot ended (the worker is
+		// stopping): not an attempt. Uncertain stays as recorded.
+		j.rec.Attempts--
+		j.rec.Deferrals++
+		return j.retry(ctx, v, w.cfg.RetryBase, false)
+	}
 	switch v.class {
 	case commands.ClassRateLimited:
 		// A 429 was not applied: not an attempt, a deferral.

@@ -389,6 +389,10 @@ func (e *env) startWorker(o workerOpts) *runner {
 	cfg := o.cfg
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
+	if !o.noLimiter {
+		cfg.Budget = lim
+	}
+	t.Cleanup(lim.Close)
 	if cfg.RetryBase == 0 {
 		cfg.RetryBase = 50 * time.Millisecond
 	}

@@ -30,6 +30,9 @@ type metrics struct {
 	pending *prometheus.GaugeVec
 	// duration is the time a delivery spends in the handler, by type.
 	duration *prometheus.HistogramVec
+	// createBatch is the number of creates per create request (1: sent
+	// alone; more: coalesced into one bulk request).
+	createBatch prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -40,7 +43,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"type", "outcome"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "worker_retries_total",
-			Help: "Redeliveries asked for with NakWithDelay, by class (transient, rate_limited, infrastructure, order).",
+			Help: "Redeliveries asked for with NakWithDelay, by class (transient, rate_limited, infrastructure, order, budget: handed back while waiting for the budget at shutdown).",
 		}, []string{"class"}),
 		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "worker_dlq_writes_total",
@@ -59,8 +62,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "Time a command delivery spends in the handler, by command type.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}, []string{"type"}),
+		createBatch: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "worker_create_batch_size",
+			Help:    "client.create commands carried by one API request (more than 1: coalesced into a bulk request).",
+			Buckets: []float64{1, 2, 5, 10, 25, 50, 75, 100},
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.commands, m.retries, m.dlq, m.inFlight, m.pending, m.duration} {
+	for _, c := range []prometheus.Collector{m.commands, m.retries, m.dlq, m.inFlight, m.pending, m.duration, m.createBatch} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

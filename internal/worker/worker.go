@@ -58,6 +58,10 @@ type Worker struct {
 
 	started atomic.Bool
 	running atomic.Bool
+	// stopping is closed when Run's context ends: commands still waiting
+	// for the budget give up at once and are handed back.
+	stopping chan struct{}
+	creates  *coalescer
 
 	hooks hooks
 }
@@ -98,7 +102,9 @@ func New(cfg Config, js jetstream.JetStream, api API, top *topology.Topology) (*
 		partitions: top.Partitions(),
 		maxDeliver: make(map[int]int),
 		pinned:     make(map[int]bool),
+		stopping:   make(chan struct{}),
 	}
+	w.creates = newCoalescer(w)
 	for p := range w.partitions {
 		c, ok := top.Consumer(topology.StreamCommands, topology.WorkerConsumer(p))
 		if !ok {
@@ -169,6 +175,8 @@ func (w *Worker) Run(ctx context.Context) error {
 		stopPoll()
 		wg.Wait()
 	}()
+	stop := context.AfterFunc(ctx, func() { close(w.stopping) })
+	defer stop()
 	if w.cfg.PendingInterval > 0 {
 		wg.Go(func() { w.pollPending(pollCtx) })
 	}
@@ -219,7 +227,10 @@ func (w *Worker) router() (*message.Router, []*wmjetstream.Subscriber, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("worker router: %w", err)
 	}
-	r.AddMiddleware(w.metrics.middleware, middleware.Recoverer, correlationID, middleware.Timeout(w.cfg.HandlerTimeout))
+	// No Timeout middleware: a command may wait for the budget as long as
+	// it takes (kept alive meanwhile); each API exchange is bounded by the
+	// client's timeout instead.
+	r.AddMiddleware(w.metrics.middleware, middleware.Recoverer, correlationID)
 
 	var subs []*wmjetstream.Subscriber
 	bind := func(topic string) jetstream.ConsumerConfig { return jetstream.ConsumerConfig{Durable: topic} }
