@@ -56,7 +56,7 @@ func eventsTail(ctx context.Context, args []string, c cli) error {
 	fs.StringVar(&since, "since", "", "start at this RFC 3339 time or duration ago (e.g. 1h); default: new events only (all with --no-follow)")
 	fs.Int64Var(&location, "location", 0, "only this location id")
 	fs.StringVar(&typ, "type", "", "only this command type, e.g. client.update")
-	fs.StringVar(&outcome, "outcome", "", "only this outcome: succeeded, failed, dead_lettered, replayed, duplicate, superseded")
+	fs.StringVar(&outcome, "outcome", "", "only this outcome: succeeded, partially_succeeded, failed, dead_lettered, replayed, duplicate, superseded")
 	fs.BoolVar(&noFollow, "no-follow", false, "print what is stored and exit instead of following")
 	pos, err := parse(fs, args)
 	if err != nil {

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strconv"
 	"time"
+
+	"github.com/google/uuid"
 )
 
 // Outcome is what became of a command, as reported by a result event.
@@ -36,13 +38,21 @@ const (
 	// command made it moot (for example an update of a client deleted in
 	// the meantime). Terminal.
 	OutcomeSuperseded Outcome = "superseded"
+	// OutcomePartiallySucceeded: a client.bulk_create whose request
+	// succeeded for some clients while the API refused others. Data.items
+	// says what became of each; every refused item was dead-lettered as a
+	// client.create of its own (command id BulkItemCommandID, the DLQ
+	// record names the bulk command and the item's index), to be fixed or
+	// replayed alone. Terminal. A bulk create whose every item was refused
+	// is dead_lettered as a whole.
+	OutcomePartiallySucceeded Outcome = "partially_succeeded"
 )
 
 // Outcomes returns every valid outcome, in a stable order.
 func Outcomes() []Outcome {
 	return []Outcome{
 		OutcomeSucceeded, OutcomeFailed, OutcomeDeadLettered,
-		OutcomeReplayed, OutcomeDuplicate, OutcomeSuperseded,
+		OutcomeReplayed, OutcomeDuplicate, OutcomeSuperseded, OutcomePartiallySucceeded,
 	}
 }
 
@@ -50,7 +60,7 @@ func Outcomes() []Outcome {
 func (o Outcome) Valid() bool {
 	switch o {
 	case OutcomeSucceeded, OutcomeFailed, OutcomeDeadLettered,
-		OutcomeReplayed, OutcomeDuplicate, OutcomeSuperseded:
+		OutcomeReplayed, OutcomeDuplicate, OutcomeSuperseded, OutcomePartiallySucceeded:
 		return true
 	default:
 		return false
@@ -58,10 +68,10 @@ func (o Outcome) Valid() bool {
 }
 
 // Terminal reports whether o ends the processing of a command: succeeded,
-// dead_lettered or superseded.
+// partially_succeeded, dead_lettered or superseded.
 func (o Outcome) Terminal() bool {
 	switch o {
-	case OutcomeSucceeded, OutcomeDeadLettered, OutcomeSuperseded:
+	case OutcomeSucceeded, OutcomePartiallySucceeded, OutcomeDeadLettered, OutcomeSuperseded:
 		return true
 	default:
 		return false
@@ -267,6 +277,11 @@ type DLQRecord struct {
 	// ClientKey is the command's ClientKey, for replaying one client's
 	// commands in order.
 	ClientKey string `json:"client_key,omitempty"`
+	// BulkCommandID and BulkIndex name the client.bulk_create and the
+	// position in it of a refused item that was dead-lettered as a
+	// client.create of its own (the bulk ended partially_succeeded).
+	BulkCommandID string `json:"bulk_command_id,omitempty"`
+	BulkIndex     *int   `json:"bulk_index,omitempty"`
 	// ErrorClass is why the command was dead-lettered.
 	ErrorClass ErrorClass `json:"error_class"`
 	// Reason is a one-line human explanation.
@@ -310,6 +325,16 @@ func (r DLQRecord) CommandBytes() []byte {
 		return r.Command
 	}
 	return r.CommandRaw
+}
+
+// bulkItemNamespace is the UUIDv5 namespace of BulkItemCommandID.
+var bulkItemNamespace = uuid.MustParse("5f0f2d4e-6a59-4c3e-9f7e-0b6c1d2a8e11")
+
+// BulkItemCommandID is the command id of item index of the bulk create
+// bulkID when the item is dead-lettered as a client.create of its own:
+// a UUIDv5 of both, so a redelivery names the same command.
+func BulkItemCommandID(bulkID string, index int) string {
+	return uuid.NewSHA1(bulkItemNamespace, []byte(bulkID+"/"+strconv.Itoa(index))).String()
 }
 
 // MsgID returns the Nats-Msg-Id to publish r with:

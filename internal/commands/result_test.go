@@ -9,7 +9,7 @@ import (
 )
 
 func TestOutcomes(t *testing.T) {
-	terminal := map[Outcome]bool{OutcomeSucceeded: true, OutcomeDeadLettered: true, OutcomeSuperseded: true}
+	terminal := map[Outcome]bool{OutcomeSucceeded: true, OutcomePartiallySucceeded: true, OutcomeDeadLettered: true, OutcomeSuperseded: true}
 	for _, o := range Outcomes() {
 		if !o.Valid() {
 			t.Errorf("%q.Valid() = false", o)

@@ -22,7 +22,7 @@ func TestReplayAfterFixSucceedsOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.startWorker()
-	remove := e.sb.Inject(sandbox.Rule{Op: sandbox.OpClientCreate, Status: http.StatusUnprocessableEntity})
+	remove := refuseCreates(e.sb)
 	var cmds []commands.Command
 	for i := range 3 {
 		c := createCmd("fix-"+string(rune('a'+i)), "Ann", phone(100+i))
@@ -105,7 +105,7 @@ func TestReplayOfSucceededCommandCallsNothing(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.startWorker()
-	remove := e.sb.Inject(sandbox.Rule{Op: sandbox.OpClientCreate, Status: http.StatusUnprocessableEntity})
+	remove := refuseCreates(e.sb)
 	c := createCmd("again-1", "Bo", phone(200))
 	e.publish(c)
 	first := e.waitList(Filter{IDs: []string{c.ID}}, 1)[0]
@@ -149,7 +149,7 @@ func TestInterruptedReplayResumes(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	e.startWorker()
-	remove := e.sb.Inject(sandbox.Rule{Op: sandbox.OpClientCreate, Status: http.StatusUnprocessableEntity})
+	remove := refuseCreates(e.sb)
 	const n = 6
 	var cmds []commands.Command
 	for i := range n {
@@ -391,5 +391,16 @@ func TestPurge(t *testing.T) {
 	rep, err = e.svc.Purge(ctx, Filter{All: true})
 	if err != nil || len(rep.Deleted) != 2 || e.streamMsgs(topology.StreamDLQ) != 0 {
 		t.Fatalf("purge all: %+v, %v", rep, err)
+	}
+}
+
+// refuseCreates makes the sandbox answer 422 to every create, alone or
+// coalesced into a bulk request, until the returned function is called.
+func refuseCreates(sb *sandbox.Server) func() {
+	one := sb.Inject(sandbox.Rule{Op: sandbox.OpClientCreate, Status: http.StatusUnprocessableEntity})
+	bulk := sb.Inject(sandbox.Rule{Op: sandbox.OpClientBulk, Status: http.StatusUnprocessableEntity})
+	return func() {
+		one()
+		bulk()
 	}
 }

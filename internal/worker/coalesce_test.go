@@ -1,12 +1,14 @@
 package worker
 
 import (
+	"encoding/json"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
+	"github.com/altegio-integrator/integrator/internal/testenv"
 )
 
 // Creates that wait for the budget at the same moment go out as bulk
@@ -132,4 +134,72 @@ func TestCoalescedUnknownOutcomeReconciles(t *testing.T) {
 		t.Error("no create was reconciled by phone")
 	}
 	e.assertOneTerminal(ids(cmds...)...)
+}
+
+// A bulk create with refused items ends partially_succeeded, and each
+// refused item is dead-lettered as a client.create of its own that can be
+// replayed alone; a bulk create whose every item is refused is
+// dead-lettered as a whole.
+func TestBulkPartialSuccess(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	e.sb.SeedClient(testLoc, sandbox.ClientRecord{Name: "Taken", Phone: strings.TrimPrefix(phone(6001), "+")})
+	e.sb.SeedClient(testLoc, sandbox.ClientRecord{Name: "Taken Too", Phone: strings.TrimPrefix(phone(6010), "+")})
+	e.startWorker(workerOpts{})
+	bulk := func(phones ...int) commands.Command {
+		var p commands.BulkCreatePayload
+		for _, n := range phones {
+			p.Clients = append(p.Clients, commands.ClientFields{Name: new("Part"), Phone: new(phone(n))})
+		}
+		c := commands.Command{ID: commands.NewID(), Type: commands.TypeClientBulkCreate, LocationID: testLoc, CorrelationID: "corr-bulk"}
+		must(c.SetPayload(p))
+		return c
+	}
+	partial, refused := bulk(6000, 6001, 6002), bulk(6010)
+	e.publish(partial)
+	e.publish(refused)
+	res := e.waitTerminal(20*time.Second, partial.ID, refused.ID)
+
+	got := res[partial.ID]
+	if got.Outcome != commands.OutcomePartiallySucceeded {
+		t.Fatalf("partial: %s (%s)", got.Outcome, got.APIMessage)
+	}
+	var data bulkData
+	if err := json.Unmarshal(got.Data, &data); err != nil || len(data.Items) != 3 {
+		t.Fatalf("items %+v: %v", data.Items, err)
+	}
+	itemID := commands.BulkItemCommandID(partial.ID, 1)
+	if it := data.Items[1]; it.Status != "failed" || it.Error == "" || it.DLQCommandID != itemID {
+		t.Errorf("refused item: %+v, want failed with dlq_command_id %s", it, itemID)
+	}
+	if data.Items[0].Status != "created" || data.Items[2].Status != "created" {
+		t.Errorf("other items: %+v", data.Items)
+	}
+	var dl []commands.DLQRecord
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		if dl = e.dlqOf(itemID); len(dl) != 1 {
+			return errNotYet
+		}
+		return nil
+	})
+	rec := dl[0]
+	if rec.Type != commands.TypeClientCreate || rec.BulkCommandID != partial.ID || rec.BulkIndex == nil || *rec.BulkIndex != 1 ||
+		rec.ErrorClass != commands.ClassPermanent || rec.APIMessage == "" {
+		t.Errorf("item DLQ record: %+v", rec)
+	}
+	item, err := commands.Decode(rec.CommandBytes())
+	if err != nil {
+		t.Fatalf("the item's command does not decode: %v", err)
+	}
+	if f, _ := item.ClientFields(); item.ID != itemID || f.Phone == nil || *f.Phone != phone(6001) || item.CorrelationID != "corr-bulk" {
+		t.Errorf("item command: %+v", item)
+	}
+	if len(e.dlqOf(partial.ID)) != 0 {
+		t.Error("the partially succeeded bulk itself was dead-lettered")
+	}
+
+	if got := res[refused.ID]; got.Outcome != commands.OutcomeDeadLettered || got.ErrorClass != commands.ClassPermanent {
+		t.Errorf("all refused: %s %s (%s)", got.Outcome, got.ErrorClass, got.APIMessage)
+	}
+	e.assertOneTerminal(partial.ID, refused.ID)
 }

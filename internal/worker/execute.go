@@ -62,6 +62,16 @@ type outcome struct {
 	data     json.RawMessage
 	clientID int64
 	note     string
+	// refused are the items of a bulk create the API refused (the command
+	// then ends partially_succeeded).
+	refused []refusedItem
+}
+
+// refusedItem is one client of a bulk create that was not created.
+type refusedItem struct {
+	index  int
+	fields commands.ClientFields
+	reason string
 }
 
 // execute carries out cmd against the API. clientID is the resolved client
@@ -261,6 +271,9 @@ type bulkItem struct {
 	// Status is "created", "found" (reconciled by phone) or "failed".
 	Status string `json:"status"`
 	Error  string `json:"error,omitempty"`
+	// DLQCommandID is the command id under which a failed item was
+	// dead-lettered as a client.create of its own.
+	DLQCommandID string `json:"dlq_command_id,omitempty"`
 }
 
 // bulkData is the Data of a bulk create's result: one item per input.
@@ -271,8 +284,9 @@ type bulkData struct {
 // bulkCreate creates the clients of a bulk command. When an earlier
 // attempt may have been applied, each input is first looked up by phone and
 // only the missing ones are created. Inputs the API reported no outcome for
-// are looked up by phone afterwards. Per-item failures do not fail the
-// command: the API answered, and the items say what happened.
+// are looked up by phone afterwards. Items the API refused are returned as
+// refused (the command ends partially_succeeded and each is dead-lettered
+// on its own); when every item is refused the command fails as a whole.
 func (j *job) bulkCreate(ctx context.Context, p commands.BulkCreatePayload, reconcile bool) (outcome, error) {
 	items := make([]bulkItem, len(p.Clients))
 	inputs := make([]altegio.ClientInput, len(p.Clients))
@@ -326,7 +340,20 @@ func (j *job) bulkCreate(ctx context.Context, p commands.BulkCreatePayload, reco
 			}
 		}
 	}
-	return outcome{data: marshal(bulkData{Items: items}), note: note}, nil
+	var refused []refusedItem
+	var reasons []string
+	for i, it := range items {
+		if it.Status != "failed" {
+			continue
+		}
+		items[i].DLQCommandID = commands.BulkItemCommandID(j.cmd.ID, i)
+		refused = append(refused, refusedItem{index: i, fields: p.Clients[i], reason: it.Error})
+		reasons = append(reasons, fmt.Sprintf("[%d] %s", i, it.Error))
+	}
+	if len(refused) == len(items) {
+		return outcome{}, &permanentError{fmt.Errorf("every client of the bulk create was refused: %s", strings.Join(reasons, "; "))}
+	}
+	return outcome{data: marshal(bulkData{Items: items}), note: note, refused: refused}, nil
 }
 
 // fieldsFromRecord returns the writable fields of a card as a full

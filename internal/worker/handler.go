@@ -311,7 +311,17 @@ func (j *job) succeed(ctx context.Context, out outcome) error {
 		// As for the ref: the redelivery reconciles and records again.
 		return j.retryInfra(err)
 	}
-	r := j.result(commands.OutcomeSucceeded, verdict{})
+	o := commands.OutcomeSucceeded
+	if len(out.refused) > 0 {
+		// Before the record says done: a crash in between repeats the
+		// attempt, which finds the created clients and dead-letters the
+		// same items under the same ids (deduplicated).
+		if err := j.deadLetterItems(bctx, out.refused); err != nil {
+			return j.retryInfra(err)
+		}
+		o = commands.OutcomePartiallySucceeded
+	}
+	r := j.result(o, verdict{})
 	r.Data, r.Note = out.data, out.note
 	j.rec.State, j.rec.Uncertain, j.rec.Result = StateDone, false, &r
 	if err := j.save(ctx); err != nil {
@@ -324,8 +334,8 @@ func (j *job) succeed(ctx context.Context, out outcome) error {
 		// Done is recorded: the redelivery re-publishes the stored result.
 		return j.retryInfra(err)
 	}
-	j.log.Debug("succeeded", slog.String("note", out.note))
-	w.metrics.commands.WithLabelValues(string(c.Type), string(commands.OutcomeSucceeded)).Inc()
+	j.log.Debug("succeeded", slog.String("outcome", string(o)), slog.String("note", out.note))
+	w.metrics.commands.WithLabelValues(string(c.Type), string(o)).Inc()
 	j.msg.Ack()
 	return nil
 }
