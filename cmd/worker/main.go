@@ -28,6 +28,7 @@ import (
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/auth"
+	"github.com/altegio-integrator/integrator/internal/ratelimit"
 	"github.com/altegio-integrator/integrator/internal/envflag"
 	"github.com/altegio-integrator/integrator/internal/stack"
 	"github.com/altegio-integrator/integrator/internal/worker"
@@ -115,6 +116,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		addr     string
 		replicas int
 		timeout  time.Duration
+		weights  string
 		cfg      stack.WorkerConfig
 	)
 	fs := envflag.New("worker run", getenv, stderr)
@@ -125,6 +127,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	fs.String(&cfg.APIBaseURL, "api-url", "ALTEGIO_API_URL", altegio.DefaultBaseURL, "Altegio API base URL")
 	fs.Int(&cfg.RateLimit.PerSecond, "rate-per-second", "ALTEGIO_RATE_PER_SECOND", 5, "API requests per second, all workers together")
 	fs.Int(&cfg.RateLimit.PerMinute, "rate-per-minute", "ALTEGIO_RATE_PER_MINUTE", 200, "API requests per minute, all workers together (-1: no limit)")
+	fs.String(&weights, "location-weights", "ALTEGIO_LOCATION_WEIGHTS", "", "share of the budget per location while several wait, as location=weight pairs (\"7=2,9=0.5\"; others weigh 1)")
 	fs.String(&cfg.RateLimit.Key, "egress", "ALTEGIO_EGRESS", "default", "name of the egress IP whose budget this worker shares")
 	fs.String(&cfg.Worker.WorkerID, "worker-id", "WORKER_ID", "", "name of this process in results and logs (default host-pid-random)")
 	fs.Int(&cfg.Worker.MaxInFlight, "max-in-flight", "WORKER_MAX_IN_FLIGHT", worker.DefaultMaxInFlight, "commands of one partition run at once")
@@ -141,6 +144,11 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		return usageErr("worker run: %v", err)
 	}
 	cfg.RateLimit.Key = "egress." + cfg.RateLimit.Key
+	lw, err := ratelimit.ParseWeights(weights)
+	if err != nil {
+		return usageErr("worker run: %v", err)
+	}
+	cfg.RateLimit.Weights = lw
 	log, err := stack.NewLogger(c.logLevel, c.logFormat, stderr)
 	if err != nil {
 		return err

@@ -54,8 +54,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -158,6 +161,26 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// ParseWeights reads flow weights written as "location=weight" pairs
+// separated by commas ("7=2,9=0.5"); empty means none. Each weight must be
+// a number above 0.
+func ParseWeights(s string) (map[string]float64, error) {
+	out := make(map[string]float64)
+	for pair := range strings.SplitSeq(s, ",") {
+		pair = strings.TrimSpace(pair)
+		if pair == "" {
+			continue
+		}
+		flow, v, ok := strings.Cut(pair, "=")
+		w, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if !ok || strings.TrimSpace(flow) == "" || err != nil || w <= 0 || math.IsInf(w, 0) {
+			return nil, fmt.Errorf("ratelimit: weight %q: want location=weight with a weight above 0", pair)
+		}
+		out[strings.TrimSpace(flow)] = w
+	}
+	return out, nil
 }
 
 // Limiter is a shared request schedule. It is safe for concurrent use, and

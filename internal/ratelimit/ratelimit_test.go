@@ -426,3 +426,15 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestParseWeights(t *testing.T) {
+	got, err := ParseWeights(" 7=2, 9=0.5,")
+	if err != nil || len(got) != 2 || got["7"] != 2 || got["9"] != 0.5 {
+		t.Errorf("ParseWeights = %v, %v", got, err)
+	}
+	for _, bad := range []string{"7", "7=0", "=2", "7=x", "7=-1", "7=+Inf"} {
+		if _, err := ParseWeights(bad); err == nil {
+			t.Errorf("ParseWeights(%q) = nil error", bad)
+		}
+	}
+}
