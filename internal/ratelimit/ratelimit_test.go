@@ -438,3 +438,47 @@ func TestParseWeights(t *testing.T) {
 		}
 	}
 }
+
+// TestUrgentGoesFirst: a request that finishes work already begun goes
+// before every queued request that is not urgent, in arrival order.
+func TestUrgentGoesFirst(t *testing.T) {
+	l := newLimiter(t, nil, Config{PerSecond: 100, PerMinute: -1})
+	l.Penalize(time.Hour) // hold every slot back; the test hands them out
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	queue := func(flow string, urgent bool) {
+		before := func() int { l.mu.Lock(); defer l.mu.Unlock(); return l.waiting }()
+		wg.Go(func() {
+			if _, err := l.Wait(ctx, flow, urgent); err != nil {
+				t.Errorf("wait: %v", err)
+			}
+		})
+		testenv.WaitFor(t, 10*time.Second, func() error {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.waiting != before+1 {
+				return fmt.Errorf("%d waiting", l.waiting)
+			}
+			return nil
+		})
+	}
+	queue("a", false)
+	queue("a", false)
+	queue("b", false)
+	queue("a", true)
+	queue("b", true)
+	var order []string
+	l.mu.Lock()
+	for l.waiting > 0 {
+		w := l.nextLocked()
+		order = append(order, fmt.Sprintf("%s%v", w.flow, w.tag == 0))
+		w.ready <- slot{at: time.Now().UnixNano(), margin: time.Second}
+	}
+	l.mu.Unlock()
+	wg.Wait()
+	want := []string{"atrue", "btrue", "afalse", "bfalse", "afalse"}
+	if !slices.Equal(order, want) {
+		t.Errorf("order = %v, want %v (urgent first)", order, want)
+	}
+}
