@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -28,8 +29,8 @@ import (
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/auth"
-	"github.com/altegio-integrator/integrator/internal/ratelimit"
 	"github.com/altegio-integrator/integrator/internal/envflag"
+	"github.com/altegio-integrator/integrator/internal/ratelimit"
 	"github.com/altegio-integrator/integrator/internal/stack"
 	"github.com/altegio-integrator/integrator/internal/worker"
 )
@@ -117,6 +118,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		replicas int
 		timeout  time.Duration
 		weights  string
+		profile  string
 		cfg      stack.WorkerConfig
 	)
 	fs := envflag.New("worker run", getenv, stderr)
@@ -125,8 +127,9 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	fs.Int(&replicas, "replicas", "WORKER_REPLICAS", 1, "replicas of streams and buckets when applying the topology (3 on a cluster)")
 	fs.Duration(&timeout, "nats-connect-timeout", "WORKER_NATS_CONNECT_TIMEOUT", 30*time.Second, "how long to wait for NATS and the topology at start")
 	fs.String(&cfg.APIBaseURL, "api-url", "ALTEGIO_API_URL", altegio.DefaultBaseURL, "Altegio API base URL")
-	fs.Int(&cfg.RateLimit.PerSecond, "rate-per-second", "ALTEGIO_RATE_PER_SECOND", 5, "API requests per second, all workers together")
+	fs.Int(&cfg.RateLimit.PerSecond, "rate-per-second", "ALTEGIO_RATE_PER_SECOND", 5, "API requests per second, all workers together (-1: no limit at all, for benchmarks)")
 	fs.Int(&cfg.RateLimit.PerMinute, "rate-per-minute", "ALTEGIO_RATE_PER_MINUTE", 200, "API requests per minute, all workers together (-1: no limit)")
+	fs.String(&profile, "cpu-profile", "WORKER_CPU_PROFILE", "", "write a CPU profile of the whole run to this file (diagnosing the hot path)")
 	fs.String(&weights, "location-weights", "ALTEGIO_LOCATION_WEIGHTS", "", "share of the budget per location while several wait, as location=weight pairs (\"7=2,9=0.5\"; others weigh 1)")
 	fs.String(&cfg.RateLimit.Key, "egress", "ALTEGIO_EGRESS", "default", "name of the egress IP whose budget this worker shares")
 	fs.String(&cfg.Worker.WorkerID, "worker-id", "WORKER_ID", "", "name of this process in results and logs (default host-pid-random)")
@@ -155,6 +158,13 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	if cfg.Accounts, err = auth.AccountsFromEnv(getenv); err != nil {
 		return err
+	}
+	if profile != "" {
+		stopProfile, err := startCPUProfile(profile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -195,4 +205,21 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		log.Warn("nats drain", "error", err)
 	}
 	return runErr
+}
+
+// startCPUProfile writes a CPU profile to path until the returned function
+// is called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}, nil
 }

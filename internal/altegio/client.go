@@ -38,6 +38,8 @@ const (
 	drainLimit = 64 << 10
 	// maxRetryAfter caps a parsed Retry-After.
 	maxRetryAfter = 24 * time.Hour
+	// defaultIdleConns is the default client's idle connections per host.
+	defaultIdleConns = 64
 )
 
 // Limiter paces requests to the API budget (5 requests/s and 200/min per
@@ -93,9 +95,9 @@ type Config struct {
 	// BaseURL is the API root including the /api/v1 prefix, e.g.
 	// "http://127.0.0.1:8080/api/v1" for the sandbox. Default DefaultBaseURL.
 	BaseURL string
-	// HTTPClient sends the requests. Default: a new http.Client on
-	// http.DefaultTransport, without a client-wide timeout (calls use
-	// contexts).
+	// HTTPClient sends the requests. Default: a new http.Client on a clone
+	// of http.DefaultTransport keeping up to 64 idle connections per host,
+	// without a client-wide timeout (calls use contexts).
 	HTTPClient *http.Client
 	// Timeout bounds each exchange with the API (credentials, the request
 	// and reading the answer; the refresh after a 401 and its retry get
@@ -125,7 +127,12 @@ func (c *Config) setDefaults() {
 	}
 	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	if c.HTTPClient == nil {
-		c.HTTPClient = &http.Client{}
+		// Keep as many idle connections to the API as requests may run at
+		// once (the default keeps 2 per host, so a busy worker would open
+		// and close a connection for most requests).
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConnsPerHost = defaultIdleConns
+		c.HTTPClient = &http.Client{Transport: t}
 	}
 	if c.Timeout == 0 {
 		c.Timeout = DefaultTimeout

@@ -73,10 +73,12 @@ var ErrClosed = errors.New("ratelimit: limiter closed")
 
 // Config sets the shared budget. The zero value is completed by setDefaults.
 type Config struct {
-	// PerSecond is the number of requests allowed in one second. Default 5.
+	// PerSecond is the number of requests allowed in one second, 1 to
+	// 10,000 (the schedule keeps that many grant times). Default 5. For no
+	// limit at all, use no Limiter.
 	PerSecond int
-	// PerMinute is the number of requests allowed in one minute. Default 200.
-	// A negative value disables the per-minute limit.
+	// PerMinute is the number of requests allowed in one minute, at most
+	// 10,000. Default 200. A negative value disables the per-minute limit.
 	PerMinute int
 	// Key is the KV key that holds the schedule; one key per egress IP.
 	// Default "egress.default".
@@ -146,8 +148,10 @@ func (c *Config) setDefaults() {
 // Validate reports a configuration that cannot work.
 func (c *Config) Validate() error {
 	switch {
-	case c.PerSecond < 1:
-		return fmt.Errorf("ratelimit: per-second limit %d, want at least 1", c.PerSecond)
+	case c.PerSecond < 1 || c.PerSecond > maxLog:
+		return fmt.Errorf("ratelimit: per-second limit %d, want 1 to %d (no limiter at all for no limit)", c.PerSecond, maxLog)
+	case c.PerMinute > maxLog:
+		return fmt.Errorf("ratelimit: per-minute limit %d, want at most %d (or negative: none)", c.PerMinute, maxLog)
 	case c.MinMargin < 0 || c.MaxMargin < c.MinMargin:
 		return fmt.Errorf("ratelimit: margin bounds %v..%v, want 0 <= min <= max", c.MinMargin, c.MaxMargin)
 	case c.MaxMargin >= time.Second:
@@ -259,6 +263,10 @@ type state struct {
 	Scale   float64 `json:"scale,omitempty"`
 	ScaleAt int64   `json:"scale_at,omitempty"`
 }
+
+// maxLog bounds both limits: the schedule keeps max(PerSecond, PerMinute)
+// grant times, written with every lease.
+const maxLog = 10000
 
 // marginTTL is how long a margin written by one process binds the others
 // after that process stopped confirming it.

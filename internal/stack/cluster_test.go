@@ -120,6 +120,18 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 	}
 	testenv.WaitFor(t, 20*time.Second, func() error { return topology.Apply(ctx, adminJS, top) })
 	lap("cluster up, topology at R3")
+	// With replicas, the order check's stream and the consistency-critical
+	// buckets are read through their leaders, never by direct get.
+	for _, name := range []string{topology.StreamCommands, "KV_" + topology.BucketIdempotency, "KV_" + topology.BucketClientRefs,
+		"KV_" + topology.BucketTokens, "KV_" + topology.BucketRateLimit} {
+		s, err := adminJS.Stream(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s.CachedInfo().Config.AllowDirect {
+			t.Errorf("stream %s at R3 answers direct gets from any replica", name)
+		}
+	}
 
 	sb, apiURL := testenv.Sandbox(t, sandbox.Config{
 		PartnerToken:  clusterPartner,

@@ -47,15 +47,16 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	rlKV, err := js.KeyValue(ctx, topology.BucketRateLimit)
-	if err != nil {
-		return nil, nil, fmt.Errorf("rate limit bucket: %w", err)
-	}
-	rl := cfg.RateLimit
-	rl.Logger, rl.Registerer = log.With("component", "ratelimit"), cfg.Registerer
-	limiter, err := ratelimit.New(rlKV, rl)
+	rl, err := newLimiter(ctx, js, cfg, log)
 	if err != nil {
 		return nil, nil, err
+	}
+	// The client and the worker get no limiter at all when there is none
+	// (a nil *ratelimit.Limiter in an interface would not be nil).
+	var limiter altegio.Limiter
+	closeLimiter := func() {}
+	if rl != nil {
+		limiter, closeLimiter = rl, rl.Close
 	}
 	apiCfg := altegio.Config{BaseURL: cfg.APIBaseURL, Timeout: cfg.Worker.HandlerTimeout,
 		Logger: log.With("component", "altegio"), Registerer: cfg.Registerer}
@@ -63,7 +64,7 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 	// partner token, so it needs no Authorizer, but it shares the budget.
 	loginClient, err := altegio.New(apiCfg, nil, limiter)
 	if err != nil {
-		limiter.Close()
+		closeLimiter()
 		return nil, nil, err
 	}
 	sessions, err := auth.New(auth.Config{
@@ -73,12 +74,12 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 		Registerer: cfg.Registerer,
 	}, js, loginClient)
 	if err != nil {
-		limiter.Close()
+		closeLimiter()
 		return nil, nil, err
 	}
 	closeAll := func() {
 		sessions.Close()
-		limiter.Close()
+		closeLimiter()
 	}
 	api, err := altegio.New(apiCfg, sessions, limiter)
 	if err != nil {
@@ -87,13 +88,32 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 	}
 	wcfg := cfg.Worker
 	wcfg.Logger, wcfg.Registerer = log.With("component", "worker"), cfg.Registerer
-	wcfg.Budget = limiter
+	if rl != nil {
+		wcfg.Budget = rl
+	}
 	w, err = worker.New(wcfg, js, api, top)
 	if err != nil {
 		closeAll()
 		return nil, nil, err
 	}
 	return w, closeAll, nil
+}
+
+// newLimiter returns the shared budget of cfg.RateLimit, or no limiter at
+// all when its per-second limit is negative (for benchmarks of the
+// pipeline without the API's budget).
+func newLimiter(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, log *slog.Logger) (*ratelimit.Limiter, error) {
+	if cfg.RateLimit.PerSecond < 0 {
+		log.Warn("no API budget: requests are not rate limited (--rate-per-second -1)")
+		return nil, nil
+	}
+	kv, err := js.KeyValue(ctx, topology.BucketRateLimit)
+	if err != nil {
+		return nil, fmt.Errorf("rate limit bucket: %w", err)
+	}
+	rl := cfg.RateLimit
+	rl.Logger, rl.Registerer = log.With("component", "ratelimit"), cfg.Registerer
+	return ratelimit.New(kv, rl)
 }
 
 // ServeOps serves srv on ln until ctx ends, then shuts the server down.

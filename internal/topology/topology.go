@@ -201,8 +201,11 @@ func (t *Topology) WithReplicas(n int) *Topology {
 // rate-limit buckets are read and then written with compare-and-set: a stale
 // read there only loses its CAS, but a run of them exhausts the caller's
 // timeout (the rate limiter then paces locally, outside the shared budget).
-// For these buckets direct get is turned off, so that reads go to the stream
-// leader.
+// For these buckets (and the COMMANDS stream, which the worker's order check
+// reads) direct get is turned off when they have replicas, so that reads go
+// to the stream leader. With one replica the leader is the only copy, and
+// direct gets, which are much cheaper to answer and to decode than the JSON
+// of $JS.API.STREAM.MSG.GET, are kept on.
 var leaderReadBuckets = map[string]bool{
 	BucketIdempotency: true,
 	BucketClientRefs:  true,
@@ -214,6 +217,9 @@ var leaderReadBuckets = map[string]bool{
 // idempotent and safe to run from several processes at once.
 func Apply(ctx context.Context, js jetstream.JetStream, t *Topology) error {
 	for _, s := range t.Streams {
+		if s.Name == StreamCommands {
+			s.AllowDirect = s.Replicas <= 1
+		}
 		if _, err := js.CreateOrUpdateStream(ctx, s); err != nil {
 			return fmt.Errorf("apply stream %s: %w", s.Name, err)
 		}
@@ -223,7 +229,7 @@ func Apply(ctx context.Context, js jetstream.JetStream, t *Topology) error {
 			return fmt.Errorf("apply bucket %s: %w", b.Bucket, err)
 		}
 		if leaderReadBuckets[b.Bucket] {
-			if err := readFromLeader(ctx, js, "KV_"+b.Bucket); err != nil {
+			if err := setDirect(ctx, js, "KV_"+b.Bucket, b.Replicas <= 1); err != nil {
 				return fmt.Errorf("apply bucket %s: %w", b.Bucket, err)
 			}
 		}
@@ -236,18 +242,18 @@ func Apply(ctx context.Context, js jetstream.JetStream, t *Topology) error {
 	return nil
 }
 
-// readFromLeader turns direct get off on a stream, so that its messages are
+// setDirect turns direct get on or off on a stream; off, its messages are
 // read through the stream leader.
-func readFromLeader(ctx context.Context, js jetstream.JetStream, stream string) error {
+func setDirect(ctx context.Context, js jetstream.JetStream, stream string, direct bool) error {
 	s, err := js.Stream(ctx, stream)
 	if err != nil {
 		return err
 	}
 	cfg := s.CachedInfo().Config
-	if !cfg.AllowDirect {
+	if cfg.AllowDirect == direct {
 		return nil
 	}
-	cfg.AllowDirect = false
+	cfg.AllowDirect = direct
 	_, err = js.UpdateStream(ctx, cfg)
 	return err
 }

@@ -443,3 +443,45 @@ func TestMaxHeldStopsFetching(t *testing.T) {
 	})
 	log.checkOrder(t, 1, 10)
 }
+
+// TestBusyHandlersDoNotStopFetching: while every lane's handler is busy
+// for a long time (as when commands wait for a rate limit), the
+// subscription still fetches past them, so a message of another key
+// further down the stream is handled as soon as a handler slot is free,
+// without waiting for the busy ones.
+func TestBusyHandlersDoNotStopFetching(t *testing.T) {
+	_, js := startJetStream(t)
+	pub := newPublisher(t, js)
+	sub := newSubscriber(t, js, wmjetstream.SubscriberConfig{
+		SubjectFunc: func(string) string { return "t.lanes.*" },
+		KeyFunc:     subjectKey,
+		MaxInFlight: 4,
+		MaxHeld:     20,
+		AckWait:     30 * time.Second,
+	})
+	// a, b and c each start a lane that blocks, with more behind them.
+	for i := range 5 {
+		for _, k := range []string{"a", "b", "c"} {
+			publish(t, pub, "t.lanes."+k, seqMsg(k, i))
+		}
+	}
+	publish(t, pub, "t.lanes.d", seqMsg("d", 0))
+	release := make(chan struct{})
+	handledD := make(chan struct{})
+	runRouter(t, sub, "busy", func(msg *message.Message) error {
+		switch msg.Metadata.Get("key") {
+		case "d":
+			close(handledD)
+		default:
+			<-release
+		}
+		msg.Ack()
+		return nil
+	})
+	select {
+	case <-handledD:
+	case <-time.After(10 * time.Second):
+		t.Fatal("d was not handled while a, b and c were busy: fetching stopped behind busy handlers")
+	}
+	close(release)
+}

@@ -175,31 +175,40 @@ func (s *subscription) run(ctx context.Context, closing <-chan struct{}) {
 	}
 }
 
-// maybeFetch starts a pull request for the free handler slots. Only one
+// maybeFetch starts a pull request for the room left in custody. Only one
 // pull request is out at a time: the server fills it in delivery order, and
 // one goroutine forwards it, so messages reach the loop in that order. With
 // two requests the forwarding goroutines could swap two messages of a lane.
+//
+// Without ordered lanes the room is the free handler slots. With lanes it is
+// MaxInFlight + MaxHeld in all, and at most MaxHeld more held: messages whose
+// lane is busy are held, and messages whose lane is free wait in ready for a
+// handler slot, so a subscription whose handlers are all busy (waiting for a
+// rate limit, say) keeps fetching past them, up to its bounds, and sees what
+// else is in the stream.
 func (s *subscription) maybeFetch() {
 	if s.closing || s.fetches > 0 || s.now().Before(s.fetchAfter) {
 		return
 	}
-	n := s.cfg.MaxInFlight - s.emitted - len(s.ready) - s.reserved
-	if s.cfg.KeyFunc != nil && s.held >= s.cfg.MaxHeld {
-		// Held messages are at their bound. Fetch only to collect a parked
-		// message that has come due, one at a time: the server hands out
-		// redeliveries before new messages.
-		if !s.parkedDue() {
-			return
-		}
-		n = 1
-	} else if s.cfg.KeyFunc != nil {
+	inCustody := s.emitted + len(s.ready) + s.reserved
+	n := s.cfg.MaxInFlight - inCustody
+	if s.cfg.KeyFunc != nil {
 		// Every fetched message may have to be held.
-		n = min(n, s.cfg.MaxHeld-s.held)
+		n = min(s.cfg.MaxInFlight+s.cfg.MaxHeld-inCustody-s.held, s.cfg.MaxHeld-s.held)
+		if n <= 0 {
+			// Custody is at its bound. Fetch only to collect a parked
+			// message that has come due, one at a time: the server hands
+			// out redeliveries before new messages.
+			if !s.parkedDue() {
+				return
+			}
+			n = 1
+		}
 	}
 	if n <= 0 {
 		return
 	}
-	if busy := s.emitted + len(s.ready); busy > 0 && n < (s.cfg.MaxInFlight+1)/2 && s.held < s.cfg.MaxHeld {
+	if busy := s.emitted + len(s.ready); busy > 0 && n < (s.cfg.MaxInFlight+1)/2 && !(s.cfg.KeyFunc != nil && n == 1) {
 		// Pull in batches of at least half the slots while busy: a pull
 		// request per freed slot costs more than it gains.
 		return
@@ -232,7 +241,7 @@ func (s *subscription) nextWake() (time.Duration, bool) {
 	if now.Before(s.fetchAfter) {
 		at = s.fetchAfter
 	}
-	if s.cfg.KeyFunc != nil && s.held >= s.cfg.MaxHeld {
+	if s.cfg.KeyFunc != nil && (s.held >= s.cfg.MaxHeld || s.emitted+len(s.ready)+s.reserved+s.held >= s.cfg.MaxInFlight+s.cfg.MaxHeld) {
 		for l := range s.parked {
 			if l.parkDue.After(now) && (at.IsZero() || l.parkDue.Before(at)) {
 				at = l.parkDue

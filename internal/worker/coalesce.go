@@ -98,7 +98,7 @@ func (j *job) attemptCoalesced(ctx context.Context, reconcile bool) error {
 		}
 	}()
 	if err := j.recordIntent(ctx, 0); err != nil {
-		return j.retryInfra(err)
+		return j.intentFailed(err)
 	}
 	j.log.Debug("attempt (coalesced create)")
 	if h := w.hooks.beforeAPI; h != nil {

@@ -19,11 +19,13 @@ const (
 	// hands to handlers at once (different clients; one client is always
 	// one at a time). A command waits for the shared budget before
 	// anything is recorded, kept alive meanwhile, so commands in flight
-	// cost memory, not attempts. With eight partitions a process has up to
-	// 512 commands at hand: enough to fill bulk requests of 100 creates,
-	// and to see past one location's backlog to another's commands (the
-	// budget is shared fairly between locations only among the commands
-	// at hand). The consumers' max_ack_pending (256) caps it.
+	// cost memory, not attempts. With eight partitions a process runs up
+	// to 512 commands at once: enough to fill bulk requests of 100
+	// creates. Besides these, each partition holds back the commands of
+	// busy clients up to the consumer's max_ack_pending (1024 in
+	// deploy/nats): that window is how far the worker sees past one
+	// location's backlog to another location's command, since the budget
+	// is shared fairly only among the commands at hand.
 	DefaultMaxInFlight = 64
 	// DefaultCreateBatch is the largest number of client.create commands
 	// of one location sent as one POST /clients/{location_id}/bulk.

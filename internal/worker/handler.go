@@ -27,6 +27,9 @@ type job struct {
 	cmd commands.Command
 	rec Record
 	rev uint64
+	// unread: the record was not read (a first delivery); the intent is
+	// then written only if no record exists.
+	unread bool
 	// apiLatency is the time spent in execute.
 	apiLatency time.Duration
 }
@@ -66,11 +69,19 @@ func (j *job) run(ctx context.Context) error {
 	j.log = j.log.With(slog.String("command_id", cmd.ID), slog.String("type", string(cmd.Type)),
 		slog.Int64("location_id", cmd.LocationID))
 
-	bctx, cancel := j.bk(ctx)
-	rec, rev, err := j.w.idem.load(bctx, cmd.ID)
-	cancel()
-	if err != nil {
-		return j.retryInfra(err)
+	// The first delivery of an original message almost never finds a
+	// record: it skips the read, and the intent's create-if-absent finds
+	// the rare other copy of the command instead (see recordIntent).
+	var rec Record
+	var rev uint64
+	j.unread = j.info.NumDelivered == 1 && replayOf(j.msg) == 0
+	if !j.unread {
+		bctx, cancel := j.bk(ctx)
+		rec, rev, err = j.w.idem.load(bctx, cmd.ID)
+		cancel()
+		if err != nil {
+			return j.retryInfra(err)
+		}
 	}
 	j.rec, j.rev = rec, rev
 	replay := replayOf(j.msg)
@@ -193,7 +204,7 @@ func (j *job) attempt(ctx context.Context) error {
 		return j.notSent(err)
 	}
 	if err := j.recordIntent(ctx, clientID); err != nil {
-		return j.retryInfra(err)
+		return j.intentFailed(err)
 	}
 	j.log.Debug("attempt", slog.Bool("reconcile", reconcile), slog.Int64("client_id", clientID))
 
@@ -235,6 +246,19 @@ func (j *job) recordIntent(ctx context.Context, clientID int64) error {
 	}
 	j.log = j.log.With(slog.Int("attempt", j.rec.Attempts))
 	return nil
+}
+
+// intentFailed acts on a failed intent write. A first delivery that skipped
+// reading its record and finds one (another copy of the command was
+// published) comes back at once to be handled with the record; anything
+// else is an infrastructure failure.
+func (j *job) intentFailed(err error) error {
+	if j.unread && errors.Is(err, errConflict) {
+		j.log.Debug("a record exists for this first delivery; reading it on redelivery")
+		wmjetstream.Retry(j.msg, 0)
+		return nil
+	}
+	return j.retryInfra(err)
 }
 
 // notSent gives the message back after its wait for the budget ended

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
@@ -190,37 +189,4 @@ func (e *env) loadRecord(id string) (Record, error) {
 		return Record{}, err
 	}
 	return LoadRecord(ctx, kv, id)
-}
-
-// The order check must read COMMANDS through its leader: a worker refuses
-// to run against a COMMANDS stream that answers direct gets.
-func TestRunRefusesDirectGetsOnCommands(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t, envOpts{})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	s, err := e.js.Stream(ctx, topology.StreamCommands)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := s.CachedInfo().Config
-	if cfg.AllowDirect {
-		t.Fatal("the topology's COMMANDS allows direct gets")
-	}
-	cfg.AllowDirect = true
-	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
-		t.Fatal(err)
-	}
-	api, err := altegio.New(altegio.Config{BaseURL: e.url}, nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := New(Config{PendingInterval: -1, RetryBase: 10 * time.Millisecond, RetryMax: time.Second, HandlerTimeout: time.Second},
-		e.js, api, e.top)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := w.Run(ctx); err == nil || !strings.Contains(err.Error(), "direct gets") {
-		t.Fatalf("Run = %v, want a refusal naming direct gets", err)
-	}
 }

@@ -94,7 +94,7 @@ func (j *job) recordApplied(ctx context.Context) error {
 		return nil
 	}
 	v := lastApplied{Seq: j.acceptanceOrder(), CommandID: j.cmd.ID, At: j.w.cfg.Now()}
-	return j.w.refs.raiseLastApplied(ctx, j.cmd.LocationID, j.cmd.ClientKey(), v)
+	return j.w.refs.raiseLastApplied(ctx, j.cmd.LocationID, j.cmd.ClientKey(), v, j.cmd.Type == commands.TypeClientCreate)
 }
 
 // supersede ends a replay that a newer applied command made moot: the
@@ -140,12 +140,23 @@ func (s refStore) lastApplied(ctx context.Context, loc int64, key string) (lastA
 }
 
 // raiseLastApplied stores v unless a newer order is stored already, with
-// compare-and-set, so that concurrent writers keep the maximum.
-func (s refStore) raiseLastApplied(ctx context.Context, loc int64, key string, v lastApplied) error {
+// compare-and-set, so that concurrent writers keep the maximum. fresh says
+// the key most likely does not exist yet (a create): it is then created
+// without being read first.
+func (s refStore) raiseLastApplied(ctx context.Context, loc int64, key string, v lastApplied, fresh bool) error {
 	k := LastAppliedKey(loc, key)
 	b, err := json.Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode %s: %w", k, err)
+	}
+	// Most clients have no last-applied order yet when their create
+	// succeeds: then try to create it before reading it.
+	if fresh {
+		if _, err := s.kv.Create(ctx, k, b); err == nil {
+			return nil
+		} else if !topology.IsKVConflict(err) {
+			return fmt.Errorf("store %s: %w", k, err)
+		}
 	}
 	for range 5 {
 		cur, rev, err := s.lastApplied(ctx, loc, key)

@@ -48,6 +48,7 @@ type Worker struct {
 	partitions int
 	// maxDeliver and pinned are per partition consumer, from the topology.
 	maxDeliver map[int]int
+	maxHeld    map[int]int // the consumer's max_ack_pending beyond MaxInFlight
 	pinned     map[int]bool
 
 	// Bound by Run.
@@ -101,6 +102,7 @@ func New(cfg Config, js jetstream.JetStream, api API, top *topology.Topology) (*
 		log:        cfg.Logger.With(slog.String("worker_id", cfg.WorkerID)),
 		partitions: top.Partitions(),
 		maxDeliver: make(map[int]int),
+		maxHeld:    make(map[int]int),
 		pinned:     make(map[int]bool),
 		stopping:   make(chan struct{}),
 	}
@@ -127,6 +129,9 @@ func New(cfg Config, js jetstream.JetStream, api API, top *topology.Topology) (*
 				"or a busy worker loses its pin and another overtakes its clients", cfg.HandlerTimeout, cc.Durable, cc.PinnedTTL)
 		}
 		w.maxDeliver[p] = cc.MaxDeliver
+		if cc.MaxAckPending > 0 { // else the subscriber's default
+			w.maxHeld[p] = max(cc.MaxAckPending-cfg.MaxInFlight, 1)
+		}
 		w.pinned[p] = cc.PriorityPolicy == jetstream.PriorityPolicyPinned
 	}
 	m, err := newMetrics(cfg.Registerer)
@@ -207,11 +212,11 @@ func (w *Worker) bind(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bind stream %s: %w", topology.StreamCommands, err)
 	}
-	if info := s.CachedInfo(); info != nil && info.Config.AllowDirect {
+	if info := s.CachedInfo(); info != nil && info.Config.AllowDirect && info.Config.Replicas > 1 {
 		// nats.go would read by direct get, which any replica answers: the
 		// order check (order.go) must see what the stream leader sees.
-		return fmt.Errorf("bind stream %s: it allows direct gets; the worker reads it through the stream leader "+
-			"(apply the topology: allow_direct false)", topology.StreamCommands)
+		return fmt.Errorf("bind stream %s: it has replicas and allows direct gets; the worker reads it through "+
+			"the stream leader (apply the topology: allow_direct false)", topology.StreamCommands)
 	}
 	w.idem, w.refs, w.commands = recordStore{kv: idem}, refStore{kv: refs}, s
 	return nil
@@ -244,6 +249,7 @@ func (w *Worker) router() (*message.Router, []*wmjetstream.Subscriber, error) {
 			Bind:           true,
 			ConsumerConfig: bind,
 			MaxInFlight:    w.cfg.MaxInFlight,
+			MaxHeld:        w.maxHeld[p],
 			CloseTimeout:   w.cfg.CloseTimeout,
 			NackDelay:      w.cfg.RetryBase,
 			KeyFunc:        LaneKey,
