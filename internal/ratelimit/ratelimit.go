@@ -42,6 +42,13 @@
 // to MaxPenalty) and halves the rate, which then recovers linearly over
 // RecoverAfter.
 //
+// # Pacing the minute
+//
+// A steady load at 5/s would spend the minute's 200 requests in 40 s and
+// then stall for 20 s. After a burst of MinuteBurst requests the schedule
+// therefore paces the minute's budget evenly (200/min: one request every
+// 0.3 s), which spends the same 200 a minute without the stall.
+//
 // When the KV bucket cannot be reached the limiter falls back to a local
 // schedule with the same budget, logs the switch once, and goes back to the
 // shared schedule when a probe reaches the bucket again.
@@ -80,6 +87,14 @@ type Config struct {
 	// PerMinute is the number of requests allowed in one minute, at most
 	// 10,000. Default 200. A negative value disables the per-minute limit.
 	PerMinute int
+	// MinuteBurst is how many requests may go at the per-second rate before
+	// the per-minute budget is paced evenly (PerMinute spread over the
+	// minute). Without pacing, a steady load would spend the minute's 200
+	// requests in 40 s and then send nothing for 20 s, which every waiting
+	// request (another location's too) would feel. With pacing the longest
+	// pause is about MinuteBurst intervals (1.5 s at 200/min). Default 5;
+	// negative turns pacing off (the sliding minute window still holds).
+	MinuteBurst int
 	// Key is the KV key that holds the schedule; one key per egress IP.
 	// Default "egress.default".
 	Key string
@@ -121,6 +136,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Key == "" {
 		c.Key = "egress.default"
+	}
+	if c.MinuteBurst == 0 {
+		c.MinuteBurst = 5
 	}
 	if c.MinMargin == 0 {
 		c.MinMargin = 20 * time.Millisecond
@@ -258,6 +276,9 @@ type state struct {
 	// when it was last confirmed; it lapses after marginTTL.
 	Margin   int64 `json:"margin,omitempty"`
 	MarginAt int64 `json:"margin_at,omitempty"`
+	// Paced is the theoretical time of the next grant when the minute's
+	// budget is spread evenly (see MinuteBurst).
+	Paced int64 `json:"paced,omitempty"`
 	// Scale is the share of the rate allowed right after the last 429 at
 	// ScaleAt; it climbs back to 1 over RecoverAfter.
 	Scale   float64 `json:"scale,omitempty"`
@@ -617,8 +638,18 @@ func (l *Limiter) book(s state, now int64, n int, local time.Duration) (state, [
 		if k := len(grants); l.cfg.PerMinute > 0 && k >= l.cfg.PerMinute {
 			at = max(at, grants[k-l.cfg.PerMinute]+minute)
 		}
+		pace := l.cfg.PerMinute > 0 && l.cfg.MinuteBurst > 0
+		interval := minute / int64(max(l.cfg.PerMinute, 1))
+		if pace {
+			// Pace the minute (GCRA): a grant may come at most
+			// MinuteBurst−1 intervals before its theoretical time.
+			at = max(at, s.Paced-int64(l.cfg.MinuteBurst-1)*interval)
+		}
 		if len(out) > 0 && at > horizon {
 			break
+		}
+		if pace {
+			s.Paced = max(s.Paced, at) + interval
 		}
 		grants = append(grants, at)
 		if len(grants) > keep {

@@ -165,8 +165,15 @@ func TestScheduleKeepsBothWindows(t *testing.T) {
 		t.Errorf("max in one minute = %d, want 200", got)
 	}
 	// 1000 requests need five full minutes, and not much more.
-	if got := times[999].Sub(time.Unix(0, start)); got < 4*time.Minute || got > 5*time.Minute {
+	if got := times[999].Sub(time.Unix(0, start)); got < 4*time.Minute || got > 5*time.Minute+10*time.Second {
 		t.Errorf("1000th request at +%v, want between 4 and 5 minutes", got)
+	}
+	// Paced: no pause is longer than about MinuteBurst intervals (no 20 s
+	// stall once 200 were spent).
+	for i := 1; i < len(times); i++ {
+		if gap := times[i].Sub(times[i-1]); gap > 1600*time.Millisecond {
+			t.Fatalf("gap of %v before request %d: the minute's budget was not paced", gap, i)
+		}
 	}
 }
 
