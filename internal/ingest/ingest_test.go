@@ -653,3 +653,31 @@ func counter(t testing.TB, in *ingest, name, label, value string) float64 {
 	}
 	return sum
 }
+
+// A batch is published without waiting for each PubAck, but every client's
+// commands are stored in batch order.
+func TestBatchStoresEachClientInOrder(t *testing.T) {
+	e := newEnv(t)
+	in := e.start(t, ingestOpts{})
+	var items []string
+	for range 4 {
+		for c := range 20 {
+			items = append(items, string(createCommand("", 1, fmt.Sprintf("ord-%d", c))))
+		}
+	}
+	got := accepted(t, in.post(t, []byte("["+strings.Join(items, ",")+"]")))
+	if len(got) != 80 {
+		t.Fatalf("%d statuses, want 80", len(got))
+	}
+	last := map[int]uint64{}
+	for i, st := range got {
+		if st.Status != StatusAccepted || st.StreamSeq == 0 {
+			t.Fatalf("command %d: %+v", i, st)
+		}
+		c := i % 20
+		if st.StreamSeq <= last[c] {
+			t.Errorf("client %d: command %d stored at seq %d, after an earlier one at %d", c, i, st.StreamSeq, last[c])
+		}
+		last[c] = st.StreamSeq
+	}
+}

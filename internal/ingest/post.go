@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -183,18 +184,18 @@ func (s *Server) accept(ctx context.Context, p *Producer, cmds []commands.Comman
 	if s.mustSpool() {
 		spoolFrom = 0
 	}
-	for i := 0; spoolFrom < 0 && i < len(batch); i++ {
-		st, err := s.publish(ctx, batch[i])
+	if spoolFrom < 0 {
+		published, failedAt, err := s.publishBatch(ctx, batch)
+		statuses = append(statuses, published...)
 		switch {
 		case err == nil:
-			statuses = append(statuses, st)
 		case errors.Is(err, errStreamFull):
 			return statuses, probStreamFull.problem("the COMMANDS stream is at its limits; retry later")
 		case outbox.IsPermanent(err):
 			return statuses, probTooLarge.problem("JetStream refused the command: " + err.Error())
 		default:
-			s.log.Warn("jetstream unavailable, spooling", "command_id", batch[i].cmd.ID, "error", err)
-			spoolFrom = i
+			s.log.Warn("jetstream unavailable, spooling", "command_id", batch[failedAt].cmd.ID, "error", err)
+			spoolFrom = failedAt
 		}
 	}
 	if spoolFrom >= 0 {
@@ -235,12 +236,69 @@ func (s *Server) mustSpool() bool {
 	return err == nil && depth > 0
 }
 
-// publish publishes one command and waits for its PubAck.
-func (s *Server) publish(ctx context.Context, pc pending) (CommandStatus, error) {
+// publishBatch publishes the commands of a batch without waiting for each
+// PubAck before the next publish, except that a command waits for the
+// PubAck of an earlier command of the same client in the batch: a client's
+// commands are stored in batch order, and one that failed is never
+// overtaken by a later one of its client. It returns the statuses of the
+// commands before the first failure, in order, and the index and error of
+// that failure (failedAt is len(batch) and err nil when all were stored).
+// Commands of other clients after the failure may have been stored too; a
+// spool or a retry of the batch publishes them again under the same message
+// ids, which the stream deduplicates.
+func (s *Server) publishBatch(ctx context.Context, batch []pending) ([]CommandStatus, int, error) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
 	defer cancel()
 	start := time.Now()
-	ack, err := s.js.PublishMsg(ctx, pc.msg, jetstream.WithMsgID(pc.cmd.ID))
+	futures := make([]jetstream.PubAckFuture, len(batch))
+	statuses := make([]CommandStatus, len(batch))
+	errs := make([]error, len(batch))
+	waited := make([]bool, len(batch))
+	wait := func(i int) error {
+		if !waited[i] {
+			waited[i] = true
+			statuses[i], errs[i] = s.published(ctx, batch[i], futures[i], start)
+		}
+		return errs[i]
+	}
+	issued := 0
+	lastOfClient := make(map[string]int, len(batch))
+	for i, pc := range batch {
+		key := strconv.FormatInt(pc.cmd.LocationID, 10) + "." + pc.cmd.ClientKey()
+		if j, ok := lastOfClient[key]; ok && wait(j) != nil {
+			break // the client's earlier command failed: nothing of it may follow
+		}
+		f, err := s.js.PublishMsgAsync(pc.msg, jetstream.WithMsgID(pc.cmd.ID))
+		if err != nil {
+			statuses[i], errs[i], waited[i] = CommandStatus{}, fmt.Errorf("publish %s: %w", pc.cmd.ID, err), true
+			issued = i + 1
+			break
+		}
+		futures[i], lastOfClient[key], issued = f, i, i+1
+	}
+	for i := range issued {
+		wait(i)
+	}
+	// Publishing stops only at a failure, so one is found among the issued
+	// whenever not all were.
+	for i := range issued {
+		if errs[i] != nil {
+			return statuses[:i], i, errs[i]
+		}
+	}
+	return statuses, len(batch), nil
+}
+
+// published waits for the PubAck of one command and records it.
+func (s *Server) published(ctx context.Context, pc pending, f jetstream.PubAckFuture, start time.Time) (CommandStatus, error) {
+	var ack *jetstream.PubAck
+	var err error
+	select {
+	case ack = <-f.Ok():
+	case err = <-f.Err():
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
 	s.metrics.publish.Observe(time.Since(start).Seconds())
 	if err != nil {
 		if isStreamFull(err) {
