@@ -1,6 +1,9 @@
 // Command altegio-sandbox runs the stateful Altegio API sandbox
 // (internal/sandbox) as a process, for the one-command dev mode and for
-// manual testing. The API is served under /api/v1; /healthz answers 200.
+// manual testing. The API is served under /api/v1; /healthz answers 200;
+// GET /stats answers the sandbox's counters as JSON (requests, answers per
+// status and per operation, 429s, logins, duplicate creates), for benchmarks
+// that run the sandbox as a separate process.
 //
 // Every setting is a flag and an environment variable; run with --help to
 // list them with their defaults. Flags override the environment.
@@ -8,6 +11,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -173,6 +177,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		_, _ = io.WriteString(w, "ok\n")
 	})
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(newStatsView(sb.Stats()))
+	})
 	mux.Handle("/", sb)
 	srv := &http.Server{
 		Handler:           mux,
@@ -203,4 +211,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return fmt.Errorf("serve: %w", err)
 	}
 	return nil
+}
+
+// statsView is the body of GET /stats: sandbox.Stats without the per-phone
+// maps, which grow with every client, summarised instead.
+type statsView struct {
+	Requests         int            `json:"requests"`
+	ByOp             map[string]int `json:"by_op"`
+	ByStatus         map[int]int    `json:"by_status"`
+	RateLimited      int            `json:"rate_limited"`
+	Logins           int            `json:"logins"`
+	Unauthorized     int            `json:"unauthorized"`
+	Resets           int            `json:"resets"`
+	MaxConcurrent    int            `json:"max_concurrent"`
+	ClientsCreated   int            `json:"clients_created"`
+	DuplicateCreates int            `json:"duplicate_creates"`
+}
+
+func newStatsView(st sandbox.Stats) statsView {
+	v := statsView{
+		Requests:      st.Requests,
+		ByOp:          st.ByOp,
+		ByStatus:      st.ByStatus,
+		RateLimited:   st.RateLimited,
+		Logins:        st.Logins,
+		Unauthorized:  st.Unauthorized,
+		Resets:        st.Resets,
+		MaxConcurrent: st.MaxConcurrent,
+	}
+	for _, n := range st.CreatesByPhone {
+		v.ClientsCreated += n
+		v.DuplicateCreates += max(n-1, 0)
+	}
+	return v
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"net/http"
 	"strings"
@@ -58,6 +59,20 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	_ = resp.Body.Close()
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("POST /auth status = %d, want 201", resp.StatusCode)
+	}
+
+	resp, err = http.Get(base + "/stats")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stats statsView
+	err = json.NewDecoder(resp.Body).Decode(&stats)
+	_ = resp.Body.Close()
+	if err != nil {
+		t.Fatalf("GET /stats: %v", err)
+	}
+	if stats.Requests != 1 || stats.Logins != 1 || stats.ByOp["auth"] != 1 || stats.ByStatus[http.StatusCreated] != 1 {
+		t.Errorf("GET /stats = %+v, want the one login counted", stats)
 	}
 
 	cancel()

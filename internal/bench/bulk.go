@@ -1,0 +1,168 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/altegio-integrator/integrator/internal/commands"
+)
+
+// BulkConfig configures the bulk scenario: many creates accepted at once
+// under the budget.
+type BulkConfig struct {
+	// Commands is the number of client.create commands (distinct phones,
+	// no custom_fields). Default 1000; 25 with Quick.
+	Commands int
+	// Batch is the commands per POST; all POSTs go at once. Default 100.
+	Batch int
+	// Workers is the number of worker processes. Default 1.
+	Workers int
+	// Budget is what the sandbox enforces and the workers share. Default
+	// Documented.
+	Budget Budget
+	// Target is the wall time to beat, for the report. Default 10s.
+	Target time.Duration
+}
+
+func (c *BulkConfig) setDefaults(quick bool) {
+	if c.Commands == 0 {
+		c.Commands = 1000
+		if quick {
+			c.Commands = 25
+		}
+	}
+	if c.Batch == 0 {
+		c.Batch = 100
+	}
+	if c.Workers == 0 {
+		c.Workers = 1
+	}
+	if c.Budget == (Budget{}) {
+		c.Budget = Documented
+	}
+	if c.Target == 0 {
+		c.Target = 10 * time.Second
+	}
+}
+
+// runBulk reports the wall time from the first 202 to the last terminal
+// result event and the API requests, against the same clients sent by the
+// bench straight to a fresh sandbox in bulk calls paced at the budget.
+// Figures: "wall_seconds", "api_requests", "rate_limited", "succeeded",
+// "dead_lettered", "duplicates", "reference_seconds", "reference_requests".
+func runBulk(ctx context.Context, e *env, cfg Config) (Report, error) {
+	c := cfg.Bulk
+	rep := Report{Title: fmt.Sprintf("%d client.create accepted at once (%d per POST), %d worker(s), budget %v",
+		c.Commands, c.Batch, c.Workers, c.Budget)}
+	cmds := make([]commands.Command, c.Commands)
+	clients := make([]clientFields, c.Commands)
+	for k := range cmds {
+		cmds[k] = createCommand(1, cfg.ref("bulk", k), seriesMain, k)
+		clients[k] = clientFields{Name: fmt.Sprintf("Client %d", k), Phone: phone(seriesMain, k)}
+	}
+
+	refTime, refCalls, err := bulkReference(ctx, e, c, clients)
+	if err != nil {
+		return rep, err
+	}
+
+	s, err := newStack(e, "bulk")
+	if err != nil {
+		return rep, err
+	}
+	defer s.close()
+	if err := s.startNATS(ctx); err != nil {
+		return rep, err
+	}
+	if err := s.startSandbox(ctx, c.Budget); err != nil {
+		return rep, err
+	}
+	if err := s.startIngest(ctx); err != nil {
+		return rep, err
+	}
+	if err := s.startWorkers(ctx, c.Workers, c.Budget); err != nil {
+		return rep, err
+	}
+	ev, err := followEvents(ctx, s.js)
+	if err != nil {
+		return rep, err
+	}
+	defer ev.stop()
+	before, err := s.stats(ctx)
+	if err != nil {
+		return rep, err
+	}
+
+	producers := min((c.Commands+c.Batch-1)/c.Batch, 16)
+	first, _, err := newIngestClient(s.ingestURL, producers).postAll(ctx, cmds, c.Batch, producers)
+	if err != nil {
+		return rep, err
+	}
+	ids := make([]string, len(cmds))
+	for i, cmd := range cmds {
+		ids[i] = cmd.ID
+	}
+	if _, err := ev.waitAll(ctx, s, ids, remaining(ctx, time.Hour), "bulk"); err != nil {
+		return rep, err
+	}
+	wall := ev.lastReceived(ids).Sub(first)
+	after, err := s.stats(ctx)
+	if err != nil {
+		return rep, err
+	}
+	d := after.sub(before)
+	counts := ev.counts()
+
+	rep.set("wall_seconds", wall.Seconds())
+	rep.set("api_requests", float64(d.Requests))
+	rep.set("rate_limited", float64(d.RateLimited))
+	rep.set("succeeded", float64(counts.succeeded))
+	rep.set("dead_lettered", float64(counts.deadLettered))
+	rep.set("duplicates", float64(d.DuplicateCreates))
+	rep.set("reference_seconds", refTime.Seconds())
+	rep.set("reference_requests", float64(refCalls))
+	t := Table{Header: []string{"measure", "value"}}
+	t.add("commands", fmt.Sprintf("%d (succeeded %d, dead-lettered %d)", c.Commands, counts.succeeded, counts.deadLettered))
+	t.add("wall time, first accept → last terminal result event", dur(wall))
+	t.add("API requests (429 answers)", fmt.Sprintf("%d (%d): %s", d.Requests, d.RateLimited, d.ops()))
+	t.add("duplicate creates", strconv.Itoa(d.DuplicateCreates))
+	t.add("reference: the same clients in direct bulk calls paced at the budget", fmt.Sprintf("%s, %d requests", dur(refTime), refCalls))
+	t.add("target", "≤ "+dur(c.Target))
+	rep.Tables = append(rep.Tables, t)
+	rep.Notes = append(rep.Notes,
+		fmt.Sprintf("The reference posts the same %d clients to a fresh sandbox with the same budget, %d per POST /clients/{location}/bulk, one call per %v: what the API allows with no queue in between.",
+			c.Commands, commands.MaxBulkClients, time.Duration(float64(time.Second)*1.02/float64(max(c.Budget.PerSecond, 1)))),
+	)
+	return rep, nil
+}
+
+// bulkReference creates clients on a fresh sandbox with direct bulk calls
+// paced at the budget, and returns the time from the first call to the
+// last answer and the number of calls.
+func bulkReference(ctx context.Context, e *env, c BulkConfig, clients []clientFields) (time.Duration, int, error) {
+	s, err := newStack(e, "bulk-reference")
+	if err != nil {
+		return 0, 0, err
+	}
+	defer s.close()
+	if err := s.startSandbox(ctx, c.Budget); err != nil {
+		return 0, 0, err
+	}
+	api := apiClient{base: s.apiURL(), http: &http.Client{Timeout: 30 * time.Second}}
+	p := newPacer(c.Budget.PerSecond)
+	start := time.Now()
+	calls := 0
+	for i := 0; i < len(clients); i += commands.MaxBulkClients {
+		if err := p.wait(ctx); err != nil {
+			return 0, 0, err
+		}
+		if _, err := api.bulkCreate(ctx, 1, clients[i:min(i+commands.MaxBulkClients, len(clients))]); err != nil {
+			return 0, 0, fmt.Errorf("reference: %w", err)
+		}
+		calls++
+	}
+	return time.Since(start), calls, nil
+}

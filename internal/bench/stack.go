@@ -1,0 +1,418 @@
+package bench
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/altegio-integrator/integrator/internal/topology"
+)
+
+// The sandbox credentials every phase uses; the workers log in with
+// benchLogin and benchPassword, the bare consumer uses benchUserToken.
+const (
+	benchPartnerToken = "bench-partner-token"
+	benchLogin        = "bench@example.com"
+	benchPassword     = "bench-password"
+	benchUserToken    = "bench-user-token"
+	benchProducerKey  = "bench-producer-key"
+	apiMediaType      = "application/vnd.api.v2+json"
+	readyTimeout      = 30 * time.Second
+	stopGrace         = 3 * time.Second
+)
+
+// Budget is an API budget: requests per second and per minute; a negative
+// value disables that window.
+type Budget struct {
+	PerSecond, PerMinute int
+}
+
+// The budgets the scenarios use.
+var (
+	// Documented is the API's documented budget per IP: 5/s and 200/min.
+	Documented = Budget{PerSecond: 5, PerMinute: 200}
+	// Unlimited disables both windows.
+	Unlimited = Budget{PerSecond: -1, PerMinute: -1}
+)
+
+// String renders b as "5/s, 200/min" or "none".
+func (b Budget) String() string {
+	if b.PerSecond < 0 && b.PerMinute < 0 {
+		return "none"
+	}
+	s := "unlimited/s"
+	if b.PerSecond >= 0 {
+		s = strconv.Itoa(b.PerSecond) + "/s"
+	}
+	if b.PerMinute >= 0 {
+		s += ", " + strconv.Itoa(b.PerMinute) + "/min"
+	}
+	return s
+}
+
+// Allowance is the most requests b allows in a window of length d that
+// starts with no earlier requests: PerSecond a second until PerMinute are
+// spent (the first 40 s at 5/s and 200/min), then nothing until the oldest
+// leave the minute, and so on. It is +Inf without limits.
+func (b Budget) Allowance(d time.Duration) float64 {
+	sec := d.Seconds()
+	switch {
+	case b.PerSecond < 0 && b.PerMinute < 0:
+		return inf
+	case b.PerMinute < 0:
+		return float64(b.PerSecond) * sec
+	case b.PerSecond < 0:
+		return float64(b.PerMinute) * (1 + float64(int(sec/60)))
+	}
+	perWindow := min(float64(b.PerMinute), 60*float64(b.PerSecond))
+	whole := float64(int(sec / 60))
+	rest := sec - 60*whole
+	return whole*perWindow + min(float64(b.PerSecond)*rest, perWindow)
+}
+
+// env is what every phase of a run shares.
+type env struct {
+	bins     string    // the binaries (see Build)
+	work     string    // a folder per phase goes under it
+	progress io.Writer // never nil
+	// noBudgetRate is the workers' per-second budget when they refuse -1.
+	noBudgetRate int
+	// workerUnlimited is false once a worker has refused -rate-per-second -1.
+	workerUnlimited bool
+}
+
+func (e *env) logf(format string, args ...any) {
+	fmt.Fprintf(e.progress, "bench  "+format+"\n", args...)
+}
+
+// stack is the set of processes of one phase: nats-server, the sandbox,
+// ingest and workers, each started on demand. close stops all of them.
+type stack struct {
+	env  *env
+	name string
+	dir  string
+
+	procs []*proc
+
+	natsURL string
+	nats    *proc
+	nc      *nats.Conn
+	js      jetstream.JetStream
+
+	sandboxURL string // server root; the API is under /api/v1
+	sandbox    *proc
+
+	ingestURL string
+	ingest    *proc
+
+	workers      []*proc
+	workerBudget Budget   // what the workers were started with
+	workerArgs   []string // extra flags of worker run
+}
+
+// newStack prepares a phase named name, with a fresh folder.
+func newStack(e *env, name string) (*stack, error) {
+	dir := filepath.Join(e.work, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return &stack{env: e, name: name, dir: dir}, nil
+}
+
+// close stops every process, newest first, and closes the connection.
+func (s *stack) close() {
+	if s.nc != nil {
+		s.nc.Close()
+	}
+	for i := len(s.procs) - 1; i >= 0; i-- {
+		s.procs[i].stop(stopGrace)
+	}
+}
+
+func (s *stack) start(spec procSpec) (*proc, error) {
+	spec.logDir = s.dir
+	p, err := startProc(spec)
+	if err != nil {
+		return nil, err
+	}
+	s.procs = append(s.procs, p)
+	return p, nil
+}
+
+func (s *stack) bin(name string) string { return filepath.Join(s.env.bins, name) }
+
+// startNATS starts nats-server with JetStream, connects to it and applies
+// the topology.
+func (s *stack) startNATS(ctx context.Context) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	p, err := s.start(procSpec{name: "nats-server", path: s.bin(binNATS), env: childEnv(), args: []string{
+		"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", filepath.Join(s.dir, "nats"),
+		"--server_name", "bench",
+	}})
+	if err != nil {
+		return err
+	}
+	s.nats, s.natsURL = p, fmt.Sprintf("nats://127.0.0.1:%d", port)
+	s.nc, err = nats.Connect(s.natsURL, nats.Name("bench"), nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("connect to nats-server: %w", err)
+	}
+	s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return err
+	}
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		actx, cancel := context.WithTimeout(ctx, time.Second)
+		_, err = s.js.AccountInfo(actx)
+		cancel()
+		if err == nil {
+			break
+		}
+		if p.exited() {
+			return p.exitError()
+		}
+		if ctx.Err() != nil || time.Now().After(deadline) {
+			return fmt.Errorf("nats-server not ready: %w", err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	top, err := topology.Load()
+	if err != nil {
+		return err
+	}
+	if err := topology.Apply(ctx, s.js, top); err != nil {
+		return fmt.Errorf("apply topology: %w", err)
+	}
+	return nil
+}
+
+// startSandbox starts the sandbox enforcing b per IP, with no latency.
+func (s *stack) startSandbox(ctx context.Context, b Budget) error {
+	url, p, err := s.startSandboxProc(ctx, "altegio-sandbox", b)
+	s.sandboxURL, s.sandbox = url, p
+	return err
+}
+
+// startSandboxProc starts a sandbox named name and returns its root URL.
+func (s *stack) startSandboxProc(ctx context.Context, name string, b Budget) (string, *proc, error) {
+	port, err := freePort()
+	if err != nil {
+		return "", nil, err
+	}
+	p, err := s.start(procSpec{name: name, path: s.bin(binSandbox), env: childEnv(), args: []string{
+		"-addr", fmt.Sprintf("127.0.0.1:%d", port),
+		"-partner-token", benchPartnerToken, "-user-login", benchLogin, "-user-password", benchPassword,
+		"-user-token", benchUserToken,
+		"-rate-per-second", strconv.Itoa(b.PerSecond), "-rate-per-minute", strconv.Itoa(b.PerMinute),
+		"-log-level", "warn",
+	}})
+	if err != nil {
+		return "", nil, err
+	}
+	url := fmt.Sprintf("http://127.0.0.1:%d", port)
+	return url, p, waitHTTP(ctx, p, url+"/healthz", readyTimeout)
+}
+
+// apiURL is the sandbox's API base URL.
+func (s *stack) apiURL() string { return s.sandboxURL + "/api/v1" }
+
+// startIngest starts one ingest process that accepts benchProducerKey.
+func (s *stack) startIngest(ctx context.Context) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	sum := sha256.Sum256([]byte(benchProducerKey))
+	producers := fmt.Sprintf(`[{"name":"bench","api_key_sha256":[%q]}]`, hex.EncodeToString(sum[:]))
+	p, err := s.start(procSpec{name: "ingest", path: s.bin(binIngest), env: childEnv("INGEST_PRODUCERS=" + producers), args: []string{
+		"--nats-url", s.natsURL, "--addr", fmt.Sprintf("127.0.0.1:%d", port),
+		"--outbox", filepath.Join(s.dir, "ingest-outbox.db"),
+		"--log-level", "warn", "--log-format", "text",
+	}})
+	if err != nil {
+		return err
+	}
+	s.ingest, s.ingestURL = p, fmt.Sprintf("http://127.0.0.1:%d", port)
+	return waitHTTP(ctx, p, s.ingestURL+"/readyz", readyTimeout)
+}
+
+// startWorkers starts n worker processes sharing budget b and waits until
+// each is ready. With an unlimited budget a worker is first asked for
+// -rate-per-second -1; if it refuses that, it and the rest get
+// env.noBudgetRate per second instead.
+func (s *stack) startWorkers(ctx context.Context, n int, b Budget) error {
+	for range n {
+		if err := s.startWorker(ctx, b); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *stack) startWorker(ctx context.Context, b Budget) error {
+	wb := b
+	if b.PerSecond < 0 && !s.env.workerUnlimited {
+		wb.PerSecond = s.env.noBudgetRate
+	}
+	err := s.tryWorker(ctx, wb)
+	var refused *refusedBudgetError
+	if errors.As(err, &refused) && b.PerSecond < 0 && wb.PerSecond < 0 {
+		s.env.workerUnlimited = false
+		s.env.logf("the worker refuses -rate-per-second -1 (%s); using %d/s as no budget", refused.msg, s.env.noBudgetRate)
+		wb.PerSecond = s.env.noBudgetRate
+		err = s.tryWorker(ctx, wb)
+	}
+	if err == nil {
+		s.workerBudget = wb
+	}
+	return err
+}
+
+// refusedBudgetError is a worker that exited at start because of its
+// budget flags.
+type refusedBudgetError struct{ msg string }
+
+func (e *refusedBudgetError) Error() string { return "worker refused its budget: " + e.msg }
+
+func (s *stack) tryWorker(ctx context.Context, b Budget) error {
+	port, err := freePort()
+	if err != nil {
+		return err
+	}
+	id := fmt.Sprintf("bench-w%d", len(s.workers)+1)
+	p, err := s.start(procSpec{name: id, path: s.bin(binWorker),
+		env: childEnv("ALTEGIO_PARTNER_TOKEN="+benchPartnerToken, "ALTEGIO_LOGIN="+benchLogin, "ALTEGIO_PASSWORD="+benchPassword),
+		args: append([]string{"run",
+			"--nats-url", s.natsURL, "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--api-url", s.apiURL(),
+			"--rate-per-second", strconv.Itoa(b.PerSecond), "--rate-per-minute", strconv.Itoa(b.PerMinute),
+			"--worker-id", id, "--log-level", "warn", "--log-format", "text",
+		}, s.workerArgs...)})
+	if err != nil {
+		return err
+	}
+	err = waitHTTP(ctx, p, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), readyTimeout)
+	if err != nil && p.exited() {
+		if tail := p.logTail(); strings.Contains(tail, "per-second") || strings.Contains(tail, "rate-per-second") {
+			return &refusedBudgetError{msg: lastLine(tail)}
+		}
+	}
+	if err == nil {
+		s.workers = append(s.workers, p)
+	}
+	return err
+}
+
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// sandboxStats is the body of the sandbox's GET /stats.
+type sandboxStats struct {
+	Requests         int            `json:"requests"`
+	ByOp             map[string]int `json:"by_op"`
+	ByStatus         map[int]int    `json:"by_status"`
+	RateLimited      int            `json:"rate_limited"`
+	Logins           int            `json:"logins"`
+	ClientsCreated   int            `json:"clients_created"`
+	DuplicateCreates int            `json:"duplicate_creates"`
+}
+
+// sub is s minus an earlier snapshot.
+func (s sandboxStats) sub(before sandboxStats) sandboxStats {
+	d := sandboxStats{
+		Requests:         s.Requests - before.Requests,
+		RateLimited:      s.RateLimited - before.RateLimited,
+		Logins:           s.Logins - before.Logins,
+		ClientsCreated:   s.ClientsCreated - before.ClientsCreated,
+		DuplicateCreates: s.DuplicateCreates - before.DuplicateCreates,
+		ByOp:             map[string]int{},
+	}
+	for op, n := range s.ByOp {
+		if n -= before.ByOp[op]; n != 0 {
+			d.ByOp[op] = n
+		}
+	}
+	return d
+}
+
+// ops renders the per-operation counts, largest first: "client.create 40, auth 1".
+func (s sandboxStats) ops() string {
+	type kv struct {
+		k string
+		v int
+	}
+	var list []kv
+	for k, v := range s.ByOp {
+		list = append(list, kv{k, v})
+	}
+	for i := range list { // insertion sort: a handful of entries
+		for j := i; j > 0 && (list[j].v > list[j-1].v || list[j].v == list[j-1].v && list[j].k < list[j-1].k); j-- {
+			list[j], list[j-1] = list[j-1], list[j]
+		}
+	}
+	parts := make([]string, len(list))
+	for i, e := range list {
+		parts[i] = fmt.Sprintf("%s %d", e.k, e.v)
+	}
+	return strings.Join(parts, ", ")
+}
+
+// stats reads the sandbox's counters.
+func (s *stack) stats(ctx context.Context) (sandboxStats, error) {
+	return fetchStats(ctx, s.sandboxURL)
+}
+
+func fetchStats(ctx context.Context, root string) (sandboxStats, error) {
+	var st sandboxStats
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, root+"/stats", nil)
+	if err != nil {
+		return st, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return st, fmt.Errorf("sandbox stats: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return st, fmt.Errorf("sandbox stats: status %d (a sandbox binary without GET /stats?)", resp.StatusCode)
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return st, fmt.Errorf("sandbox stats: %w", err)
+	}
+	return st, nil
+}
+
+// checkAlive returns an error when a process of the stack has exited.
+func (s *stack) checkAlive() error {
+	live := append([]*proc{s.nats, s.sandbox, s.ingest}, s.workers...)
+	for _, p := range live {
+		if p != nil && p.exited() {
+			return p.exitError()
+		}
+	}
+	return nil
+}
