@@ -130,7 +130,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	fs.Int(&cfg.RateLimit.PerSecond, "rate-per-second", "ALTEGIO_RATE_PER_SECOND", 5, "API requests per second, all workers together (-1: no limit at all, for benchmarks)")
 	fs.Int(&cfg.RateLimit.PerMinute, "rate-per-minute", "ALTEGIO_RATE_PER_MINUTE", 200, "API requests per minute, all workers together (-1: no limit)")
 	fs.String(&profile, "cpu-profile", "WORKER_CPU_PROFILE", "", "write a CPU profile of the whole run to this file (diagnosing the hot path)")
-	fs.String(&weights, "location-weights", "ALTEGIO_LOCATION_WEIGHTS", "", "share of the budget per location while several wait, as location=weight pairs (\"7=2,9=0.5\"; others weigh 1)")
+	fs.String(&weights, "location-weights", "ALTEGIO_LOCATION_WEIGHTS", "", "share of the budget per account and per location while several wait, as name=weight pairs: an account's name or a location id (\"main=2,7=0.5\"; others weigh 1)")
 	fs.String(&cfg.RateLimit.Key, "egress", "ALTEGIO_EGRESS", "default", "name of the egress IP whose budget this worker shares")
 	fs.String(&cfg.Worker.WorkerID, "worker-id", "WORKER_ID", "", "name of this process in results and logs (default host-pid-random)")
 	fs.Int(&cfg.Worker.MaxInFlight, "max-in-flight", "WORKER_MAX_IN_FLIGHT", worker.DefaultMaxInFlight, "commands of one partition run at once")

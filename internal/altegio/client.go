@@ -117,6 +117,10 @@ type Config struct {
 	// Logger receives one Debug line per request (operation, method, path,
 	// status, duration; never tokens or bodies). Default: discard.
 	Logger *slog.Logger
+	// Flow names the Limiter flow of a location's requests, for fairness:
+	// AccountFlow's "account/location" shares the budget between accounts
+	// first. Default LocationFlow.
+	Flow func(location int64) string
 	// Now tells the time, used to read Retry-After dates. Default time.Now.
 	Now func() time.Time
 }
@@ -148,6 +152,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Now == nil {
 		c.Now = time.Now
+	}
+	if c.Flow == nil {
+		c.Flow = LocationFlow
 	}
 }
 
@@ -188,6 +195,7 @@ type Client struct {
 	log     *slog.Logger
 	metrics *metrics
 	now     func() time.Time
+	flow    func(location int64) string
 }
 
 // New returns a Client. auth supplies the tokens of user calls; it may be nil
@@ -214,6 +222,7 @@ func New(cfg Config, auth Authorizer, lim Limiter) (*Client, error) {
 		log:     cfg.Logger,
 		metrics: m,
 		now:     cfg.Now,
+		flow:    cfg.Flow,
 	}, nil
 }
 
@@ -283,19 +292,27 @@ func (c *Client) call(ctx context.Context, r request) (envelope, int, error) {
 	return c.judge(r, resp, creds)
 }
 
-// flow names the budget flow of r: its location, so that the Limiter can
-// share the budget fairly between locations.
-func (r request) flow() string {
+// flowOf names the budget flow of r (Config.Flow), so that the Limiter can
+// share the budget fairly between locations and accounts; logins have a
+// flow of their own.
+func (c *Client) flowOf(r request) string {
 	if r.partnerOnly {
 		return "auth"
 	}
-	return LocationFlow(r.location)
+	return c.flow(r.location)
 }
 
-// LocationFlow is the Limiter flow of the requests of a location (its ID
-// in decimal): callers that take a slot themselves (WithSlot) wait in the
-// same flow as the client's own requests.
+// LocationFlow is a Limiter flow per location: its ID in decimal. Callers
+// that take a slot themselves (WithSlot) must name flows as the client's
+// Config.Flow does.
 func LocationFlow(location int64) string { return strconv.FormatInt(location, 10) }
+
+// AccountFlow is a Limiter flow per account and location,
+// "account/location": the budget is shared between accounts first, then
+// between each account's locations.
+func AccountFlow(account string, location int64) string {
+	return account + "/" + LocationFlow(location)
+}
 
 // send makes one HTTP exchange: it waits for a budget slot, then reads the
 // credentials (fixed when given: the retry after a refresh), builds the
@@ -313,7 +330,7 @@ func (c *Client) send(ctx context.Context, r request, body []byte, fixed *Creden
 		if check == nil && c.lim != nil {
 			urgent := held != nil || r.partnerOnly || attempt > 1
 			var err error
-			if check, err = c.lim.Wait(ctx, r.flow(), urgent); err != nil {
+			if check, err = c.lim.Wait(ctx, c.flowOf(r), urgent); err != nil {
 				return response{}, Credentials{}, fmt.Errorf("altegio %s: wait for rate limiter: %w: %w", r.op, ErrNotSent, err)
 			}
 		}

@@ -610,3 +610,20 @@ func TestNewValidatesConfig(t *testing.T) {
 		t.Errorf("GetClient without authorizer: %v", err)
 	}
 }
+
+// TestFlowNamesTheBudgetQueue: requests wait in the flow Config.Flow names
+// for their location.
+func TestFlowNamesTheBudgetQueue(t *testing.T) {
+	t.Parallel()
+	srv := newAPIServer(t, reply{status: 200, body: createdClientJSON})
+	lim := &fakeLimiter{}
+	c := newTestClient(t, srv, nil, lim, func(cfg *Config) {
+		cfg.Flow = func(loc int64) string { return AccountFlow("main", loc) }
+	})
+	if _, err := c.GetClient(t.Context(), 7, 2); err != nil {
+		t.Fatal(err)
+	}
+	if len(lim.flows) != 1 || lim.flows[0] != "main/7" {
+		t.Errorf("flows = %v, want [main/7]", lim.flows)
+	}
+}

@@ -159,11 +159,13 @@ type fakeLimiter struct {
 	err       error
 	late      []bool
 	onWait    func()
+	flows     []string
 }
 
-func (l *fakeLimiter) Wait(ctx context.Context, _ string, _ bool) (func() bool, error) {
+func (l *fakeLimiter) Wait(ctx context.Context, flow string, _ bool) (func() bool, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.flows = append(l.flows, flow)
 	if l.onWait != nil {
 		l.onWait()
 	}

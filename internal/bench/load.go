@@ -169,6 +169,11 @@ func publishAll(ctx context.Context, js jetstream.JetStream, cmds []commands.Com
 		}
 		futures = append(futures, f)
 	}
+	return awaitAcks(ctx, js, futures)
+}
+
+// awaitAcks waits for every asynchronous publish to be acknowledged.
+func awaitAcks(ctx context.Context, js jetstream.JetStream, futures []jetstream.PubAckFuture) error {
 	select {
 	case <-js.PublishAsyncComplete():
 	case <-ctx.Done():
@@ -195,19 +200,7 @@ func publishRaw(ctx context.Context, js jetstream.JetStream, subject string, bod
 		}
 		futures = append(futures, f)
 	}
-	select {
-	case <-js.PublishAsyncComplete():
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
-			return fmt.Errorf("publish: %w", err)
-		}
-	}
-	return nil
+	return awaitAcks(ctx, js, futures)
 }
 
 // apiClient calls the sandbox's API directly with the bench user's token,

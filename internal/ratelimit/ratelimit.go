@@ -32,9 +32,10 @@
 // # Fairness
 //
 // Inside a process, requests wait in one queue per flow (a location, named
-// by the caller) and slots are handed out by weighted fair queueing: a
-// backlog at one location takes its share, a single request at another goes
-// with the next slot.
+// by the caller, or "account/location") and slots are handed out by weighted
+// fair queueing: a backlog at one location takes its share, a single request
+// at another goes with the next slot; with accounts in the names, accounts
+// share the budget first and their locations share each account's part.
 //
 // # 429 from someone else
 //
@@ -115,9 +116,13 @@ type Config struct {
 	// RecoverAfter is how long the rate takes to climb back from the half
 	// rate a 429 sets to the full budget. Default 30 s.
 	RecoverAfter time.Duration
-	// Weights gives flows (locations) a share of the budget relative to
-	// the others; a flow not listed weighs 1. A location with weight 2 gets
-	// twice the slots of one with weight 1 while both have requests waiting.
+	// Weights gives flows a share of the budget relative to the others; a
+	// flow not listed weighs 1. A flow is a location, or "account/location"
+	// when the caller names the account too (see Wait): then the budget is
+	// shared between the accounts first, by their weights (keyed by the
+	// account's name), and within an account between its locations, by
+	// theirs (keyed by the location). A location with weight 2 gets twice
+	// the slots of one with weight 1 while both have requests waiting.
 	Weights map[string]float64
 	// Logger receives the fallback warnings. Default slog.Default().
 	Logger *slog.Logger
@@ -185,9 +190,9 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// ParseWeights reads flow weights written as "location=weight" pairs
-// separated by commas ("7=2,9=0.5"); empty means none. Each weight must be
-// a number above 0.
+// ParseWeights reads flow weights written as "name=weight" pairs separated
+// by commas, where a name is an account or a location ("main=2,7=0.5");
+// empty means none. Each weight must be a number above 0.
 func ParseWeights(s string) (map[string]float64, error) {
 	out := make(map[string]float64)
 	for pair := range strings.SplitSeq(s, ",") {
@@ -198,7 +203,7 @@ func ParseWeights(s string) (map[string]float64, error) {
 		flow, v, ok := strings.Cut(pair, "=")
 		w, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 		if !ok || strings.TrimSpace(flow) == "" || err != nil || w <= 0 || math.IsInf(w, 0) {
-			return nil, fmt.Errorf("ratelimit: weight %q: want location=weight with a weight above 0", pair)
+			return nil, fmt.Errorf("ratelimit: weight %q: want name=weight with a weight above 0", pair)
 		}
 		out[strings.TrimSpace(flow)] = w
 	}
@@ -212,10 +217,8 @@ type Limiter struct {
 	kv  jetstream.KeyValue
 
 	mu        sync.Mutex
-	flows     map[string]*flow
-	waiting   int     // waiters queued in flows
-	vtime     float64 // virtual time of the fair queue
-	pool      []slot  // leased slots not handed out yet, oldest first
+	queue     fairQueue // the requests waiting for a slot
+	pool      []slot    // leased slots not handed out yet, oldest first
 	local     state   // schedule used while the bucket is unreachable
 	degraded  bool    // the last attempt to reach the bucket failed
 	probeAt   time.Time
@@ -247,14 +250,6 @@ type metrics struct {
 type slot struct {
 	at     int64
 	margin time.Duration
-}
-
-// flow is the queue of one flow's waiters.
-type flow struct {
-	name   string
-	weight float64
-	queue  []*waiter
-	finish float64 // virtual finish tag of the flow's last waiter
 }
 
 // waiter is one Wait call.
@@ -304,7 +299,7 @@ func New(kv jetstream.KeyValue, cfg Config) (*Limiter, error) {
 	l := &Limiter{
 		cfg:    cfg,
 		kv:     kv,
-		flows:  make(map[string]*flow),
+		queue:  newFairQueue(cfg.Weights),
 		margin: cfg.MinMargin,
 		kick:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
@@ -385,27 +380,8 @@ func (l *Limiter) Wait(ctx context.Context, flowName string, urgent bool) (func(
 		l.mu.Unlock()
 		return nil, ErrClosed
 	}
-	f := l.flows[flowName]
-	if f == nil {
-		f = &flow{name: flowName, weight: cmp.Or(l.cfg.Weights[flowName], 1)}
-		l.flows[flowName] = f
-	}
-	if urgent {
-		// Ahead of every waiting tag (they are all above vtime), in
-		// arrival order among the urgent ones of the flow.
-		w.tag = l.vtime
-		i := 0
-		for i < len(f.queue) && f.queue[i].tag <= w.tag {
-			i++
-		}
-		f.queue = slices.Insert(f.queue, i, w)
-	} else {
-		w.tag = max(l.vtime, f.finish) + 1/f.weight
-		f.finish = w.tag
-		f.queue = append(f.queue, w)
-	}
-	l.waiting++
-	l.m.waiting.Set(float64(l.waiting))
+	l.queue.push(w, urgent)
+	l.m.waiting.Set(float64(l.queue.n))
 	l.mu.Unlock()
 	l.poke()
 
@@ -414,7 +390,7 @@ func (l *Limiter) Wait(ctx context.Context, flowName string, urgent bool) (func(
 		l.m.waitSeconds.Observe(l.cfg.Now().Sub(w.since).Seconds())
 		return l.sendCheck(s), nil
 	case <-ctx.Done():
-		if l.leave(f, w) {
+		if l.leave(w) {
 			return nil, ctx.Err()
 		}
 		// The slot was handed over as ctx ended: it goes unused.
@@ -426,20 +402,14 @@ func (l *Limiter) Wait(ctx context.Context, flowName string, urgent bool) (func(
 	}
 }
 
-// leave removes w from f's queue; it reports false when w was dispatched.
-func (l *Limiter) leave(f *flow, w *waiter) bool {
+// leave removes w from the queue; it reports false when w was dispatched.
+func (l *Limiter) leave(w *waiter) bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	i := slices.Index(f.queue, w)
-	if i < 0 {
+	if !l.queue.remove(w) {
 		return false
 	}
-	f.queue = slices.Delete(f.queue, i, i+1)
-	l.waiting--
-	l.m.waiting.Set(float64(l.waiting))
-	if len(f.queue) == 0 {
-		delete(l.flows, f.name)
-	}
+	l.m.waiting.Set(float64(l.queue.n))
 	return true
 }
 
@@ -490,7 +460,7 @@ func (l *Limiter) dispatch() {
 	timer.Stop()
 	for {
 		l.mu.Lock()
-		if l.waiting == 0 {
+		if l.queue.n == 0 {
 			l.mu.Unlock()
 			select {
 			case <-l.kick:
@@ -544,30 +514,14 @@ func (l *Limiter) dropLateLocked(now int64) {
 // the budget grants within the lease horizon.
 func (l *Limiter) leaseSizeLocked() int {
 	perHorizon := int(float64(l.cfg.PerSecond) * l.cfg.LeaseHorizon.Seconds())
-	return max(1, min(l.waiting, perHorizon))
+	return max(1, min(l.queue.n, perHorizon))
 }
 
-// nextLocked removes and returns the waiter with the smallest virtual
-// finish tag (weighted fair queueing across flows); l.waiting > 0.
+// nextLocked removes and returns the next waiter in fair order;
+// l.queue.n > 0.
 func (l *Limiter) nextLocked() *waiter {
-	var best *flow
-	for _, f := range l.flows {
-		if len(f.queue) == 0 {
-			continue
-		}
-		if best == nil || f.queue[0].tag < best.queue[0].tag ||
-			(f.queue[0].tag == best.queue[0].tag && f.name < best.name) {
-			best = f
-		}
-	}
-	w := best.queue[0]
-	best.queue = best.queue[1:]
-	if len(best.queue) == 0 {
-		delete(l.flows, best.name)
-	}
-	l.vtime = w.tag
-	l.waiting--
-	l.m.waiting.Set(float64(l.waiting))
+	w := l.queue.pop()
+	l.m.waiting.Set(float64(l.queue.n))
 	return w
 }
 

@@ -265,7 +265,7 @@ func TestFairnessAcrossFlows(t *testing.T) {
 		testenv.WaitFor(t, 10*time.Second, func() error {
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			if f := l.flows[flow]; f == nil || len(f.queue) < n {
+			if g := l.queue.groups[flow]; g == nil || len(g.tags) < n {
 				return fmt.Errorf("flow %s not queued yet", flow)
 			}
 			return nil
@@ -275,7 +275,7 @@ func TestFairnessAcrossFlows(t *testing.T) {
 	start("b", 30)
 	// Hand the slots out in the dispatcher's order, recorded as it goes.
 	l.mu.Lock()
-	for l.waiting > 0 {
+	for l.queue.n > 0 {
 		w := l.nextLocked()
 		order = append(order, w.flow)
 		w.ready <- slot{at: now().UnixNano(), margin: time.Second}
@@ -455,7 +455,7 @@ func TestUrgentGoesFirst(t *testing.T) {
 	defer cancel()
 	var wg sync.WaitGroup
 	queue := func(flow string, urgent bool) {
-		before := func() int { l.mu.Lock(); defer l.mu.Unlock(); return l.waiting }()
+		before := func() int { l.mu.Lock(); defer l.mu.Unlock(); return l.queue.n }()
 		wg.Go(func() {
 			if _, err := l.Wait(ctx, flow, urgent); err != nil {
 				t.Errorf("wait: %v", err)
@@ -464,8 +464,8 @@ func TestUrgentGoesFirst(t *testing.T) {
 		testenv.WaitFor(t, 10*time.Second, func() error {
 			l.mu.Lock()
 			defer l.mu.Unlock()
-			if l.waiting != before+1 {
-				return fmt.Errorf("%d waiting", l.waiting)
+			if l.queue.n != before+1 {
+				return fmt.Errorf("%d waiting", l.queue.n)
 			}
 			return nil
 		})
@@ -477,7 +477,7 @@ func TestUrgentGoesFirst(t *testing.T) {
 	queue("b", true)
 	var order []string
 	l.mu.Lock()
-	for l.waiting > 0 {
+	for l.queue.n > 0 {
 		w := l.nextLocked()
 		order = append(order, fmt.Sprintf("%s%v", w.flow, w.tag == 0))
 		w.ready <- slot{at: time.Now().UnixNano(), margin: time.Second}
@@ -487,5 +487,57 @@ func TestUrgentGoesFirst(t *testing.T) {
 	want := []string{"atrue", "btrue", "afalse", "bfalse", "afalse"}
 	if !slices.Equal(order, want) {
 		t.Errorf("order = %v, want %v (urgent first)", order, want)
+	}
+}
+
+// TestFairnessAcrossAccounts: with flows named "account/location",
+// accounts share the budget first: an account with four busy locations
+// gets no more than an account with one.
+func TestFairnessAcrossAccounts(t *testing.T) {
+	l := newLimiter(t, nil, Config{PerSecond: 100, PerMinute: -1})
+	l.Penalize(time.Hour) // hold every slot back; the test hands them out
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	queued := 0
+	queue := func(flow string, n int) {
+		for range n {
+			wg.Go(func() {
+				if _, err := l.Wait(ctx, flow, false); err != nil {
+					t.Errorf("wait: %v", err)
+				}
+			})
+		}
+		queued += n
+		testenv.WaitFor(t, 10*time.Second, func() error {
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			if l.queue.n != queued {
+				return fmt.Errorf("%d waiting", l.queue.n)
+			}
+			return nil
+		})
+	}
+	for loc := range 4 {
+		queue(fmt.Sprintf("big/%d", loc), 20)
+	}
+	queue("small/9", 40)
+	var order []string
+	l.mu.Lock()
+	for l.queue.n > 0 {
+		w := l.nextLocked()
+		order = append(order, w.flow)
+		w.ready <- slot{at: time.Now().UnixNano(), margin: time.Second}
+	}
+	l.mu.Unlock()
+	wg.Wait()
+	small := 0
+	for _, f := range order[:40] {
+		if f == "small/9" {
+			small++
+		}
+	}
+	if small < 17 || small > 23 {
+		t.Errorf("the one-location account got %d of the first 40 slots, want about 20 (order %v)", small, order[:40])
 	}
 }

@@ -58,7 +58,18 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 	if rl != nil {
 		limiter, closeLimiter = rl, rl.Close
 	}
-	apiCfg := altegio.Config{BaseURL: cfg.APIBaseURL, Timeout: cfg.Worker.HandlerTimeout,
+	// Budget flows name the account too, so that accounts sharing one
+	// egress share its budget first (the sessions map locations to
+	// accounts; they are built below, before the first request).
+	var sessions *auth.Manager
+	flow := func(loc int64) string {
+		name, err := sessions.AccountName(loc)
+		if err != nil {
+			return altegio.LocationFlow(loc)
+		}
+		return altegio.AccountFlow(name, loc)
+	}
+	apiCfg := altegio.Config{BaseURL: cfg.APIBaseURL, Timeout: cfg.Worker.HandlerTimeout, Flow: flow,
 		Logger: log.With("component", "altegio"), Registerer: cfg.Registerer}
 	// Logins go through a client of their own: POST /auth carries only the
 	// partner token, so it needs no Authorizer, but it shares the budget.
@@ -67,7 +78,7 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 		closeLimiter()
 		return nil, nil, err
 	}
-	sessions, err := auth.New(auth.Config{
+	sessions, err = auth.New(auth.Config{
 		Accounts:   cfg.Accounts,
 		Bucket:     topology.BucketTokens,
 		Logger:     log.With("component", "auth"),
@@ -88,6 +99,7 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 	}
 	wcfg := cfg.Worker
 	wcfg.Logger, wcfg.Registerer = log.With("component", "worker"), cfg.Registerer
+	wcfg.Flow = flow
 	if rl != nil {
 		wcfg.Budget = rl
 	}

@@ -27,7 +27,7 @@ func (w *Worker) waitBudget(ctx context.Context, location int64) (func() bool, e
 	}
 	ctx, cancel := w.untilStopping(ctx)
 	defer cancel()
-	return w.cfg.Budget.Wait(ctx, altegio.LocationFlow(location), false)
+	return w.cfg.Budget.Wait(ctx, w.cfg.Flow(location), false)
 }
 
 // untilStopping returns a context that also ends when the worker stops.

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/altegio-integrator/integrator/internal/altegio"
 )
 
 // Defaults of Config.
@@ -73,6 +75,10 @@ type Config struct {
 	// or one being reconciled goes alone. Default DefaultCreateBatch, at
 	// most 100.
 	CreateBatch int
+	// Flow names the budget flow of a location as the API client's
+	// altegio.Config.Flow does (they must agree). Default
+	// altegio.LocationFlow.
+	Flow func(location int64) string
 	// Budget is the shared API budget. When set, a command waits for its
 	// first request's slot before its attempt is recorded, so a command
 	// that waits is neither in flight nor an attempt, and creates are
@@ -133,6 +139,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.CreateBatch == 0 {
 		c.CreateBatch = DefaultCreateBatch
+	}
+	if c.Flow == nil {
+		c.Flow = altegio.LocationFlow
 	}
 	if c.RetryBase == 0 {
 		c.RetryBase = DefaultRetryBase
