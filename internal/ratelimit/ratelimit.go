@@ -219,8 +219,8 @@ type Limiter struct {
 	mu        sync.Mutex
 	queue     fairQueue // the requests waiting for a slot
 	pool      []slot    // leased slots not handed out yet, oldest first
-	local     state   // schedule used while the bucket is unreachable
-	degraded  bool    // the last attempt to reach the bucket failed
+	local     state     // schedule used while the bucket is unreachable
+	degraded  bool      // the last attempt to reach the bucket failed
 	probeAt   time.Time
 	penalty   time.Duration
 	penaltyAt time.Time
