@@ -67,8 +67,9 @@ type options struct {
 
 	cfg ingest.Config
 
-	logLevel  string
-	logFormat string
+	logLevel   string
+	logFormat  string
+	cpuProfile string
 }
 
 // parse reads flags, with defaults taken from the environment.
@@ -113,6 +114,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 
 	str(&o.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&o.logFormat, "log-format", "LOG_FORMAT", "json", "json or text")
+	str(&o.cpuProfile, "cpu-profile", "INGEST_CPU_PROFILE", "", "write a CPU profile of the whole run to this file (diagnosing the hot path)")
 
 	if err := fs.ParseNoArgs(args); err != nil {
 		return nil, err
@@ -126,6 +128,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	o, err := parse(args, getenv, stderr)
 	if err != nil {
 		return err
+	}
+	if o.cpuProfile != "" {
+		stopProfile, err := stack.StartCPUProfile(o.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer stopProfile()
 	}
 	log, err := stack.NewLogger(o.logLevel, o.logFormat, stderr)
 	if err != nil {

@@ -19,7 +19,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -160,7 +159,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		return err
 	}
 	if profile != "" {
-		stopProfile, err := startCPUProfile(profile)
+		stopProfile, err := stack.StartCPUProfile(profile)
 		if err != nil {
 			return err
 		}
@@ -205,21 +204,4 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		log.Warn("nats drain", "error", err)
 	}
 	return runErr
-}
-
-// startCPUProfile writes a CPU profile to path until the returned function
-// is called.
-func startCPUProfile(path string) (stop func(), err error) {
-	f, err := os.Create(path)
-	if err != nil {
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	if err := pprof.StartCPUProfile(f); err != nil {
-		_ = f.Close()
-		return nil, fmt.Errorf("cpu profile: %w", err)
-	}
-	return func() {
-		pprof.StopCPUProfile()
-		_ = f.Close()
-	}, nil
 }

@@ -233,9 +233,9 @@ func freePort() (int, error) {
 // out, so the bench's own settings are the only ones in force.
 func childEnv(extra ...string) []string {
 	var env []string
-	// WORKER_CPU_PROFILE lets a bench run profile its worker (one worker:
-	// several would write the same file).
-	for _, k := range []string{"PATH", "HOME", "TMPDIR", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG", "WORKER_CPU_PROFILE"} {
+	// WORKER_CPU_PROFILE and INGEST_CPU_PROFILE let a bench run profile its
+	// worker or ingest (one worker: several would write the same file).
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "GOMAXPROCS", "GOGC", "GOMEMLIMIT", "GODEBUG", "WORKER_CPU_PROFILE", "INGEST_CPU_PROFILE"} {
 		if v, ok := os.LookupEnv(k); ok {
 			env = append(env, k+"="+v)
 		}
