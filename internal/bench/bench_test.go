@@ -184,3 +184,14 @@ func TestPercentileCountsUnfinishedLast(t *testing.T) {
 		t.Errorf("unfinished renders as %q", got.String())
 	}
 }
+
+func TestParseStatCPU(t *testing.T) {
+	stat := "4242 (my worker) S 1 4242 4242 0 -1 4194560 1000 0 0 0 250 50 0 0 20 0 9 0 123 456 789"
+	got, err := parseStatCPU([]byte(stat))
+	if err != nil || got != 3 {
+		t.Errorf("parseStatCPU = %v, %v; want 3 s (250 + 50 ticks)", got, err)
+	}
+	if _, err := parseStatCPU([]byte("4242 (x) S 1")); err == nil {
+		t.Error("a short stat line parsed")
+	}
+}

@@ -64,7 +64,7 @@ func runGrowth(ctx context.Context, e *env, cfg Config) (Report, error) {
 		sizes[i] = strconv.Itoa(n)
 	}
 	rep := Report{Title: fmt.Sprintf("backlogs of %s creates over %d locations, preloaded through ingest, then one worker, no budget", strings.Join(sizes, ", "), c.Locations)}
-	t := Table{Header: []string{"backlog", "preload through ingest, commands/s", "worker commands/s", "vs the fastest size (reference)", "max RSS worker", "max RSS ingest", "max RSS nats-server"}}
+	t := Table{Header: []string{"backlog", "preload through ingest, commands/s", "worker commands/s", "vs the fastest size (reference)", "max RSS worker", "max RSS ingest", "max RSS nats-server", "CPU per command: worker / nats-server / sandbox"}}
 	var rates []float64
 	var rows [][]string
 	for _, n := range c.Sizes {
@@ -118,6 +118,7 @@ func growthPhase(ctx context.Context, e *env, cfg Config, n int, rep *Report) ([
 		return nil, 0, err
 	}
 	defer ev.stop()
+	natsCPU, sandboxCPU := s.nats.cpu(), s.sandbox.cpu()
 	if err := s.startWorkers(ctx, 1, Unlimited); err != nil {
 		return nil, 0, err
 	}
@@ -130,6 +131,9 @@ func growthPhase(ctx context.Context, e *env, cfg Config, n int, rep *Report) ([
 	}
 	first, lastDone, done := ev.completionSpan(ids)
 	r := rate(done-1, lastDone.Sub(first))
+	// CPU per command while the worker drained the backlog, per process.
+	perCmd := func(sec float64) string { return fmt.Sprintf("%.0f µs", sec/float64(n)*1e6) }
+	cpu := fmt.Sprintf("%s / %s / %s", perCmd(s.workers[0].cpu()), perCmd(s.nats.cpu()-natsCPU), perCmd(s.sandbox.cpu()-sandboxCPU))
 	w, in, ns := s.workers[0].maxRSS.Load(), s.ingest.maxRSS.Load(), s.nats.maxRSS.Load()
 	key := fmt.Sprintf("size=%d/", n)
 	rep.set(key+"rate", r)
@@ -137,5 +141,5 @@ func growthPhase(ctx context.Context, e *env, cfg Config, n int, rep *Report) ([
 	rep.set(key+"worker_rss_mib", float64(w)/(1<<20))
 	rep.set(key+"ingest_rss_mib", float64(in)/(1<<20))
 	rep.set(key+"nats_rss_mib", float64(ns)/(1<<20))
-	return []string{strconv.Itoa(n), num(ingestRate), num(r), "", mib(w), mib(in), mib(ns)}, r, nil
+	return []string{strconv.Itoa(n), num(ingestRate), num(r), "", mib(w), mib(in), mib(ns), cpu}, r, nil
 }

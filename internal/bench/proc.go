@@ -197,6 +197,37 @@ func (p *proc) exitError() error {
 	return fmt.Errorf("%s exited (%v): %s", p.name, p.waitErr, p.logTail())
 }
 
+// parseStatCPU reads utime and stime (fields 14 and 15) of a
+// /proc/<pid>/stat file, in seconds. The command name (field 2) may hold
+// spaces, so fields are counted after its closing parenthesis.
+func parseStatCPU(stat []byte) (float64, error) {
+	s := string(stat)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("stat without a command name")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, fmt.Errorf("stat with %d fields after the name", len(f))
+	}
+	var ticks int64
+	for _, v := range f[11:13] { // utime, stime: fields 14 and 15
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return 0, fmt.Errorf("stat time %q: %w", v, err)
+		}
+		ticks += n
+	}
+	return float64(ticks) / clockTicks, nil
+}
+
+// cpu is the CPU time the process has used so far, in seconds (0 when it
+// cannot be read).
+func (p *proc) cpu() float64 {
+	s, _ := readCPU(p.pid())
+	return s
+}
+
 // parseVmRSS reads the VmRSS line of a /proc/<pid>/status file, in bytes.
 func parseVmRSS(status []byte) (int64, error) {
 	for line := range strings.SplitSeq(string(status), "\n") {

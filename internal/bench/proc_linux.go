@@ -30,3 +30,17 @@ func readRSS(pid int) (int64, error) {
 	}
 	return parseVmRSS(b)
 }
+
+// clockTicks is the kernel's USER_HZ, the unit of /proc/<pid>/stat times
+// (100 on every Linux this runs on).
+const clockTicks = 100
+
+// readCPU is the CPU time (user and system) process pid has used, in
+// seconds.
+func readCPU(pid int) (float64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	return parseStatCPU(b)
+}

@@ -24,3 +24,8 @@ func signalGroup(p *os.Process, kill bool) {
 func readRSS(int) (int64, error) {
 	return 0, errors.New("resident memory is read from /proc, Linux only")
 }
+
+// readCPU is not available without /proc: CPU figures stay at zero.
+func readCPU(int) (float64, error) {
+	return 0, errors.New("CPU time is read from /proc, Linux only")
+}
