@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -243,11 +244,28 @@ func NewID() string {
 	return id.String()
 }
 
+// Encode returns c as JSON without HTML escaping (json.Marshal would turn
+// every <, > and & into a six-byte \u003c escape, inflating the stored
+// command): the form ingest publishes and the worker dead-letters.
+func Encode(c Command) ([]byte, error) { return marshal(c) }
+
+// marshal is json.Marshal without HTML escaping.
+func marshal(v any) ([]byte, error) {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+}
+
 // SetPayload encodes v (typically a ClientFields, UpdatePayload,
 // BulkCreatePayload, CommentAddPayload, CommentDeletePayload or
-// FileDeletePayload) as c's payload. It returns the encoding error, if any; it does not validate.
+// FileDeletePayload) as c's payload, without HTML escaping. It returns the
+// encoding error, if any; it does not validate.
 func (c *Command) SetPayload(v any) error {
-	b, err := json.Marshal(v)
+	b, err := marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode payload: %w", err)
 	}

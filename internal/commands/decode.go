@@ -128,14 +128,16 @@ func decodeEnvelope(d *decoder, data []byte) (Command, bool) {
 				c.ClientRef = v
 			}
 		case "payload":
-			// Marshal compacts and escapes the payload the way Marshal of a
-			// Command will, so encoding a decoded command is stable.
-			compact, err := json.Marshal(m.value)
-			if err != nil {
+			// Compacted, not HTML-escaped: a command is stored with the
+			// text it was sent with (escaping would turn each <, > and &
+			// into six bytes). Encode a Command with HTML escaping off
+			// (json.Encoder.SetEscapeHTML) to keep it so.
+			var compact bytes.Buffer
+			if err := json.Compact(&compact, m.value); err != nil {
 				d.add(p, "malformed JSON")
 				continue
 			}
-			c.Payload = compact
+			c.Payload = compact.Bytes()
 		case "correlation_id":
 			if v, ok := d.string(p, m.value); ok {
 				if v == "" {

@@ -132,7 +132,7 @@ func TestDecodeValues(t *testing.T) {
 		Type:          TypeClientCreate,
 		LocationID:    42,
 		ClientRef:     "crm-42",
-		Payload:       json.RawMessage(`{"name":"James","phone":"+13155550175","comment":"\u003cb\u003e"}`),
+		Payload:       json.RawMessage(`{"name":"James","phone":"+13155550175","comment":"<b>"}`), // compact, not HTML-escaped
 		CorrelationID: "c-1",
 		OccurredAt:    time.Date(2026, 11, 30, 9, 0, 0, 5e8, time.UTC),
 	}

@@ -681,3 +681,26 @@ func TestBatchStoresEachClientInOrder(t *testing.T) {
 		last[c] = st.StreamSeq
 	}
 }
+
+// Ingest stores a command's text as sent: no HTML escaping that would
+// inflate every <, > and & to six bytes on the way to the worker.
+func TestStoresCommandsWithoutHTMLEscaping(t *testing.T) {
+	e := newEnv(t)
+	_, js := connect(t, e.nats.URL())
+	in := e.start(t, ingestOpts{})
+	body := []byte(`{"type":"client.create","location_id":1,"client_ref":"esc-1","payload":{"name":"A <b> & C","phone":"+79001234567"}}`)
+	got := accepted(t, in.post(t, body))
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, topology.StreamCommands)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetMsg(ctx, got[0].StreamSeq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(m.Data, []byte(`"A <b> & C"`)) {
+		t.Errorf("stored %s, want the name as sent", m.Data)
+	}
+}

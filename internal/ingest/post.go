@@ -2,7 +2,6 @@ package ingest
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -213,7 +212,9 @@ func (s *Server) message(p *Producer, c *commands.Command) (*nats.Msg, error) {
 	if c.SchemaVersion == 0 {
 		c.SchemaVersion = commands.SchemaVersion
 	}
-	data, err := json.Marshal(c)
+	// Without HTML escaping, so that a command within the size limit here
+	// is within it at the worker too.
+	data, err := commands.Encode(*c)
 	if err != nil {
 		return nil, fmt.Errorf("encode command %s: %w", c.ID, err)
 	}

@@ -147,8 +147,8 @@ func (c SubscriberConfig) Validate() error {
 	if c.Stream == "" {
 		errs = append(errs, errors.New("stream is required"))
 	}
-	if c.MaxInFlight < 0 || c.MaxHeld < 0 {
-		errs = append(errs, fmt.Errorf("max in flight %d and max held %d must not be negative", c.MaxInFlight, c.MaxHeld))
+	if c.MaxInFlight < 0 || c.MaxHeld < -1 {
+		errs = append(errs, fmt.Errorf("max in flight %d must not be negative, max held %d not below -1", c.MaxInFlight, c.MaxHeld))
 	}
 	for name, d := range map[string]time.Duration{
 		"ack wait": c.AckWait, "keep alive": c.KeepAlive, "fetch expiry": c.FetchExpiry,
@@ -196,7 +196,7 @@ func (c SubscriberConfig) DefaultConsumerConfig(topic string) jetstream.Consumer
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckWait:       c.AckWait,
 		MaxDeliver:    c.MaxDeliver,
-		MaxAckPending: c.MaxInFlight + c.MaxHeld,
+		MaxAckPending: c.MaxInFlight + max(c.MaxHeld, 1),
 	}
 	if c.PriorityGroup != "" {
 		cc.PriorityPolicy = jetstream.PriorityPolicyPinned

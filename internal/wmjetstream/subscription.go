@@ -195,6 +195,9 @@ func (s *subscription) maybeFetch() {
 	if s.cfg.KeyFunc != nil {
 		// Every fetched message may have to be held.
 		n = min(s.cfg.MaxInFlight+s.cfg.MaxHeld-inCustody-s.held, s.cfg.MaxHeld-s.held)
+		if s.cfg.MaxHeld < 0 { // hold nothing beyond the free handler slots
+			n = s.cfg.MaxInFlight - inCustody - s.held
+		}
 		if n <= 0 {
 			// Custody is at its bound. Fetch only to collect a parked
 			// message that has come due, one at a time: the server hands

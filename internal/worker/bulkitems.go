@@ -3,7 +3,6 @@ package worker
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"log/slog"
 
@@ -30,7 +29,7 @@ func (j *job) deadLetterItems(ctx context.Context, items []refusedItem) error {
 		if err := cmd.SetPayload(it.fields); err != nil {
 			return fmt.Errorf("bulk item %d: %w", it.index, err)
 		}
-		body, err := json.Marshal(cmd)
+		body, err := commands.Encode(cmd)
 		if err != nil {
 			return fmt.Errorf("bulk item %d: encode command: %w", it.index, err)
 		}

@@ -343,6 +343,10 @@ type workerOpts struct {
 	perSecond int
 	// noLimiter leaves the client without the shared limiter.
 	noLimiter bool
+	// holdNothing makes the worker's subscriptions fetch only for free
+	// handler slots (wmjetstream MaxHeld -1): a worker whose handlers are
+	// busy then does not pull, as after a consumer leader move.
+	holdNothing bool
 	// authorizer replaces the fixed-token authorizer; it gets the worker's
 	// connection.
 	authorizer func(js jetstream.JetStream) altegio.Authorizer
@@ -419,6 +423,11 @@ func (e *env) startWorker(o workerOpts) *runner {
 		t.Fatalf("new worker: %v", err)
 	}
 	w.hooks = o.hooks
+	if o.holdNothing {
+		for p := range w.maxHeld {
+			w.maxHeld[p] = -1
+		}
+	}
 	rctx, rcancel := context.WithCancel(context.Background())
 	r := &runner{w: w, nc: nc, reg: reg, cancel: rcancel, done: make(chan error, 1)}
 	go func() { r.done <- w.Run(rctx) }()

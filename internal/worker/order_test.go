@@ -105,10 +105,13 @@ func testOrderAcrossProcesses(t *testing.T, failOnce bool) {
 	var releaseOnce sync.Once
 	releaseA := func() { releaseOnce.Do(func() { close(release) }) }
 	t.Cleanup(releaseA)
-	// Worker A has one handler slot per partition: while the create holds
-	// it, A does not pull that partition, so after the unpin only B does.
+	// Worker A has one handler slot per partition and holds nothing beyond
+	// it: while the create holds it, A does not pull that partition (as
+	// after a leader move, which drops A's pull requests), so after the
+	// unpin only B does.
 	e.startWorker(workerOpts{
-		cfg: Config{WorkerID: "worker-a", MaxInFlight: 1, HandlerTimeout: 20 * time.Second},
+		holdNothing: true,
+		cfg:         Config{WorkerID: "worker-a", MaxInFlight: 1, HandlerTimeout: 20 * time.Second},
 		hooks: hooks{beforeAPI: func(c commands.Command, attempt int) {
 			if c.ID == create.ID && attempt == 1 {
 				close(inCreate)
