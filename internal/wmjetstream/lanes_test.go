@@ -1,8 +1,10 @@
 package wmjetstream_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -484,4 +486,87 @@ func TestBusyHandlersDoNotStopFetching(t *testing.T) {
 		t.Fatal("d was not handled while a, b and c were busy: fetching stopped behind busy handlers")
 	}
 	close(release)
+}
+
+// TestOlderMessageGoesBeforeDeferredNewer: a key's newer message is in a
+// handler when its older message arrives (the older one was with another
+// subscriber, as after a crash or a hand-back); the newer one is then
+// deferred. The older one must run next, not wait behind the newer one's
+// redeliveries (which, with a handler that defers while an older message
+// is pending, never ends: a per-key livelock).
+func TestOlderMessageGoesBeforeDeferredNewer(t *testing.T) {
+	_, js := startJetStream(t)
+	pub := newPublisher(t, js)
+	for i := range 2 {
+		publish(t, pub, "t.lanes.k", seqMsg("k", i))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cc := jetstream.ConsumerConfig{Durable: "ooo", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
+		FilterSubject: "t.lanes.>", MaxAckPending: 100}
+	cons, err := js.CreateOrUpdateConsumer(ctx, testStream, cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Another process holds the older message, k0.
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var older jetstream.Msg
+	for m := range batch.Messages() {
+		older = m
+	}
+	if older == nil || string(older.Data()) != "0" {
+		t.Fatalf("the other process got %v, want k0", older)
+	}
+
+	sub := newSubscriber(t, js, wmjetstream.SubscriberConfig{
+		SubjectFunc:    func(string) string { return "t.lanes.*" },
+		KeyFunc:        subjectKey,
+		MaxInFlight:    4,
+		ConsumerConfig: func(string) jetstream.ConsumerConfig { return cc },
+	})
+	var (
+		mu    sync.Mutex
+		order []string
+	)
+	runRouter(t, sub, "ooo", func(msg *message.Message) error {
+		info, _ := wmjetstream.Delivery(msg)
+		mu.Lock()
+		order = append(order, string(msg.Payload))
+		mu.Unlock()
+		if string(msg.Payload) == "1" && info.NumDelivered == 1 {
+			// k1 is in a handler: the other process gives k0 back, and
+			// k0 reaches this subscriber, behind k1.
+			if err := older.Nak(); err != nil {
+				t.Errorf("nak k0: %v", err)
+			}
+			testenv.WaitFor(t, 10*time.Second, func() error {
+				if info := consumerInfo(t, js, "ooo"); info.NumRedelivered < 1 || info.NumAckPending < 2 {
+					return fmt.Errorf("k0 not redelivered here yet: %+v", info)
+				}
+				return nil
+			})
+			// Defer k1, as the worker does while an older command of
+			// its client is pending.
+			wmjetstream.Retry(msg, 300*time.Millisecond)
+			return nil
+		}
+		msg.Ack()
+		return nil
+	})
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(order) < 3 {
+			return fmt.Errorf("handled %v", order)
+		}
+		return nil
+	})
+	mu.Lock()
+	defer mu.Unlock()
+	if !slices.Equal(order[:3], []string{"1", "0", "1"}) {
+		t.Errorf("handled %v, want k1 (deferred), then k0, then k1 again", order)
+	}
 }

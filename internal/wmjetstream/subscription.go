@@ -335,6 +335,12 @@ func (s *subscription) receive(m jetstream.Msg) {
 		s.lanes[e.key] = l
 	}
 	switch {
+	case l.parkSeq == seq && l.active == nil && len(l.held) > 0 && l.held[0].seq < seq:
+		// Back from its delay while an older message of the key is held:
+		// the older one goes first.
+		s.unpark(l)
+		s.hold(l, e)
+		s.advance(l)
 	case l.parkSeq == seq && l.active == nil:
 		s.unpark(l)
 		s.activate(l, e)
@@ -557,6 +563,11 @@ func (s *subscription) onSettle(ev settleEvent) {
 			"key", l.key, "stream_seq", e.seq, "delay", delay, "max_safe", safe)
 	}
 	s.park(l, e.seq, m, delay)
+	// An older message of the key held behind this one (it arrived while
+	// this one was in the handler) goes first now: waiting for this one's
+	// redelivery could wait forever when its handler defers it for that
+	// very older message.
+	s.advance(l)
 }
 
 // keepAliveAll sends InProgress for every message in custody.
