@@ -3,6 +3,9 @@ package commands
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash/fnv"
 	"strconv"
 	"strings"
 )
@@ -150,6 +153,45 @@ func locationToken(id int64) string {
 // (see Command.ClientKey), so the subject is always well-formed.
 func CommandSubject(c Command) string {
 	return "altegio.cmd." + locationToken(c.LocationID) + "." + c.ClientKey() + "." + c.Type.Op()
+}
+
+// ErrSubjectMismatch is wrapped by CheckStoredSubject's errors: the subject
+// a command was stored under does not say what its body says.
+var ErrSubjectMismatch = errors.New("subject does not match the command")
+
+// StoredPartition returns the partition token the COMMANDS stream's subject
+// transform ({{partition(n,1,2)}}: FNV-1a of the location and client-key
+// tokens, modulo n) gives a command of loc and clientKey.
+func StoredPartition(locationToken, clientKey string, partitions int) string {
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(locationToken + clientKey))
+	return strconv.Itoa(int(h.Sum32() % uint32(max(partitions, 1))))
+}
+
+// CheckStoredSubject reports whether subject, under which c was stored in
+// COMMANDS (altegio.cmd.<partition>.<location>.<client-key>.<op>), agrees
+// with c: its location, client key and operation, and the partition the
+// stream's transform gives them. A command published on another client's
+// subject, or straight on a partitioned subject, would be ordered with the
+// wrong client; the error wraps ErrSubjectMismatch and says which part
+// differs.
+func (c Command) CheckStoredSubject(subject string, partitions int) error {
+	t := strings.Split(subject, ".")
+	if len(t) != 6 || t[0] != "altegio" || t[1] != "cmd" {
+		return fmt.Errorf("%w: %q is not altegio.cmd.<partition>.<location>.<client-key>.<op>", ErrSubjectMismatch, subject)
+	}
+	loc, key := locationToken(c.LocationID), c.ClientKey()
+	for _, part := range []struct{ name, got, want string }{
+		{"location", t[3], loc},
+		{"client key", t[4], key},
+		{"operation", t[5], c.Type.Op()},
+		{"partition", t[2], StoredPartition(loc, key, partitions)},
+	} {
+		if part.got != part.want {
+			return fmt.Errorf("%w: %s %q in the subject, %q in the command", ErrSubjectMismatch, part.name, part.got, part.want)
+		}
+	}
+	return nil
 }
 
 // ClientCommandFilter returns the filter that matches every command of one

@@ -1,6 +1,7 @@
 package commands
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
@@ -175,5 +176,30 @@ func TestMsgIDs(t *testing.T) {
 			t.Errorf("outcomes %q and %q share msg id %q", prev, o, id)
 		}
 		seen[id] = o
+	}
+}
+
+func TestCheckStoredSubject(t *testing.T) {
+	c := Command{Type: TypeClientDelete, LocationID: 1, ClientRef: "mm-body"}
+	p := StoredPartition("1", "ref_mm-body", 8)
+	for _, tc := range []struct {
+		subject string
+		wantErr string // "" when the subject agrees
+	}{
+		{"altegio.cmd." + p + ".1.ref_mm-body.delete", ""},
+		{"altegio.cmd." + p + ".2.ref_mm-body.delete", "location"},
+		{"altegio.cmd." + p + ".1.ref_other.delete", "client key"},
+		{"altegio.cmd." + p + ".1.ref_mm-body.update", "operation"},
+		{"altegio.cmd.9.1.ref_mm-body.delete", "partition"},
+		{"altegio.cmd.1.ref_mm-body.delete", "is not"},
+		{"altegio.evt.1.2.ref_mm-body.delete", "is not"},
+	} {
+		err := c.CheckStoredSubject(tc.subject, 8)
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("%s: %v, want it to agree", tc.subject, err)
+		case tc.wantErr != "" && (!errors.Is(err, ErrSubjectMismatch) || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("%s: %v, want a mismatch naming %q", tc.subject, err, tc.wantErr)
+		}
 	}
 }

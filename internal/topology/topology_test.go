@@ -8,6 +8,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/altegio-integrator/integrator/internal/commands"
+
 	"github.com/altegio-integrator/integrator/internal/testenv"
 )
 
@@ -98,6 +100,23 @@ func TestApplyIsIdempotentAndPartitions(t *testing.T) {
 	}
 	if got := info.NumPending; got != 3 {
 		t.Errorf("pending on %s = %d, want all 3 commands of the client", WorkerConsumer(part), got)
+	}
+
+	// The worker recomputes the stream's partition to check a command's
+	// subject: it must agree with the server's transform for every client.
+	for i := range 40 {
+		cmd := commands.Command{Type: commands.TypeClientUpdate, LocationID: int64(1 + i%3), ClientRef: fmt.Sprintf("crm-%d", i)}
+		ack, err := js.Publish(ctx, commands.CommandSubject(cmd), []byte("{}"))
+		if err != nil {
+			t.Fatalf("publish: %v", err)
+		}
+		m, err := s.GetMsg(ctx, ack.Sequence)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.CheckStoredSubject(m.Subject, top.Partitions()); err != nil {
+			t.Errorf("stored as %s: %v", m.Subject, err)
+		}
 	}
 }
 

@@ -62,6 +62,12 @@ func (j *job) run(ctx context.Context) error {
 	if err == nil && cmd.ID == "" {
 		err = &commands.ValidationError{Problems: []commands.Problem{{Path: "id", Reason: "is required by the worker (the idempotency key)"}}}
 	}
+	if err == nil {
+		// Lanes and partitions come from the subject: a command stored
+		// under another client's subject would be ordered with the wrong
+		// client. A replay publishes it on its own subject.
+		err = cmd.CheckStoredSubject(j.info.Subject, j.w.partitions)
+	}
 	j.cmd = cmd
 	if err != nil {
 		return j.deadLetterInvalid(ctx, err)
