@@ -49,8 +49,8 @@ type Limiter interface {
 	// Wait blocks until a request of flow (the location, for fairness
 	// between locations; "auth" for POST /auth) may be sent, or ctx is
 	// done, and returns the slot's send check. urgent marks a request that
-	// finishes work already begun (any request after the first of a call
-	// made WithSlot, the retry after a 401, a login); it goes first. The client calls the check
+	// finishes work already begun (the request right after the one that
+	// used a WithSlot slot, the retry after a 401, a login); it goes first. The client calls the check
 	// right before the request goes out: true means send now; false means
 	// the slot came too late to be safe and the client waits again. Wait
 	// is called before every request, including POST /auth and the retry
@@ -67,16 +67,24 @@ type slotKey struct{}
 // heldSlot is a slot taken in advance; the first request of a call made
 // with its context uses it.
 type heldSlot struct {
-	mu    sync.Mutex
-	check func() bool
+	mu     sync.Mutex
+	check  func() bool
+	urgent bool // the request after the one that used the slot goes first
 }
 
-func (h *heldSlot) take() func() bool {
+// take returns the held slot the first time, and then, once, that the
+// next wait is urgent: the continuation of the work the slot began (the
+// PUT after an update's GET). Later requests wait like any other, so a
+// long chain of requests cannot keep jumping the queue.
+func (h *heldSlot) take() (check func() bool, urgent bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	c := h.check
-	h.check = nil
-	return c
+	if h.check != nil {
+		check, h.check, h.urgent = h.check, nil, true
+		return check, false
+	}
+	urgent, h.urgent = h.urgent, false
+	return nil, urgent
 }
 
 // WithSlot returns a context whose next request uses check, a slot the
@@ -324,11 +332,13 @@ func (c *Client) send(ctx context.Context, r request, body []byte, fixed *Creden
 	held, _ := ctx.Value(slotKey{}).(*heldSlot)
 	for {
 		var check func() bool
+		urgent := r.partnerOnly || attempt > 1
 		if held != nil {
-			check = held.take()
+			var next bool
+			check, next = held.take()
+			urgent = urgent || next
 		}
 		if check == nil && c.lim != nil {
-			urgent := held != nil || r.partnerOnly || attempt > 1
 			var err error
 			if check, err = c.lim.Wait(ctx, c.flowOf(r), urgent); err != nil {
 				return response{}, Credentials{}, fmt.Errorf("altegio %s: wait for rate limiter: %w: %w", r.op, ErrNotSent, err)

@@ -248,17 +248,15 @@ func (s *Server) mustSpool() bool {
 // spool or a retry of the batch publishes them again under the same message
 // ids, which the stream deduplicates.
 func (s *Server) publishBatch(ctx context.Context, batch []pending) ([]CommandStatus, int, error) {
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.PublishTimeout)
-	defer cancel()
-	start := time.Now()
 	futures := make([]jetstream.PubAckFuture, len(batch))
+	sent := make([]time.Time, len(batch)) // each PubAck waits PublishTimeout from its own publish
 	statuses := make([]CommandStatus, len(batch))
 	errs := make([]error, len(batch))
 	waited := make([]bool, len(batch))
 	wait := func(i int) error {
 		if !waited[i] {
 			waited[i] = true
-			statuses[i], errs[i] = s.published(ctx, batch[i], futures[i], start)
+			statuses[i], errs[i] = s.published(ctx, batch[i], futures[i], sent[i])
 		}
 		return errs[i]
 	}
@@ -269,6 +267,7 @@ func (s *Server) publishBatch(ctx context.Context, batch []pending) ([]CommandSt
 		if j, ok := lastOfClient[key]; ok && wait(j) != nil {
 			break // the client's earlier command failed: nothing of it may follow
 		}
+		sent[i] = time.Now()
 		f, err := s.js.PublishMsgAsync(pc.msg, jetstream.WithMsgID(pc.cmd.ID))
 		if err != nil {
 			statuses[i], errs[i], waited[i] = CommandStatus{}, fmt.Errorf("publish %s: %w", pc.cmd.ID, err), true
@@ -290,17 +289,22 @@ func (s *Server) publishBatch(ctx context.Context, batch []pending) ([]CommandSt
 	return statuses, len(batch), nil
 }
 
-// published waits for the PubAck of one command and records it.
-func (s *Server) published(ctx context.Context, pc pending, f jetstream.PubAckFuture, start time.Time) (CommandStatus, error) {
+// published waits for the PubAck of one command, published at sent, for
+// at most PublishTimeout from then, and records it.
+func (s *Server) published(ctx context.Context, pc pending, f jetstream.PubAckFuture, sent time.Time) (CommandStatus, error) {
+	timeout := time.NewTimer(time.Until(sent.Add(s.cfg.PublishTimeout)))
+	defer timeout.Stop()
 	var ack *jetstream.PubAck
 	var err error
 	select {
 	case ack = <-f.Ok():
 	case err = <-f.Err():
+	case <-timeout.C:
+		err = context.DeadlineExceeded
 	case <-ctx.Done():
 		err = ctx.Err()
 	}
-	s.metrics.publish.Observe(time.Since(start).Seconds())
+	s.metrics.publish.Observe(time.Since(sent).Seconds())
 	if err != nil {
 		if isStreamFull(err) {
 			return CommandStatus{}, fmt.Errorf("publish %s: %w: %w", pc.cmd.ID, errStreamFull, err)

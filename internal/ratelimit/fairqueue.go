@@ -66,18 +66,20 @@ func (q *fairQueue) push(w *waiter, urgent bool) {
 		}
 		g.members[mname] = m
 	}
-	var gt float64
 	if urgent {
 		// Ahead of every tag waiting (they are all above the virtual
-		// times), after the urgent ones already there.
-		gt, w.tag = q.vtime, g.vtime
+		// times), after the urgent ones already there; the group and the
+		// member still pay for it with their next tags.
+		w.gtag, w.tag = q.vtime, g.vtime
+		g.finish = max(q.vtime, g.finish) + 1/g.weight
+		m.finish = max(g.vtime, m.finish) + 1/m.weight
 	} else {
-		gt = max(q.vtime, g.finish) + 1/g.weight
-		g.finish = gt
+		w.gtag = max(q.vtime, g.finish) + 1/g.weight
+		g.finish = w.gtag
 		w.tag = max(g.vtime, m.finish) + 1/m.weight
 		m.finish = w.tag
 	}
-	g.tags = insertSorted(g.tags, gt, func(t float64) float64 { return t })
+	g.tags = insertSorted(g.tags, w.gtag, func(t float64) float64 { return t })
 	m.queue = insertSorted(m.queue, w, func(w *waiter) float64 { return w.tag })
 	q.n++
 }
@@ -115,7 +117,8 @@ func (q *fairQueue) pop() *waiter {
 }
 
 // remove takes w out of the queue; false when it is not queued (it was
-// popped). Its group gives up its latest tag.
+// popped). Its group and member give its tags back: a request that left
+// does not charge the ones that stay.
 func (q *fairQueue) remove(w *waiter) bool {
 	gname, mname := split(w.flow)
 	g := q.groups[gname]
@@ -131,7 +134,18 @@ func (q *fairQueue) remove(w *waiter) bool {
 		return false
 	}
 	m.queue = slices.Delete(m.queue, i, i+1)
-	g.tags = g.tags[:len(g.tags)-1]
+	if j := slices.Index(g.tags, w.gtag); j >= 0 {
+		g.tags = slices.Delete(g.tags, j, j+1)
+	}
+	// The latest tags left are the ones the next requests follow (a
+	// push starts from the virtual time when nothing is left).
+	g.finish, m.finish = 0, 0
+	if len(g.tags) > 0 {
+		g.finish = g.tags[len(g.tags)-1]
+	}
+	if len(m.queue) > 0 {
+		m.finish = m.queue[len(m.queue)-1].tag
+	}
 	q.drop(g, m)
 	return true
 }

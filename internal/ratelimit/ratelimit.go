@@ -25,7 +25,7 @@
 // before the request goes out: a slot more than half the margin late is
 // dropped (the caller waits for another) instead of being sent. The margin
 // is derived from the lateness this process measured at those checks (twice
-// the largest of the recent ones, between MinMargin and MaxMargin) and is
+// the 95th percentile of the recent ones, between MinMargin and MaxMargin) and is
 // shared through the schedule, so every process books with the largest
 // margin any of them needs.
 //
@@ -100,9 +100,10 @@ type Config struct {
 	// Default "egress.default".
 	Key string
 	// MinMargin and MaxMargin bound the margin by which both windows are
-	// stretched. The margin is twice the largest send lateness measured
-	// recently, at least MinMargin (which also absorbs jitter on the way to
-	// the API) and at most MaxMargin. Defaults 20 ms and 500 ms.
+	// stretched. The margin is twice the 95th percentile of the send
+	// lateness measured recently, at least MinMargin (which also absorbs
+	// jitter on the way to the API) and at most MaxMargin. Defaults 20 ms
+	// and 500 ms.
 	MinMargin time.Duration
 	MaxMargin time.Duration
 	// LeaseHorizon is how far ahead of now one lease may reach. Larger
@@ -224,6 +225,7 @@ type Limiter struct {
 	probeAt   time.Time
 	penalty   time.Duration
 	penaltyAt time.Time
+	notBefore int64             // no slot is handed out or sent before this (a 429's push), Unix ns
 	lateness  [64]time.Duration // recent send lateness, a ring
 	lateN     int
 	margin    time.Duration // this process's margin, from lateness
@@ -255,7 +257,8 @@ type slot struct {
 // waiter is one Wait call.
 type waiter struct {
 	flow  string
-	tag   float64
+	gtag  float64 // its group's tag (fairQueue)
+	tag   float64 // its member's tag (fairQueue)
 	since time.Time
 	ready chan slot // buffered; receives the slot once
 }
@@ -398,6 +401,7 @@ func (l *Limiter) Wait(ctx context.Context, flowName string, urgent bool) (func(
 		l.m.dropped.WithLabelValues("unclaimed").Inc()
 		return nil, ctx.Err()
 	case <-l.done:
+		l.leave(w)
 		return nil, ErrClosed
 	}
 }
@@ -419,14 +423,22 @@ func (l *Limiter) sendCheck(s slot) func() bool {
 	return func() bool {
 		ok := false
 		once.Do(func() {
-			late := time.Duration(l.cfg.Now().UnixNano() - s.at)
+			now := l.cfg.Now().UnixNano()
+			late := time.Duration(now - s.at)
 			l.mu.Lock()
 			tolerance := min(s.margin, l.margin) / 2
-			l.observeLocked(late)
+			penalized := s.at < l.notBefore
+			if !penalized {
+				l.observeLocked(late)
+			}
 			l.mu.Unlock()
-			ok = late <= tolerance
-			if !ok {
+			switch {
+			case penalized:
+				l.m.dropped.WithLabelValues("penalized").Inc()
+			case late > tolerance:
 				l.m.dropped.WithLabelValues("late").Inc()
+			default:
+				ok = true
 			}
 		})
 		return ok
@@ -437,11 +449,13 @@ func (l *Limiter) sendCheck(s slot) func() bool {
 func (l *Limiter) observeLocked(late time.Duration) {
 	l.lateness[l.lateN%len(l.lateness)] = max(late, 0)
 	l.lateN++
-	worst := time.Duration(0)
-	for _, d := range l.lateness[:min(l.lateN, len(l.lateness))] {
-		worst = max(worst, d)
-	}
-	l.margin = min(max(2*worst, l.cfg.MinMargin), l.cfg.MaxMargin)
+	// Twice the 95th percentile, not the maximum: one slow send (a login,
+	// a slow KV write before it) is refused as late by its own check, and
+	// should not widen the margin of every process for the next minute.
+	recent := slices.Clone(l.lateness[:min(l.lateN, len(l.lateness))])
+	slices.Sort(recent)
+	p95 := recent[(len(recent)*95+99)/100-1]
+	l.margin = min(max(2*p95, l.cfg.MinMargin), l.cfg.MaxMargin)
 	l.m.margin.Set(l.margin.Seconds())
 }
 
@@ -459,6 +473,11 @@ func (l *Limiter) dispatch() {
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
 	for {
+		select {
+		case <-l.done:
+			return
+		default:
+		}
 		l.mu.Lock()
 		if l.queue.n == 0 {
 			l.mu.Unlock()
@@ -478,6 +497,7 @@ func (l *Limiter) dispatch() {
 			l.mu.Lock()
 			l.pool = append(l.pool, slots...)
 			slices.SortFunc(l.pool, func(a, b slot) int { return cmp.Compare(a.at, b.at) })
+			l.dropPenalizedLocked()
 			l.mu.Unlock()
 			continue
 		}
@@ -500,6 +520,19 @@ func (l *Limiter) dispatch() {
 		l.mu.Unlock()
 		w.ready <- s
 	}
+}
+
+// dropPenalizedLocked discards pooled slots earlier than a 429's push.
+func (l *Limiter) dropPenalizedLocked() {
+	kept := l.pool[:0]
+	for _, s := range l.pool {
+		if s.at >= l.notBefore {
+			kept = append(kept, s)
+		} else {
+			l.m.dropped.WithLabelValues("penalized").Inc()
+		}
+	}
+	l.pool = kept
 }
 
 // dropLateLocked discards pooled slots that are already too late to send.
@@ -648,15 +681,11 @@ func (l *Limiter) Penalize(retryAfter time.Duration) {
 	}
 	l.mu.Lock()
 	l.local = push(l.local, now.UnixNano())
-	kept := l.pool[:0]
-	for _, s := range l.pool {
-		if s.at >= until {
-			kept = append(kept, s)
-		} else {
-			l.m.dropped.WithLabelValues("penalized").Inc()
-		}
-	}
-	l.pool = kept
+	// Set before the shared schedule is: a lease in flight that booked from
+	// the old schedule is dropped when it lands, and slots already handed
+	// out are refused by their send check.
+	l.notBefore = max(l.notBefore, until)
+	l.dropPenalizedLocked()
 	l.mu.Unlock()
 	if l.tryShared() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

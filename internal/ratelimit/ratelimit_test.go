@@ -541,3 +541,48 @@ func TestFairnessAcrossAccounts(t *testing.T) {
 		t.Errorf("the one-location account got %d of the first 40 slots, want about 20 (order %v)", small, order[:40])
 	}
 }
+
+// TestPenaltyRefusesSlotsHandedOut: a slot handed out before a 429 pushed
+// the schedule back is not sent.
+func TestPenaltyRefusesSlotsHandedOut(t *testing.T) {
+	now := time.Unix(1000, 0)
+	l := newLimiter(t, nil, Config{Now: func() time.Time { return now }})
+	check := l.sendCheck(slot{at: now.UnixNano(), margin: 20 * time.Millisecond})
+	l.Penalize(time.Second)
+	if check() {
+		t.Error("a slot from before a 429's push was sent")
+	}
+	if got := testutil.ToFloat64(l.m.dropped.WithLabelValues("penalized")); got != 1 {
+		t.Errorf("penalized drops = %v, want 1", got)
+	}
+}
+
+// TestFairQueueRemoveGivesTagsBack: requests that leave do not charge the
+// ones of their flow that stay.
+func TestFairQueueRemoveGivesTagsBack(t *testing.T) {
+	q := newFairQueue(nil)
+	var a []*waiter
+	for range 5 {
+		w := &waiter{flow: "a"}
+		q.push(w, false)
+		a = append(a, w)
+	}
+	for _, w := range a[2:] {
+		if !q.remove(w) {
+			t.Fatal("remove of a queued waiter = false")
+		}
+	}
+	for range 4 {
+		q.push(&waiter{flow: "b"}, false)
+	}
+	q.push(&waiter{flow: "a"}, false)
+	var order []string
+	for q.n > 0 {
+		order = append(order, q.pop().flow)
+	}
+	// a's third request takes the place of the first one that left, not a
+	// place after every request b queued meanwhile.
+	if want := []string{"a", "b", "a", "b", "a", "b", "b"}; !slices.Equal(order, want) {
+		t.Errorf("order %v, want %v", order, want)
+	}
+}

@@ -192,6 +192,7 @@ func (s *subscription) maybeFetch() {
 	}
 	inCustody := s.emitted + len(s.ready) + s.reserved
 	n := s.cfg.MaxInFlight - inCustody
+	parkedOnly := false // fetching only to collect a parked message
 	if s.cfg.KeyFunc != nil {
 		// Every fetched message may have to be held.
 		n = min(s.cfg.MaxInFlight+s.cfg.MaxHeld-inCustody-s.held, s.cfg.MaxHeld-s.held)
@@ -205,13 +206,13 @@ func (s *subscription) maybeFetch() {
 			if !s.parkedDue() {
 				return
 			}
-			n = 1
+			n, parkedOnly = 1, true
 		}
 	}
 	if n <= 0 {
 		return
 	}
-	if busy := s.emitted + len(s.ready); busy > 0 && n < (s.cfg.MaxInFlight+1)/2 && !(s.cfg.KeyFunc != nil && n == 1) {
+	if busy := s.emitted + len(s.ready); busy > 0 && n < (s.cfg.MaxInFlight+1)/2 && !parkedOnly {
 		// Pull in batches of at least half the slots while busy: a pull
 		// request per freed slot costs more than it gains.
 		return

@@ -203,6 +203,18 @@ func (c *coalescer) take(loc int64) (batch []*createItem, done bool) {
 	return batch, false
 }
 
+// idle removes loc's queue when nobody waits in it (which ends its sender)
+// and reports whether it did.
+func (c *coalescer) idle(loc int64) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queues[loc]) > 0 {
+		return false
+	}
+	delete(c.queues, loc)
+	return true
+}
+
 // abandon tells every waiting item of loc that it will not be sent.
 func (c *coalescer) abandon(loc int64) {
 	c.mu.Lock()
@@ -219,6 +231,9 @@ func (c *coalescer) abandon(loc int64) {
 // its outcome.
 func (c *coalescer) run(loc int64) {
 	for {
+		if c.idle(loc) {
+			return // nobody waits: take no slot
+		}
 		check, err := c.w.waitBudget(context.Background(), loc)
 		if err != nil {
 			c.abandon(loc) // the worker is stopping
@@ -226,7 +241,7 @@ func (c *coalescer) run(loc int64) {
 		}
 		batch, done := c.take(loc)
 		if done {
-			return // the slot goes unused: nobody waits any more
+			return // everybody left while we waited: the slot goes unused
 		}
 		for _, it := range batch {
 			it.picked <- true
@@ -248,7 +263,10 @@ func (c *coalescer) run(loc int64) {
 func (c *coalescer) send(loc int64, ready []*createItem, check func() bool) {
 	w := c.w
 	w.metrics.createBatch.Observe(float64(len(ready)))
-	ctx := context.Background() // each exchange is bounded by the client
+	// Each exchange is bounded by the client; a wait for a later slot (the
+	// taken one came too late) ends when the worker stops.
+	ctx, cancel := w.untilStopping(context.Background())
+	defer cancel()
 	if check != nil {
 		ctx = altegio.WithSlot(ctx, check)
 	}
