@@ -282,6 +282,7 @@ func connectAs(t *testing.T, urls, user string) *client {
 	c := &client{errs: make(chan error, 64)}
 	nc, err := nats.Connect(strings.Join(withUser, ","),
 		nats.Name("deploy-test-"+user),
+		nats.CustomInboxPrefix("_INBOX_"+user), // as the binaries do with NATS_INBOX_PREFIX
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			select {
 			case c.errs <- err:
@@ -464,6 +465,12 @@ func TestSingleNodeUsersHaveLeastPrivilege(t *testing.T) {
 		au.denyPublish(t, "$JS.API.STREAM.MSG.GET.COMMANDS")
 		au.denyPublish(t, "$JS.API.DIRECT.GET.KV_altegio_tokens.$KV.altegio_tokens.token.default")
 		au.denySubscribe(t, "altegio.cmd.>")
+		// Nobody reads another user's replies: the worker's token reads
+		// and COMMANDS deliveries arrive on _INBOX_worker.
+		au.denySubscribe(t, "_INBOX.>")
+		au.denySubscribe(t, "_INBOX_worker.>")
+		in.denySubscribe(t, "_INBOX_worker.>")
+		op.denySubscribe(t, "_INBOX_worker.>")
 	})
 
 	t.Run("operator", func(t *testing.T) {

@@ -49,6 +49,7 @@ type options struct {
 	addr          string
 	natsURL       string
 	natsCreds     string
+	natsInbox     string
 	natsTimeout   time.Duration
 	applyTopology bool
 	replicas      int
@@ -81,6 +82,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	str(&o.addr, "addr", "INGEST_ADDR", ":8080", "HTTP listen address")
 	str(&o.natsURL, "nats-url", "NATS_URL", nats.DefaultURL, "NATS server URLs, comma-separated")
 	str(&o.natsCreds, "nats-creds", "NATS_CREDS", "", "NATS credentials file (optional)")
+	str(&o.natsInbox, "nats-inbox-prefix", "NATS_INBOX_PREFIX", "", "prefix of this connection's reply subjects: _INBOX_ingest with the deploy/nats users (empty: _INBOX)")
 	duration(&o.natsTimeout, "nats-connect-timeout", "INGEST_NATS_CONNECT_TIMEOUT", 30*time.Second, "how long to wait for NATS and the topology at start")
 	boolean(&o.applyTopology, "apply-topology", "INGEST_APPLY_TOPOLOGY", true, "create or update streams, consumers and buckets at start")
 	integer(&o.replicas, "replicas", "INGEST_REPLICAS", 1, "replicas of streams and buckets when applying the topology (3 on a cluster)")
@@ -161,7 +163,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 
 	// Publishes fail at once while disconnected, so they are spooled
 	// instead of waiting in the client's buffer.
-	nc, js, err := stack.ConnectNATS(stack.NATSConfig{URL: o.natsURL, Creds: o.natsCreds, Name: "ingest", FailFastWhenDisconnected: true}, log)
+	nc, js, err := stack.ConnectNATS(stack.NATSConfig{URL: o.natsURL, Creds: o.natsCreds, InboxPrefix: o.natsInbox, Name: "ingest", FailFastWhenDisconnected: true}, log)
 	if err != nil {
 		return err
 	}

@@ -105,6 +105,7 @@ type common struct {
 func (c *common) define(fs *envflag.Set) {
 	fs.String(&c.nats.URL, "nats-url", "NATS_URL", nats.DefaultURL, "NATS server URLs, comma-separated")
 	fs.String(&c.nats.Creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file (optional)")
+	fs.String(&c.nats.InboxPrefix, "nats-inbox-prefix", "NATS_INBOX_PREFIX", "", "prefix of this connection's reply subjects: _INBOX_worker, or _INBOX_operator for dlq/events, with the deploy/nats users (empty: _INBOX)")
 	fs.String(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.String(&c.logFormat, "log-format", "LOG_FORMAT", "json", "json or text")
 }

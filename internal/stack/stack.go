@@ -50,6 +50,10 @@ type NATSConfig struct {
 	// FailFastWhenDisconnected makes publishes fail at once while
 	// disconnected instead of buffering, for callers that spool elsewhere.
 	FailFastWhenDisconnected bool
+	// InboxPrefix is the prefix of the connection's reply subjects
+	// (nats.CustomInboxPrefix): deploy/nats lets each user subscribe only
+	// to _INBOX_<user>.>. Default: nats.go's _INBOX.
+	InboxPrefix string
 }
 
 // ConnectNATS connects with endless reconnects (also when the server is not
@@ -75,6 +79,9 @@ func ConnectNATS(cfg NATSConfig, log *slog.Logger) (*nats.Conn, jetstream.JetStr
 	}
 	if cfg.Creds != "" {
 		opts = append(opts, nats.UserCredentials(cfg.Creds))
+	}
+	if cfg.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(cfg.InboxPrefix))
 	}
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
