@@ -146,7 +146,7 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request, _ string) {
 	}
 	entries, sum, err := h.svc.List(r.Context(), f)
 	if err != nil {
-		h.fail(w, err)
+		h.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, ListResponse{Entries: nonNil(entries), Summary: sum})
@@ -159,7 +159,7 @@ func (h *handler) show(w http.ResponseWriter, r *http.Request, _ string) {
 		return
 	}
 	if err != nil {
-		h.fail(w, err)
+		h.fail(w, r, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, ListResponse{Entries: entries, Summary: Summarize(entries)})
@@ -197,14 +197,24 @@ func (h *handler) replay(w http.ResponseWriter, r *http.Request, operator string
 		// Partly done: say what was done; the rest is resumable.
 		writeJSON(w, http.StatusOK, rep)
 	case err != nil:
-		h.fail(w, err)
+		h.fail(w, r, err)
 	default:
 		writeJSON(w, http.StatusOK, rep)
 	}
 }
 
+// StatusClientClosedRequest is recorded for a request whose client went
+// away before the answer (nginx's 499): not a server error.
+const StatusClientClosedRequest = 499
+
 // fail answers an error of the service.
-func (h *handler) fail(w http.ResponseWriter, err error) {
+func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if r.Context().Err() != nil {
+		// The client went away: nobody reads the answer, and nothing
+		// failed on our side.
+		w.WriteHeader(StatusClientClosedRequest)
+		return
+	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		writeProblem(w, http.StatusServiceUnavailable, "unavailable", "Service unavailable", "the DLQ did not answer in time")
 		return

@@ -1,6 +1,7 @@
 package dlq
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -160,5 +161,21 @@ func TestHTTPWithoutKeysRefusesAll(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 401 {
 		t.Errorf("status %d, want 401", resp.StatusCode)
+	}
+}
+
+// A client that hangs up while its listing runs is not a server error.
+func TestHTTPClientGoneIsNotAServerError(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	h := Handler(e.svc, [][sha256.Size]byte{sha256.Sum256([]byte(operatorKey))})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the client is gone before the DLQ is read
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/v1/dlq", nil)
+	req.Header.Set("Authorization", "Bearer "+operatorKey)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != StatusClientClosedRequest {
+		t.Errorf("status %d, want %d (client closed request)", rec.Code, StatusClientClosedRequest)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"strconv"
 	"strings"
@@ -702,5 +703,34 @@ func TestStoresCommandsWithoutHTMLEscaping(t *testing.T) {
 	}
 	if !bytes.Contains(m.Data, []byte(`"A <b> & C"`)) {
 		t.Errorf("stored %s, want the name as sent", m.Data)
+	}
+}
+
+// A client that hangs up while its status lookup runs is not a server
+// error: no 503, no 5xx counted.
+func TestClientGoneIsNotAServerError(t *testing.T) {
+	e := newEnv(t)
+	in := e.start(t, ingestOpts{})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // the client is gone before the lookup answers
+	req := httptest.NewRequestWithContext(ctx, http.MethodGet, "/v1/commands/"+commands.NewID(), nil)
+	req.Header.Set("Authorization", "Bearer "+crmKey)
+	rec := httptest.NewRecorder()
+	in.srv.Handler().ServeHTTP(rec, req)
+	if rec.Code != statusClientClosedRequest {
+		t.Errorf("status %d, want %d (client closed request)", rec.Code, statusClientClosedRequest)
+	}
+	mfs, err := in.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if mf.GetName() == "ingest_http_requests_total" && l.GetName() == "code" && strings.HasPrefix(l.GetValue(), "5") {
+					t.Errorf("counted as %s", l.GetValue())
+				}
+			}
+		}
 	}
 }

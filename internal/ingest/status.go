@@ -51,6 +51,11 @@ type idempotencyRecord struct {
 	Result    json.RawMessage `json:"result,omitempty"`
 }
 
+// statusClientClosedRequest is recorded for a request whose client went
+// away before the answer (nginx's 499, as dlq.StatusClientClosedRequest):
+// not a server error.
+const statusClientClosedRequest = 499
+
 // recordKey is the worker's idempotency key of a command (worker.RecordKey).
 func recordKey(commandID string) string { return "cmd." + commandID }
 
@@ -79,6 +84,11 @@ func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	st, location, found, err := s.lookup(ctx, cmdID)
 	switch {
+	case err != nil && r.Context().Err() != nil:
+		// The client went away: nobody reads the answer, and nothing
+		// failed on our side.
+		s.log.Debug("command status lookup abandoned by the client", "command_id", cmdID)
+		w.WriteHeader(statusClientClosedRequest)
 	case err != nil:
 		s.log.Warn("command status lookup failed", "command_id", cmdID, "error", err)
 		s.writeProblem(w, r, probUnavailable.problem("status store unreachable; retry later"))
