@@ -103,3 +103,12 @@ func classify(err error) verdict {
 	}
 	return v
 }
+
+// accountLabel bounds the account label of metrics: the account's name, or
+// "unknown" when the failure did not name one.
+func accountLabel(account string) string {
+	if account == "" {
+		return "unknown"
+	}
+	return account
+}

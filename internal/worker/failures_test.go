@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -134,39 +135,91 @@ func TestInvalidCommandsToDLQ(t *testing.T) {
 	}
 }
 
-// Credentials rejected after the one re-login: DLQ class auth, and an
-// event that the account needs attention.
-func TestAuthFailureToDLQ(t *testing.T) {
+// Credentials rejected after the one re-login: the command waits for the
+// account (not as an attempt), an event says the account needs attention,
+// and once the credentials work the command goes on without a replay.
+func TestAuthFailurePausesUntilCredentialsWork(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
-	e.startWorker(workerOpts{userToken: "revoked-token"})
+	authz := &switchableAuth{token: "revoked-token"}
+	r := e.startWorker(workerOpts{cfg: Config{RetryMax: 200 * time.Millisecond},
+		authorizer: func(jetstream.JetStream) altegio.Authorizer { return authz }})
 	c := createCmd("auth-1", "Fay", phone(500))
 	e.publish(c)
-	got := e.waitTerminal(10*time.Second, c.ID)[c.ID]
-	if got.Outcome != commands.OutcomeDeadLettered || got.ErrorClass != commands.ClassAuth || got.HTTPStatus != 401 {
-		t.Fatalf("result: %+v", got)
-	}
-	testenv.WaitFor(t, 5*time.Second, func() error {
+	testenv.WaitFor(t, 10*time.Second, func() error {
 		e.mu.Lock()
 		defer e.mu.Unlock()
-		if len(e.attention) == 0 {
+		if len(e.attention) == 0 || r.counter(t, "worker_account_paused_total", nil) < 2 {
 			return errNotYet
 		}
 		return nil
 	})
+	if res := e.resultsOf(c.ID); len(res) != 0 {
+		t.Fatalf("a command of a broken account reached %s; want it waiting", res[0].Outcome)
+	}
 	e.mu.Lock()
 	a := e.attention[0]
 	e.mu.Unlock()
-	if a.Kind != AccountAttentionKind || a.CommandID != c.ID || a.LocationID != testLoc || a.Reason == "" {
+	if a.Kind != AccountAttentionKind || !a.Paused || a.CommandID != c.ID || a.LocationID != testLoc || a.Reason == "" {
 		t.Errorf("account event: %+v", a)
 	}
 	if strings.Contains(a.Reason, "revoked-token") || strings.Contains(a.Reason, testPartner) {
 		t.Errorf("account event leaks a token: %q", a.Reason)
 	}
+
+	authz.set(testUser) // the operator fixed the credentials
+	got := e.waitTerminal(10*time.Second, c.ID)[c.ID]
+	if got.Outcome != commands.OutcomeSucceeded || got.Attempts != 1 {
+		t.Fatalf("result after the fix: %+v, want succeeded at the first real attempt", got)
+	}
+	if dl := e.dlqOf(c.ID); len(dl) != 0 {
+		t.Errorf("DLQ: %+v", dl)
+	}
+	e.assertOneTerminal(c.ID)
+}
+
+// A command whose account never works again is dead-lettered (class auth)
+// on the consumer's last delivery, not before.
+func TestAuthFailureDeadLettersOnLastDelivery(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{maxDeliver: 3})
+	r := e.startWorker(workerOpts{userToken: "revoked-token", cfg: Config{RetryMax: 100 * time.Millisecond}})
+	c := createCmd("auth-2", "Gil", phone(501))
+	e.publish(c)
+	got := e.waitTerminal(10*time.Second, c.ID)[c.ID]
+	if got.Outcome != commands.OutcomeDeadLettered || got.ErrorClass != commands.ClassAuth || got.HTTPStatus != 401 {
+		t.Fatalf("result: %+v", got)
+	}
+	if n := r.counter(t, "worker_account_paused_total", nil); n != 2 {
+		t.Errorf("paused %v times before the last delivery, want 2", n)
+	}
 	if dl := e.dlqOf(c.ID); len(dl) != 1 || dl[0].ErrorClass != commands.ClassAuth {
 		t.Errorf("DLQ: %+v", dl)
 	}
 	e.assertOneTerminal(c.ID)
+}
+
+// switchableAuth hands out a fixed partner token and a user token the test
+// can change (an operator fixing the credentials).
+type switchableAuth struct {
+	mu    sync.Mutex
+	token string
+}
+
+func (a *switchableAuth) set(tok string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.token = tok
+}
+
+func (a *switchableAuth) Credentials(context.Context, int64) (altegio.Credentials, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return altegio.Credentials{PartnerToken: testPartner, UserToken: a.token, Version: 1}, nil
+}
+
+func (a *switchableAuth) Refresh(ctx context.Context, loc int64, _ altegio.Credentials) (altegio.Credentials, error) {
+	return a.Credentials(ctx, loc)
 }
 
 // Retries that never succeed end in the DLQ as exhausted after
@@ -588,11 +641,12 @@ func TestAuthManager(t *testing.T) {
 		outcome  commands.Outcome
 	}{
 		{"login works", "secret", commands.OutcomeSucceeded},
+		// Waits for the account until the last delivery (3 here).
 		{"wrong password", "not-the-s3cret", commands.OutcomeDeadLettered},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, envOpts{})
-			e.startWorker(workerOpts{authorizer: func(js jetstream.JetStream) altegio.Authorizer {
+			e := newEnv(t, envOpts{maxDeliver: 3})
+			e.startWorker(workerOpts{cfg: Config{RetryMax: 100 * time.Millisecond}, authorizer: func(js jetstream.JetStream) altegio.Authorizer {
 				loginer, err := altegio.New(altegio.Config{BaseURL: e.url}, nil, nil)
 				if err != nil {
 					t.Fatalf("login client: %v", err)
@@ -607,7 +661,7 @@ func TestAuthManager(t *testing.T) {
 			}})
 			c := createCmd("am-1", "Quinn", phone(1600))
 			e.publish(c)
-			got := e.waitTerminal(10*time.Second, c.ID)[c.ID]
+			got := e.waitTerminal(20*time.Second, c.ID)[c.ID]
 			if got.Outcome != tc.outcome {
 				t.Fatalf("result: %+v", got)
 			}

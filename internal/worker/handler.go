@@ -406,6 +406,27 @@ func (j *job) fail(ctx context.Context, err error, uncertainBefore bool) error {
 		}
 		return j.retry(ctx, v, delay, false)
 
+	case commands.ClassAuth:
+		// A broken account is not a broken command: its credentials were
+		// refused (nothing was applied) or its login fails. The command
+		// waits for the account to work again, which is not an attempt,
+		// and an account.needs_attention event says why; once the
+		// credentials work it goes on without a replay. Only the
+		// consumer's last delivery dead-letters it.
+		j.rec.Attempts--
+		j.rec.Deferrals++
+		j.rec.Uncertain = uncertainBefore
+		if lastDelivery {
+			return j.deadLetter(ctx, v, fmt.Errorf("the account did not work again before the last delivery: %w", err))
+		}
+		w.metrics.accountPaused.WithLabelValues(accountLabel(v.account)).Inc()
+		bctx, cancel := j.bk(ctx)
+		if perr := w.publishAccountPaused(bctx, j.cmd, j.info.StreamSeq, v.account, deadReason(v.class, err)); perr != nil {
+			j.log.Warn("publish account event", slog.Any("error", perr))
+		}
+		cancel()
+		return j.retry(ctx, v, w.cfg.RetryMax, false)
+
 	case commands.ClassTransient:
 		j.rec.Uncertain = uncertainBefore || v.unknown
 		if j.rec.Attempts >= w.cfg.MaxAttempts || lastDelivery {
@@ -415,7 +436,7 @@ func (j *job) fail(ctx context.Context, err error, uncertainBefore bool) error {
 		}
 		return j.retry(ctx, v, w.backoff(j.rec.Attempts), true)
 	}
-	// permanent, auth, ambiguous: the API (or reconciliation) answered;
+	// permanent, ambiguous: the API (or reconciliation) answered;
 	// keep Uncertain as before this attempt for a later replay.
 	j.rec.Uncertain = uncertainBefore || v.unknown
 	return j.deadLetter(ctx, v, err)

@@ -33,6 +33,9 @@ type metrics struct {
 	// createBatch is the number of creates per create request (1: sent
 	// alone; more: coalesced into one bulk request).
 	createBatch prometheus.Histogram
+	// accountPaused counts commands deferred because their account's
+	// credentials do not work, by account.
+	accountPaused *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -43,7 +46,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		}, []string{"type", "outcome"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "worker_retries_total",
-			Help: "Redeliveries asked for with NakWithDelay, by class (transient, rate_limited, infrastructure, order, budget: handed back while waiting for the budget at shutdown).",
+			Help: "Redeliveries asked for with NakWithDelay, by class (transient, rate_limited, infrastructure, order, auth: waiting for the account, budget: handed back while waiting for the budget at shutdown).",
 		}, []string{"class"}),
 		dlq: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "worker_dlq_writes_total",
@@ -67,8 +70,12 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help:    "client.create commands carried by one API request (more than 1: coalesced into a bulk request).",
 			Buckets: []float64{1, 2, 5, 10, 25, 50, 75, 100},
 		}),
+		accountPaused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "worker_account_paused_total",
+			Help: "Command deliveries deferred because their account's credentials do not work (they wait for the account, not as attempts), by account.",
+		}, []string{"account"}),
 	}
-	for _, c := range []prometheus.Collector{m.commands, m.retries, m.dlq, m.inFlight, m.pending, m.duration, m.createBatch} {
+	for _, c := range []prometheus.Collector{m.commands, m.retries, m.dlq, m.inFlight, m.pending, m.duration, m.createBatch, m.accountPaused} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -1,6 +1,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -33,9 +34,14 @@ type AccountAttention struct {
 	Account string `json:"account,omitempty"`
 	// Reason explains the failure; it never contains a secret.
 	Reason string `json:"reason"`
-	// CommandID and StreamSeq identify the dead-lettered command message.
+	// CommandID and StreamSeq identify the command message that found the
+	// account broken: dead-lettered, or (Paused) waiting for the account.
 	CommandID string `json:"command_id"`
 	StreamSeq uint64 `json:"stream_seq"`
+	// Paused is set while the account's commands wait for it to work
+	// again (published at most once per account per 5 minutes); unset
+	// when a command was dead-lettered for it.
+	Paused bool `json:"paused,omitempty"`
 	// At is when the failure was recorded.
 	At time.Time `json:"at"`
 	// WorkerID is the process that saw the failure.
@@ -99,6 +105,30 @@ func (w *Worker) publishAccountAttention(ctx context.Context, cmd commands.Comma
 		return fmt.Errorf("encode account event: %w", err)
 	}
 	id := "account:" + cmd.ID + ":" + strconv.FormatUint(seq, 10)
+	h := map[string][]string{commands.HeaderCommandID: {cmd.ID}}
+	return w.publish(ctx, AccountAttentionSubject(cmd.LocationID), id, h, body)
+}
+
+// accountPausedEvery is how often, at most, a paused account's
+// needs_attention event is published (its message id is the same within
+// one such period, so the stream keeps one).
+const accountPausedEvery = 5 * time.Minute
+
+// publishAccountPaused publishes the AccountAttention event of an account
+// whose commands wait for it: one per account per accountPausedEvery, named
+// after the command that found it first.
+func (w *Worker) publishAccountPaused(ctx context.Context, cmd commands.Command, seq uint64, account, reason string) error {
+	ev := AccountAttention{
+		SchemaVersion: commands.SchemaVersion, Kind: AccountAttentionKind, LocationID: cmd.LocationID,
+		Account: account, Reason: reason, CommandID: cmd.ID, StreamSeq: seq, At: w.cfg.Now(), WorkerID: w.cfg.WorkerID,
+		Paused: true,
+	}
+	body, err := json.Marshal(ev)
+	if err != nil {
+		return fmt.Errorf("encode account event: %w", err)
+	}
+	period := w.cfg.Now().Unix() / int64(accountPausedEvery/time.Second)
+	id := "account-paused:" + cmp.Or(account, "location-"+strconv.FormatInt(cmd.LocationID, 10)) + ":" + strconv.FormatInt(period, 10)
 	h := map[string][]string{commands.HeaderCommandID: {cmd.ID}}
 	return w.publish(ctx, AccountAttentionSubject(cmd.LocationID), id, h, body)
 }
