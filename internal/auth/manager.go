@@ -459,7 +459,7 @@ func (m *Manager) obtainLocal(ctx context.Context, a *account, cause error) (alt
 func (m *Manager) obtainShared(ctx context.Context, kv jetstream.KeyValue, a *account, rejected altegio.Credentials) (altegio.Credentials, error) {
 	name := a.cfg.Name
 	for {
-		cur, tokRev, err := m.readToken(ctx, kv, a)
+		cur, _, err := m.readToken(ctx, kv, a)
 		if err != nil {
 			return altegio.Credentials{}, err
 		}
@@ -478,7 +478,7 @@ func (m *Manager) obtainShared(ctx context.Context, kv jetstream.KeyValue, a *ac
 
 		// The previous holder may have written a token between our read
 		// and taking the lease.
-		cur, tokRev, err = m.readToken(ctx, kv, a)
+		cur, tokRev, err := m.readToken(ctx, kv, a)
 		if err != nil {
 			return altegio.Credentials{}, err
 		}

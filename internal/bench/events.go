@@ -90,13 +90,6 @@ func (ev *events) handle(m jetstream.Msg) {
 	}
 }
 
-// count is the number of commands with a terminal event.
-func (ev *events) count() int {
-	ev.mu.Lock()
-	defer ev.mu.Unlock()
-	return len(ev.terminals)
-}
-
 // lookup returns the terminal event of command id.
 func (ev *events) lookup(id string) (terminal, bool) {
 	ev.mu.Lock()

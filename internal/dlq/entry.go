@@ -96,11 +96,9 @@ func (f Filter) Validate() error {
 
 // Selective reports whether f narrows the selection at all (All aside).
 func (f Filter) Selective() bool {
-	g := f
-	g.All = false
-	return g.LocationID != 0 || g.Type != "" || g.Class != "" || g.HTTPStatus != 0 ||
-		!g.Since.IsZero() || !g.Until.IsZero() || g.ClientID != 0 || g.ClientRef != "" ||
-		g.Text != "" || len(g.IDs) > 0 || len(g.Seqs) > 0 || g.Status != ""
+	return f.LocationID != 0 || f.Type != "" || f.Class != "" || f.HTTPStatus != 0 ||
+		!f.Since.IsZero() || !f.Until.IsZero() || f.ClientID != 0 || f.ClientRef != "" ||
+		f.Text != "" || len(f.IDs) > 0 || len(f.Seqs) > 0 || f.Status != ""
 }
 
 // subject returns the DLQ subject filter for the location and type.
