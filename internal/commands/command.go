@@ -247,10 +247,12 @@ func NewID() string {
 // Encode returns c as JSON without HTML escaping (json.Marshal would turn
 // every <, > and & into a six-byte \u003c escape, inflating the stored
 // command): the form ingest publishes and the worker dead-letters.
-func Encode(c Command) ([]byte, error) { return marshal(c) }
+func Encode(c Command) ([]byte, error) { return Marshal(c) }
 
-// marshal is json.Marshal without HTML escaping.
-func marshal(v any) ([]byte, error) {
+// Marshal is json.Marshal without HTML escaping, for everything the
+// integrator stores or publishes (commands, results, DLQ records): text is
+// kept as sent instead of every <, > and & growing to six bytes.
+func Marshal(v any) ([]byte, error) {
 	var buf bytes.Buffer
 	enc := json.NewEncoder(&buf)
 	enc.SetEscapeHTML(false)
@@ -265,7 +267,7 @@ func marshal(v any) ([]byte, error) {
 // FileDeletePayload) as c's payload, without HTML escaping. It returns the
 // encoding error, if any; it does not validate.
 func (c *Command) SetPayload(v any) error {
-	b, err := marshal(v)
+	b, err := Marshal(v)
 	if err != nil {
 		return fmt.Errorf("encode payload: %w", err)
 	}

@@ -64,3 +64,25 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// FuzzCheckStoredSubject: any subject is judged without a panic, and one
+// that agrees with a command is exactly the subject the stream stores it
+// under.
+func FuzzCheckStoredSubject(f *testing.F) {
+	c := Command{Type: TypeClientUpdate, LocationID: 7, ClientRef: "crm-1"}
+	f.Add("altegio.cmd." + StoredPartition("7", "ref_crm-1", 8) + ".7.ref_crm-1.update")
+	f.Add("altegio.cmd.1.7.ref_crm-1.update")
+	f.Add("altegio.cmd.7.ref_crm-1.update")
+	f.Add("altegio.cmd....")
+	f.Add("")
+	f.Fuzz(func(t *testing.T, subject string) {
+		err := c.CheckStoredSubject(subject, 8)
+		want := "altegio.cmd." + StoredPartition("7", "ref_crm-1", 8) + ".7.ref_crm-1.update"
+		if (err == nil) != (subject == want) {
+			t.Fatalf("CheckStoredSubject(%q) = %v; the only agreeing subject is %q", subject, err, want)
+		}
+		if err != nil && !errors.Is(err, ErrSubjectMismatch) {
+			t.Fatalf("error %v does not wrap ErrSubjectMismatch", err)
+		}
+	})
+}

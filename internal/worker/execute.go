@@ -402,7 +402,7 @@ func commentData(c altegio.Comment) json.RawMessage {
 // marshal encodes v for a result's data; the types passed are plain data
 // and always encode.
 func marshal(v any) json.RawMessage {
-	b, err := json.Marshal(v)
+	b, err := commands.Marshal(v)
 	if err != nil {
 		return nil
 	}

@@ -3,7 +3,6 @@ package worker
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"fmt"
 	"strconv"
 	"time"
@@ -66,7 +65,7 @@ func EventMsgID(r commands.Result) string {
 
 // publishResult publishes a result event on commands.EventSubject(r).
 func (w *Worker) publishResult(ctx context.Context, r commands.Result) error {
-	body, err := json.Marshal(r)
+	body, err := commands.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
@@ -76,7 +75,7 @@ func (w *Worker) publishResult(ctx context.Context, r commands.Result) error {
 // publishDLQ publishes a DLQ record on commands.DLQSubject(cmd), with
 // Nats-Msg-Id dl.MsgID() ("dlq:<command id>:<stream seq>").
 func (w *Worker) publishDLQ(ctx context.Context, cmd commands.Command, dl commands.DLQRecord) error {
-	body, err := json.Marshal(dl)
+	body, err := commands.Marshal(dl)
 	if err != nil {
 		return fmt.Errorf("encode dlq record: %w", err)
 	}
@@ -100,7 +99,7 @@ func (w *Worker) publishAccountAttention(ctx context.Context, cmd commands.Comma
 		SchemaVersion: commands.SchemaVersion, Kind: AccountAttentionKind, LocationID: cmd.LocationID,
 		Account: account, Reason: reason, CommandID: cmd.ID, StreamSeq: seq, At: w.cfg.Now(), WorkerID: w.cfg.WorkerID,
 	}
-	body, err := json.Marshal(ev)
+	body, err := commands.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("encode account event: %w", err)
 	}
@@ -123,7 +122,7 @@ func (w *Worker) publishAccountPaused(ctx context.Context, cmd commands.Command,
 		Account: account, Reason: reason, CommandID: cmd.ID, StreamSeq: seq, At: w.cfg.Now(), WorkerID: w.cfg.WorkerID,
 		Paused: true,
 	}
-	body, err := json.Marshal(ev)
+	body, err := commands.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("encode account event: %w", err)
 	}

@@ -125,7 +125,7 @@ func (s recordStore) load(ctx context.Context, id string) (Record, uint64, error
 // exist) and returns the new revision. It returns errConflict when another
 // writer got there first.
 func (s recordStore) save(ctx context.Context, id string, rec Record, rev uint64) (uint64, error) {
-	b, err := json.Marshal(rec)
+	b, err := commands.Marshal(rec)
 	if err != nil {
 		return 0, fmt.Errorf("encode record %s: %w", id, err)
 	}
