@@ -734,3 +734,25 @@ func TestClientGoneIsNotAServerError(t *testing.T) {
 		}
 	}
 }
+
+// A command within the size limit as posted, but over it as stored (with
+// the id ingest assigns), is refused with 413, not accepted for the worker
+// to refuse.
+func TestRefusesWhatTheWorkerWouldRefuse(t *testing.T) {
+	e := newEnv(t)
+	in := e.start(t, ingestOpts{})
+	head := `{"type":"client.create","location_id":1,"client_ref":"big","payload":{"name":"A","phone":"+79001234567","custom_fields":{"x":"`
+	tail := `"}}}`
+	pad := strings.Repeat("<", commands.MaxCommandSize-10-len(head)-len(tail))
+	body := []byte(head + pad + tail)
+	if _, err := commands.Decode(body); err != nil {
+		t.Fatalf("the posted command should be within the limit: %v", err)
+	}
+	r := in.post(t, body)
+	if r.status != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d, want 413: %.300s", r.status, r.body)
+	}
+	if p := r.problem(t); p.Type != problemTypePrefix+"too-large" {
+		t.Errorf("problem %+v", p)
+	}
+}

@@ -173,6 +173,10 @@ func (s *Server) accept(ctx context.Context, p *Producer, cmds []commands.Comman
 	batch := make([]pending, len(cmds))
 	for i := range cmds {
 		m, err := s.message(p, &cmds[i])
+		if errors.Is(err, commands.ErrTooLarge) {
+			// Refused here, not accepted and then refused by the worker.
+			return nil, probTooLarge.problem(fmt.Sprintf("command %d: %v", i, err))
+		}
 		if err != nil {
 			return nil, probInternal.problem(err.Error())
 		}
@@ -217,6 +221,11 @@ func (s *Server) message(p *Producer, c *commands.Command) (*nats.Msg, error) {
 	data, err := commands.Encode(*c)
 	if err != nil {
 		return nil, fmt.Errorf("encode command %s: %w", c.ID, err)
+	}
+	if len(data) > commands.MaxCommandSize {
+		// The id and schema version ingest adds can push a command that was
+		// just within the limit over it: the worker would refuse it.
+		return nil, fmt.Errorf("%w: %d bytes as stored, limit %d", commands.ErrTooLarge, len(data), commands.MaxCommandSize)
 	}
 	h := nats.Header(commands.CommandHeaders(*c))
 	h.Set(headerProducer, p.Name)
