@@ -436,3 +436,33 @@ func isIdentifier(s string) bool {
 	}
 	return true
 }
+
+// PeekID returns the "id" of a message that Decode refused (too large,
+// invalid), when its top level is a JSON object whose "id" is a valid
+// command id (a lowercase UUID other than the nil UUID); else "". It lets a
+// dead letter of such a message still name its command.
+func PeekID(data []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return ""
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return ""
+		}
+		var v json.RawMessage
+		if err := dec.Decode(&v); err != nil {
+			return ""
+		}
+		if k != "id" {
+			continue
+		}
+		var id string
+		if json.Unmarshal(v, &id) != nil || !uuidRE.MatchString(id) || id == "00000000-0000-0000-0000-000000000000" {
+			return ""
+		}
+		return id
+	}
+	return ""
+}

@@ -267,3 +267,24 @@ func TestNormalizePhone(t *testing.T) {
 		}
 	}
 }
+
+func TestPeekID(t *testing.T) {
+	const id = "0193f3c2-7d4e-7b6a-9c1d-2f3e4a5b6c7d"
+	for _, tc := range []struct {
+		data string
+		want string
+	}{
+		{`{"type":"client.create","id":"` + id + `","payload":{"x":"` + strings.Repeat("<", 100) + `"}}`, id},
+		{`{"id":"` + strings.ToUpper(id) + `"}`, ""},
+		{`{"id":"00000000-0000-0000-0000-000000000000"}`, ""},
+		{`{"id":17}`, ""},
+		{`{"payload":{"id":"` + id + `"}}`, ""}, // not at the top level
+		{`[{"id":"` + id + `"}]`, ""},
+		{`{"id":"` + id, ""}, // truncated before the value ends
+		{`not json`, ""},
+	} {
+		if got := PeekID([]byte(tc.data)); got != tc.want {
+			t.Errorf("PeekID(%.60q) = %q, want %q", tc.data, got, tc.want)
+		}
+	}
+}

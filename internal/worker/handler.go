@@ -567,8 +567,8 @@ func (j *job) emitDead(ctx context.Context, dl commands.DLQRecord, r commands.Re
 }
 
 // deadLetterInvalid dead-letters a message that is not a valid command:
-// no idempotency record (it may have no id), class invalid, the problems
-// as field errors.
+// class invalid, the problems as field errors, and, when the body names a
+// command id, a dead idempotency record unless one exists.
 func (j *job) deadLetterInvalid(ctx context.Context, err error) error {
 	v := verdict{class: commands.ClassInvalid}
 	var ve *commands.ValidationError
@@ -577,11 +577,30 @@ func (j *job) deadLetterInvalid(ctx context.Context, err error) error {
 	} else {
 		v.fields = []commands.Problem{{Reason: err.Error()}}
 	}
+	if j.cmd.ID == "" {
+		// Too large or broken beyond decoding: the DLQ record, the event
+		// and the status lookup still name the command when its body did.
+		j.cmd.ID = commands.PeekID(j.msg.Payload)
+	}
 	now := j.w.cfg.Now()
 	reason := deadReason(v.class, err)
 	dl := j.dlqRecord(v, reason, now)
 	r := j.result(commands.OutcomeDeadLettered, v)
 	r.APIMessage = reason
+	if j.cmd.ID != "" {
+		// A dead record, so that GET /v1/commands/{id} and the DLQ tools
+		// see the outcome; one that exists already (an earlier delivery,
+		// or a valid command with the same id) is kept.
+		stored := dl
+		rec := Record{State: StateDead, StreamSeq: j.info.StreamSeq, LastError: reason, LastClass: v.class,
+			FirstFailureAt: now, LastFailureAt: now, DeadLetter: &stored, Result: &r, WorkerID: j.w.cfg.WorkerID}
+		bctx, cancel := j.bk(ctx)
+		_, serr := j.w.idem.save(bctx, j.cmd.ID, rec, 0)
+		cancel()
+		if serr != nil && !errors.Is(serr, errConflict) {
+			return j.retryInfra(serr)
+		}
+	}
 	return j.publishDead(ctx, dl, r)
 }
 

@@ -11,6 +11,7 @@ import (
 
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
+	"github.com/altegio-integrator/integrator/internal/testenv"
 )
 
 // A command whose subject does not say what its body says (another
@@ -59,4 +60,32 @@ func TestSubjectMustMatchTheCommand(t *testing.T) {
 		t.Errorf("%d create requests, want 1 (only the command on its own subject)", n)
 	}
 	e.assertOneTerminal(other.ID, next.ID)
+}
+
+// A command too large to decode is dead-lettered with its command id: the
+// DLQ record, the result event and the status record all name it.
+func TestTooLargeCommandKeepsItsID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	e.startWorker(workerOpts{})
+	c := createCmd("huge-1", "Huge", phone(7100))
+	body := []byte(`{"id":"` + c.ID + `","type":"client.create","location_id":1,"client_ref":"huge-1",` +
+		`"payload":{"name":"Huge","phone":"` + phone(7100) + `","custom_fields":{"x":"` +
+		strings.Repeat("<", commands.MaxCommandSize) + `"}}}`)
+	e.publishRaw(commands.CommandSubject(c), nats.Header(commands.CommandHeaders(c)), body)
+	got := e.waitTerminal(20*time.Second, c.ID)[c.ID]
+	if got.Outcome != commands.OutcomeDeadLettered || got.ErrorClass != commands.ClassInvalid ||
+		!strings.Contains(got.APIMessage, "too large") {
+		t.Fatalf("result: %+v", got)
+	}
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if len(e.dlqOf(c.ID)) != 1 {
+			return errNotYet
+		}
+		return nil
+	})
+	if rec := e.record(c.ID); rec.State != StateDead {
+		t.Errorf("record %+v, want dead", rec)
+	}
+	e.assertOneTerminal(c.ID)
 }
