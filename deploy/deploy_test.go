@@ -57,6 +57,7 @@ var users = map[string]struct{ env, password string }{
 	"worker":   {"WORKER_PASSWORD", "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934c"},
 	"audit":    {"AUDIT_PASSWORD", "test-audit-password"},
 	"operator": {"OPERATOR_PASSWORD", "test-operator-password"},
+	"producer": {"PRODUCER_PASSWORD", "test-producer-password"},
 	"sys":      {"SYS_PASSWORD", "test-sys-password"},
 }
 
@@ -390,7 +391,29 @@ func TestSingleNodeUsersHaveLeastPrivilege(t *testing.T) {
 		in.denyPublish(t, "$JS.API.STREAM.DELETE.COMMANDS")
 		in.denyPublish(t, "$JS.API.STREAM.PURGE.EVENTS")
 		in.denyPublish(t, "$JS.API.CONSUMER.MSG.NEXT.COMMANDS.worker-p0")
+		// The DLQ is the operator's: ingest's /v1/dlq connects as operator.
+		in.denyPublish(t, "$JS.API.STREAM.INFO.DLQ")
+		in.denyPublish(t, "$JS.API.CONSUMER.CREATE.DLQ.x")
+		in.denyPublish(t, "altegio.evt.1.client_create.replayed")
+		in.denyPublish(t, "$KV.altegio_dlq_state.seq.1")
 		in.denySubscribe(t, "altegio.>")
+	})
+
+	t.Run("producer", func(t *testing.T) {
+		pr := connectAs(t, url, "producer")
+		msg := &nats.Msg{Subject: "altegio.cmd.1.ref_p.create", Data: []byte(`{}`)}
+		ack, err := pr.js.PublishMsg(ctx, msg, jetstream.WithMsgID("deploy-test-producer"))
+		if err != nil || ack.Stream != topology.StreamCommands {
+			t.Fatalf("producer publishes a command: ack %+v, err %v", ack, err)
+		}
+		pr.denyPublish(t, "altegio.cmd.3.1.ref_p.create") // only the form COMMANDS takes
+		pr.denyPublish(t, "altegio.evt.1.client_create.succeeded")
+		pr.denyPublish(t, "altegio.dlq.1.client_create")
+		pr.denyPublish(t, "$JS.API.STREAM.INFO.COMMANDS")
+		pr.denyPublish(t, "$JS.API.STREAM.MSG.GET.KV_altegio_idempotency")
+		pr.denyPublish(t, "$KV.altegio_idempotency.x")
+		pr.denySubscribe(t, "altegio.>")
+		pr.denySubscribe(t, "_INBOX_worker.>")
 	})
 
 	t.Run("worker", func(t *testing.T) {

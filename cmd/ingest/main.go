@@ -65,6 +65,7 @@ type options struct {
 
 	operatorKeys     string
 	operatorKeysFile string
+	operatorNATS     stack.NATSConfig
 
 	cfg ingest.Config
 
@@ -96,6 +97,9 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	str(&o.producersFile, "producers-file", "INGEST_PRODUCERS_FILE", "", "file holding the producers JSON")
 	str(&o.operatorKeys, "operator-keys-sha256", "INGEST_OPERATOR_KEYS_SHA256", "", "hex SHA-256 digests of operator keys, comma-separated: serves /v1/dlq")
 	str(&o.operatorKeysFile, "operator-keys-file", "INGEST_OPERATOR_KEYS_FILE", "", "file of raw operator keys, one per line: serves /v1/dlq")
+	str(&o.operatorNATS.URL, "operator-nats-url", "INGEST_OPERATOR_NATS_URL", "", "NATS URLs with the operator user's credentials for /v1/dlq (empty: ingest's own connection, which deploy/nats does not let read the DLQ)")
+	str(&o.operatorNATS.Creds, "operator-nats-creds", "INGEST_OPERATOR_NATS_CREDS", "", "NATS credentials file of the operator connection (optional)")
+	str(&o.operatorNATS.InboxPrefix, "operator-nats-inbox-prefix", "INGEST_OPERATOR_NATS_INBOX_PREFIX", "", "reply subject prefix of the operator connection: _INBOX_operator with the deploy/nats users")
 	boolean(&o.noAuth, "insecure-no-auth", "INGEST_INSECURE_NO_AUTH", false, "disable producer authentication (development only)")
 
 	c := &o.cfg
@@ -192,7 +196,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	if len(operatorKeys) > 0 {
-		svc, err := dlq.New(ctx, js, dlq.Config{Logger: log.With("component", "dlq"), Registerer: reg})
+		// The DLQ belongs to the operator identity: with deploy/nats the
+		// ingest user may not read it, so /v1/dlq gets a connection of its
+		// own as the operator user.
+		opJS := js
+		if o.operatorNATS.URL != "" {
+			o.operatorNATS.Name = "ingest-operator"
+			onc, ojs, err := stack.ConnectNATS(o.operatorNATS, log)
+			if err != nil {
+				return fmt.Errorf("operator connection: %w", err)
+			}
+			defer onc.Close()
+			opJS = ojs
+		}
+		svc, err := dlq.New(ctx, opJS, dlq.Config{Logger: log.With("component", "dlq"), Registerer: reg})
 		if err != nil {
 			return fmt.Errorf("dlq: %w", err)
 		}
