@@ -61,11 +61,16 @@ var users = map[string]struct{ env, password string }{
 	"sys":      {"SYS_PASSWORD", "test-sys-password"},
 }
 
-// setPasswords sets every password variable the configs reference.
+// storeKey is the JetStream encryption key the configs take from JS_KEY.
+const storeKey = "test-jetstream-store-key-0123456789abcdef"
+
+// setPasswords sets every password variable the configs reference, and the
+// store's encryption key.
 func setPasswords(t *testing.T) {
 	for _, u := range users {
 		t.Setenv(u.env, u.password)
 	}
+	t.Setenv("JS_KEY", storeKey)
 }
 
 // loadConfig parses a config file the way nats-server -c does and fails on
@@ -152,6 +157,22 @@ func TestNATSConfigsNeedEveryPassword(t *testing.T) {
 				t.Fatalf("parse without $%s: err = %v, want an error naming it", u.env, err)
 			}
 		})
+	}
+}
+
+// TestStoreIsEncrypted: the configs encrypt JetStream's files at rest, with
+// the key from the environment.
+func TestStoreIsEncrypted(t *testing.T) {
+	setPasswords(t)
+	for _, path := range []string{singleConf, filepath.Join("nats", "cluster", "n1.conf")} {
+		o := loadConfig(t, path)
+		if o.JetStreamCipher != server.ChaCha || o.JetStreamKey != storeKey {
+			t.Errorf("%s: cipher %v, key set %v; want ChaCha20-Poly1305 under JS_KEY", path, o.JetStreamCipher, o.JetStreamKey == storeKey)
+		}
+	}
+	os.Unsetenv("JS_KEY") // restored by t.Setenv's cleanup
+	if err := (&server.Options{}).ProcessConfigFile(singleConf); err == nil || !strings.Contains(err.Error(), "JS_KEY") {
+		t.Errorf("parse without $JS_KEY: err = %v, want an error naming it", err)
 	}
 }
 

@@ -480,8 +480,13 @@ func TestNATSHelmValues(t *testing.T) {
 		got = append(got, k)
 	}
 	slices.Sort(got)
-	if want := passwordVars(t); !slices.Equal(got, want) {
-		t.Errorf("container env %v, accounts.conf needs %v", got, want)
+	want := append(passwordVars(t), "JS_KEY") // the store's encryption key
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("container env %v, accounts.conf and the store need %v", got, want)
+	}
+	if str(v, "config", "jetstream", "merge", "cipher") != "chachapoly" || str(v, "config", "jetstream", "merge", "key") == "" {
+		t.Error("JetStream's files are not encrypted at rest (config.jetstream.merge cipher and key)")
 	}
 	// The same sync_interval as the cluster configs.
 	if s := str(v, "config", "jetstream", "merge", "sync_interval"); s != "2m" {
