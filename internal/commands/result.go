@@ -262,6 +262,10 @@ type DLQRecord struct {
 	// not well-formed JSON. Exactly one of Command and CommandRaw is set;
 	// use SetCommand and CommandBytes.
 	CommandRaw []byte `json:"command_raw,omitempty"`
+	// CommandRef, set instead of Command and CommandRaw, points at the
+	// command stored on its own in the DLQ stream, for a command so large
+	// that a record embedding it would not fit in a message.
+	CommandRef *CommandRef `json:"command_ref,omitempty"`
 	// Headers are the original message's headers (nats.Header).
 	Headers map[string][]string `json:"headers,omitempty"`
 	// Subject is the subject the command was received on.
@@ -305,6 +309,15 @@ type DLQRecord struct {
 	DeadLetteredAt time.Time `json:"dead_lettered_at"`
 	// WorkerID identifies the worker process that dead-lettered the command.
 	WorkerID string `json:"worker_id,omitempty"`
+}
+
+// CommandRef locates a command stored on its own in the DLQ stream
+// (DLQCommandSubject), with its size and SHA-256 to check it.
+type CommandRef struct {
+	Subject string `json:"subject"`
+	Seq     uint64 `json:"seq"`
+	Size    int    `json:"size"`
+	SHA256  string `json:"sha256"`
 }
 
 // SetCommand stores the original message body: in Command when it is

@@ -218,6 +218,12 @@ func DLQSubject(c Command) string {
 	return "altegio.dlq." + locationToken(c.LocationID) + "." + c.Type.Op()
 }
 
+// DLQCommandSubject returns the subject a command too large to embed in
+// its DLQ record is stored on, in the DLQ stream next to the records:
+// altegio.dlq.<location>.<op>.command. DLQ listings read the four-token
+// record subjects only.
+func DLQCommandSubject(c Command) string { return DLQSubject(c) + ".command" }
+
 // CommandHeaders returns the headers to publish c with: HeaderMsgID (the
 // command id), HeaderCommandID, HeaderCommandType, HeaderSchemaVersion,
 // HeaderClientKey and, when set, HeaderCorrelationID. The result converts

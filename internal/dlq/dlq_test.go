@@ -1,6 +1,7 @@
 package dlq
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -14,6 +15,8 @@ import (
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/topology"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // A command fails permanently (422), the sandbox is fixed, the replay
@@ -402,5 +405,50 @@ func refuseCreates(sb *sandbox.Server) func() {
 	return func() {
 		one()
 		bulk()
+	}
+}
+
+// A command too large for its DLQ record to embed is stored on its own in
+// the DLQ stream and the record points at it: the entry is listed, replay
+// republishes exactly the original bytes, and purge removes both.
+func TestTooLargeCommandIsStoredByReference(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	e.startWorker()
+	c := createCmd("huge-dlq", "Huge", phone(400))
+	body := []byte(`{"id":"` + c.ID + `","type":"client.create","location_id":1,"client_ref":"huge-dlq",` +
+		`"payload":{"name":"Huge","phone":"` + phone(400) + `","custom_fields":{"x":"` +
+		strings.Repeat("a", 1_000_000) + `"}}}`)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: commands.CommandSubject(c),
+		Header: nats.Header(commands.CommandHeaders(c)), Data: body}); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	f := Filter{IDs: []string{c.ID}}
+	entries := e.waitList(f, 1)
+	rec := entries[0].Record
+	if rec.CommandRef == nil || len(rec.Command) != 0 || rec.CommandRef.Size != len(body) || rec.ErrorClass != commands.ClassInvalid {
+		t.Fatalf("record: ref %+v, %d bytes embedded, class %s", rec.CommandRef, len(rec.Command), rec.ErrorClass)
+	}
+	got, err := e.svc.commandBytes(ctx, rec)
+	if err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("the stored command: %d bytes, %v; want the original %d bytes", len(got), err, len(body))
+	}
+	rep, err := e.svc.Replay(ctx, f, ReplayOptions{})
+	if err != nil || len(rep.Replayed) != 1 {
+		t.Fatalf("replay: %+v, %v", rep, err)
+	}
+	// The replay is the same command: too large again, dead-lettered again
+	// by reference.
+	again := e.waitList(Filter{IDs: []string{c.ID}, All: true}, 2)
+	if ref := again[len(again)-1].Record.CommandRef; ref == nil || ref.Size != len(body) {
+		t.Errorf("the replay's record: %+v", again[len(again)-1].Record.CommandRef)
+	}
+	if _, err := e.svc.Purge(ctx, Filter{IDs: []string{c.ID}}); err != nil {
+		t.Fatalf("purge: %v", err)
+	}
+	if _, err := e.svc.dlq.GetMsg(ctx, rec.CommandRef.Seq); !errors.Is(err, jetstream.ErrMsgNotFound) {
+		t.Errorf("the stored command outlived its purged record: %v", err)
 	}
 }

@@ -3,6 +3,8 @@ package dlq
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -283,7 +285,7 @@ func (s *Service) plan(entries []Entry) ReplayReport {
 			if e.Mark != nil {
 				skip.Reason += " (generation " + strconv.Itoa(e.Mark.Generation) + ")"
 			}
-		case e.Record.CommandID == "" || len(e.Record.CommandBytes()) == 0:
+		case e.Record.CommandID == "" || (len(e.Record.CommandBytes()) == 0 && e.Record.CommandRef == nil):
 			skip.Reason = "no command id: cannot be replayed"
 		case latest[e.Record.CommandID] != e.Seq:
 			skip.Reason = "a later entry of the same command is replayed instead"
@@ -308,14 +310,39 @@ func (s *Service) resolve(ctx context.Context, e Entry) {
 	}
 }
 
+// commandBytes returns the command of a record: embedded, or, for one too
+// large to embed, read from its own message in the DLQ stream and checked
+// against the record's size and digest.
+func (s *Service) commandBytes(ctx context.Context, rec commands.DLQRecord) ([]byte, error) {
+	ref := rec.CommandRef
+	if ref == nil {
+		return rec.CommandBytes(), nil
+	}
+	cctx, cancel := s.timeout(ctx)
+	defer cancel()
+	m, err := s.dlq.GetMsg(cctx, ref.Seq)
+	if err != nil {
+		return nil, fmt.Errorf("read the stored command at %d: %w", ref.Seq, err)
+	}
+	sum := sha256.Sum256(m.Data)
+	if m.Subject != ref.Subject || len(m.Data) != ref.Size || hex.EncodeToString(sum[:]) != ref.SHA256 {
+		return nil, fmt.Errorf("the stored command at %d is not the one the record names", ref.Seq)
+	}
+	return m.Data, nil
+}
+
 // replayOne republishes one entry, publishes its replayed event and marks
 // it, in that order: each step is deduplicated or compare-and-set, so a
 // crash between them is repaired by replaying the entry again.
 func (s *Service) replayOne(ctx context.Context, e Entry, operator string) (Replayed, error) {
 	rec := e.Record
 	gen := rec.Replay + 1
+	data, err := s.commandBytes(ctx, rec)
+	if err != nil {
+		return Replayed{}, fmt.Errorf("dlq entry %d: %w", e.Seq, err)
+	}
 	var cmd commands.Command
-	if err := json.Unmarshal(rec.Command, &cmd); err != nil || cmd.ID == "" {
+	if err := json.Unmarshal(data, &cmd); err != nil || cmd.ID == "" {
 		// Not decodable as a command: keep the fields the record knows.
 		cmd = commands.Command{ID: rec.CommandID, Type: rec.Type, LocationID: rec.LocationID,
 			ClientID: e.ClientID, ClientRef: e.ClientRef}
@@ -340,7 +367,7 @@ func (s *Service) replayOne(ctx context.Context, e Entry, operator string) (Repl
 
 	cctx, cancel := s.timeout(ctx)
 	defer cancel()
-	ack, err := s.js.PublishMsg(cctx, &nats.Msg{Subject: commands.CommandSubject(cmd), Header: h, Data: rec.CommandBytes()})
+	ack, err := s.js.PublishMsg(cctx, &nats.Msg{Subject: commands.CommandSubject(cmd), Header: h, Data: data})
 	if err != nil {
 		return Replayed{}, fmt.Errorf("republish dlq entry %d: %w", e.Seq, err)
 	}
@@ -398,6 +425,12 @@ func (s *Service) Purge(ctx context.Context, f Filter) (PurgeReport, error) {
 		}
 		cctx, cancel := s.timeout(ctx)
 		err := s.dlq.DeleteMsg(cctx, e.Seq)
+		if ref := e.Record.CommandRef; ref != nil && (err == nil || errors.Is(err, jetstream.ErrMsgNotFound)) {
+			// The command stored on its own goes with its record.
+			if err = s.dlq.DeleteMsg(cctx, ref.Seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+				err = nil
+			}
+		}
 		if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {
 			err = s.marks.Delete(cctx, MarkKey(e.Seq))
 			if errors.Is(err, jetstream.ErrKeyNotFound) {

@@ -548,6 +548,9 @@ func (j *job) emitDead(ctx context.Context, dl commands.DLQRecord, r commands.Re
 	dl.Headers = messageHeaders(j.msg)
 	bctx, cancel := j.bk(ctx)
 	defer cancel()
+	if err := w.fitDLQRecord(bctx, j.cmd, &dl, j.msg.Payload); err != nil {
+		return err
+	}
 	if err := w.publishDLQ(bctx, j.cmd, dl); err != nil {
 		return err
 	}

@@ -3,11 +3,15 @@ package worker
 import (
 	"cmp"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/wmjetstream"
@@ -16,12 +20,12 @@ import (
 // AccountAttentionKind is the Kind of an AccountAttention event.
 const AccountAttentionKind = "account.needs_attention"
 
-// AccountAttention is the event published when a command is dead-lettered
-// with class auth: the account's credentials were rejected after one
-// re-login, or the account cannot log in (two-factor authentication, wrong
-// password). Operators fix the account, then replay the DLQ. It is
-// published on AccountAttentionSubject, with Nats-Msg-Id
-// "account:<command id>:<stream seq>".
+// AccountAttention is the event published when an account's credentials
+// were rejected after one re-login, or the account cannot log in (two-factor
+// authentication, wrong password): while its commands wait for it (Paused,
+// at most once per account per 5 minutes), and when one is dead-lettered
+// at its last delivery. Operators fix the account; the waiting commands
+// then go on by themselves. It is published on AccountAttentionSubject.
 type AccountAttention struct {
 	// SchemaVersion is commands.SchemaVersion.
 	SchemaVersion int `json:"schema_version"`
@@ -91,6 +95,38 @@ func (w *Worker) publishDLQ(ctx context.Context, cmd commands.Command, dl comman
 		h[commands.HeaderCommandType] = []string{string(dl.Type)}
 	}
 	return w.publish(ctx, commands.DLQSubject(cmd), id, h, body)
+}
+
+// dlqHeadroom is what a DLQ record needs besides the command it embeds
+// (reason, field errors, headers), with room to spare.
+const dlqHeadroom = 64 << 10
+
+// fitDLQRecord makes sure dl fits in one message: a command too large to
+// embed (its record would exceed the connection's max payload) is stored on
+// its own on DLQCommandSubject, and dl points at it instead. Storing it is
+// deduplicated by message id, so repeating this after a crash stores it once.
+func (w *Worker) fitDLQRecord(ctx context.Context, cmd commands.Command, dl *commands.DLQRecord, payload []byte) error {
+	limit := int64(1 << 20)
+	if nc := w.js.Conn(); nc != nil && nc.MaxPayload() > 0 {
+		limit = nc.MaxPayload()
+	}
+	if int64(len(payload))+dlqHeadroom <= limit {
+		return nil
+	}
+	subject := commands.DLQCommandSubject(cmd)
+	id := "dlqcmd:" + dl.CommandID + ":" + strconv.FormatUint(dl.StreamSeq, 10)
+	msg := &nats.Msg{Subject: subject, Header: nats.Header{}, Data: payload}
+	if dl.CommandID != "" {
+		msg.Header.Set(commands.HeaderCommandID, dl.CommandID)
+	}
+	ack, err := w.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id))
+	if err != nil {
+		return fmt.Errorf("store the command of dlq record %s: %w", id, err)
+	}
+	sum := sha256.Sum256(payload)
+	dl.Command, dl.CommandRaw = nil, nil
+	dl.CommandRef = &commands.CommandRef{Subject: subject, Seq: ack.Sequence, Size: len(payload), SHA256: hex.EncodeToString(sum[:])}
+	return nil
 }
 
 // publishAccountAttention publishes an AccountAttention event.
