@@ -437,6 +437,12 @@ func isIdentifier(s string) bool {
 	return true
 }
 
+// ValidID reports whether s is a valid command id: a lowercase UUID other
+// than the nil UUID.
+func ValidID(s string) bool {
+	return uuidRE.MatchString(s) && s != "00000000-0000-0000-0000-000000000000"
+}
+
 // PeekID returns the "id" of a message that Decode refused (too large,
 // invalid), when its top level is a JSON object whose "id" is a valid
 // command id (a lowercase UUID other than the nil UUID); else "". It lets a
@@ -459,7 +465,7 @@ func PeekID(data []byte) string {
 			continue
 		}
 		var id string
-		if json.Unmarshal(v, &id) != nil || !uuidRE.MatchString(id) || id == "00000000-0000-0000-0000-000000000000" {
+		if json.Unmarshal(v, &id) != nil || !ValidID(id) {
 			return ""
 		}
 		return id

@@ -418,7 +418,7 @@ func TestTooLargeCommandIsStoredByReference(t *testing.T) {
 	c := createCmd("huge-dlq", "Huge", phone(400))
 	body := []byte(`{"id":"` + c.ID + `","type":"client.create","location_id":1,"client_ref":"huge-dlq",` +
 		`"payload":{"name":"Huge","phone":"` + phone(400) + `","custom_fields":{"x":"` +
-		strings.Repeat("a", 1_000_000) + `"}}}`)
+		strings.Repeat("a", 1_045_000) + `"}}}`)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: commands.CommandSubject(c),

@@ -209,7 +209,7 @@ const StatusClientClosedRequest = 499
 
 // fail answers an error of the service.
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if r.Context().Err() != nil {
+	if r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)) {
 		// The client went away: nobody reads the answer, and nothing
 		// failed on our side.
 		w.WriteHeader(StatusClientClosedRequest)

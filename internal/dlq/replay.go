@@ -424,12 +424,16 @@ func (s *Service) Purge(ctx context.Context, f Filter) (PurgeReport, error) {
 			return rep, err
 		}
 		cctx, cancel := s.timeout(ctx)
-		err := s.dlq.DeleteMsg(cctx, e.Seq)
-		if ref := e.Record.CommandRef; ref != nil && (err == nil || errors.Is(err, jetstream.ErrMsgNotFound)) {
-			// The command stored on its own goes with its record.
+		var err error
+		if ref := e.Record.CommandRef; ref != nil {
+			// The command stored on its own goes first, so that a failure
+			// in between leaves the record, which still lists it.
 			if err = s.dlq.DeleteMsg(cctx, ref.Seq); errors.Is(err, jetstream.ErrMsgNotFound) {
 				err = nil
 			}
+		}
+		if err == nil {
+			err = s.dlq.DeleteMsg(cctx, e.Seq)
 		}
 		if err == nil || errors.Is(err, jetstream.ErrMsgNotFound) {
 			err = s.marks.Delete(cctx, MarkKey(e.Seq))

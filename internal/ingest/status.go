@@ -84,7 +84,7 @@ func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	st, location, found, err := s.lookup(ctx, cmdID)
 	switch {
-	case err != nil && r.Context().Err() != nil:
+	case err != nil && r.Context().Err() != nil && (errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded)):
 		// The client went away: nobody reads the answer, and nothing
 		// failed on our side.
 		s.log.Debug("command status lookup abandoned by the client", "command_id", cmdID)

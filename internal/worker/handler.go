@@ -413,9 +413,11 @@ func (j *job) fail(ctx context.Context, err error, uncertainBefore bool) error {
 		// and an account.needs_attention event says why; once the
 		// credentials work it goes on without a replay. Only the
 		// consumer's last delivery dead-letters it.
+		// Uncertain stays as the intent recorded it: a bulk create may have
+		// been applied before a later request of the attempt was refused,
+		// so the retry reconciles first.
 		j.rec.Attempts--
 		j.rec.Deferrals++
-		j.rec.Uncertain = uncertainBefore
 		if lastDelivery {
 			return j.deadLetter(ctx, v, fmt.Errorf("the account did not work again before the last delivery: %w", err))
 		}
@@ -544,16 +546,11 @@ func (j *job) publishDead(ctx context.Context, dl commands.DLQRecord, r commands
 // emitDead after a crash publishes nothing twice.
 func (j *job) emitDead(ctx context.Context, dl commands.DLQRecord, r commands.Result) error {
 	w := j.w
-	dl.SetCommand(j.msg.Payload)
-	dl.Headers = messageHeaders(j.msg)
+	if err := j.storeDLQRecord(ctx, &dl); err != nil {
+		return err
+	}
 	bctx, cancel := j.bk(ctx)
 	defer cancel()
-	if err := w.fitDLQRecord(bctx, j.cmd, &dl, j.msg.Payload); err != nil {
-		return err
-	}
-	if err := w.publishDLQ(bctx, j.cmd, dl); err != nil {
-		return err
-	}
 	if dl.ErrorClass == commands.ClassAuth {
 		if err := w.publishAccountAttention(bctx, j.cmd, dl.StreamSeq, j.rec.Account, dl.Reason); err != nil {
 			return err
@@ -569,6 +566,19 @@ func (j *job) emitDead(ctx context.Context, dl commands.DLQRecord, r commands.Re
 	return nil
 }
 
+// storeDLQRecord publishes dl with the message's bytes and headers (the
+// bytes by reference when too large to embed).
+func (j *job) storeDLQRecord(ctx context.Context, dl *commands.DLQRecord) error {
+	dl.SetCommand(j.msg.Payload)
+	dl.Headers = messageHeaders(j.msg)
+	bctx, cancel := j.bk(ctx)
+	defer cancel()
+	if err := j.w.fitDLQRecord(bctx, j.cmd, dl); err != nil {
+		return err
+	}
+	return j.w.publishDLQ(bctx, j.cmd, *dl)
+}
+
 // deadLetterInvalid dead-letters a message that is not a valid command:
 // class invalid, the problems as field errors, and, when the body names a
 // command id, a dead idempotency record unless one exists.
@@ -580,7 +590,7 @@ func (j *job) deadLetterInvalid(ctx context.Context, err error) error {
 	} else {
 		v.fields = []commands.Problem{{Reason: err.Error()}}
 	}
-	if j.cmd.ID == "" {
+	if !commands.ValidID(j.cmd.ID) {
 		// Too large or broken beyond decoding: the DLQ record, the event
 		// and the status lookup still name the command when its body did.
 		j.cmd.ID = commands.PeekID(j.msg.Payload)
@@ -592,16 +602,37 @@ func (j *job) deadLetterInvalid(ctx context.Context, err error) error {
 	r.APIMessage = reason
 	if j.cmd.ID != "" {
 		// A dead record, so that GET /v1/commands/{id} and the DLQ tools
-		// see the outcome; one that exists already (an earlier delivery,
-		// or a valid command with the same id) is kept.
+		// see the outcome.
 		stored := dl
 		rec := Record{State: StateDead, StreamSeq: j.info.StreamSeq, LastError: reason, LastClass: v.class,
 			FirstFailureAt: now, LastFailureAt: now, DeadLetter: &stored, Result: &r, WorkerID: j.w.cfg.WorkerID}
 		bctx, cancel := j.bk(ctx)
 		_, serr := j.w.idem.save(bctx, j.cmd.ID, rec, 0)
+		var existing Record
+		if errors.Is(serr, errConflict) {
+			var rev uint64
+			existing, rev, serr = j.w.idem.load(bctx, j.cmd.ID)
+			if serr == nil && existing.State == StateDead && existing.StreamSeq != j.info.StreamSeq && replayOf(j.msg) > 0 {
+				// A replay of the dead-lettered command: its record now.
+				_, serr = j.w.idem.save(bctx, j.cmd.ID, rec, rev)
+				existing = Record{}
+			}
+		}
 		cancel()
-		if serr != nil && !errors.Is(serr, errConflict) {
+		if serr != nil {
 			return j.retryInfra(serr)
+		}
+		if existing.State != "" && existing.StreamSeq != j.info.StreamSeq {
+			// The id belongs to another message, which has (or will have)
+			// its own terminal event: this one is dead-lettered without
+			// the id and without a terminal event of its own.
+			dl.CommandID = ""
+			if err := j.storeDLQRecord(ctx, &dl); err != nil {
+				return j.retryInfra(err)
+			}
+			j.w.metrics.dlq.WithLabelValues(string(dl.ErrorClass)).Inc()
+			wmjetstream.Terminate(j.msg, string(dl.ErrorClass)+": "+dl.Reason)
+			return nil
 		}
 	}
 	return j.publishDead(ctx, dl, r)

@@ -148,6 +148,8 @@ func (e *env) collect(stream string) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		switch {
+		case stream == topology.StreamDLQ && strings.HasSuffix(m.Subject(), ".command"):
+			// A command stored beside its record (CommandRef), not a record.
 		case stream == topology.StreamDLQ:
 			var r commands.DLQRecord
 			if err := json.Unmarshal(m.Data(), &r); err != nil {

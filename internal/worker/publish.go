@@ -97,22 +97,30 @@ func (w *Worker) publishDLQ(ctx context.Context, cmd commands.Command, dl comman
 	return w.publish(ctx, commands.DLQSubject(cmd), id, h, body)
 }
 
-// dlqHeadroom is what a DLQ record needs besides the command it embeds
-// (reason, field errors, headers), with room to spare.
-const dlqHeadroom = 64 << 10
+// dlqHeaderRoom is what a DLQ record's message headers may take.
+const dlqHeaderRoom = 4 << 10
 
-// fitDLQRecord makes sure dl fits in one message: a command too large to
-// embed (its record would exceed the connection's max payload) is stored on
-// its own on DLQCommandSubject, and dl points at it instead. Storing it is
-// deduplicated by message id, so repeating this after a crash stores it once.
-func (w *Worker) fitDLQRecord(ctx context.Context, cmd commands.Command, dl *commands.DLQRecord, payload []byte) error {
+// fitDLQRecord makes sure dl fits in one message (the connection's max
+// payload and the DLQ stream's max message size): a command too large to
+// embed is stored on its own on DLQCommandSubject, and dl points at it
+// instead. Storing it is deduplicated by message id, so repeating this
+// after a crash stores it once.
+func (w *Worker) fitDLQRecord(ctx context.Context, cmd commands.Command, dl *commands.DLQRecord) error {
 	limit := int64(1 << 20)
 	if nc := w.js.Conn(); nc != nil && nc.MaxPayload() > 0 {
 		limit = nc.MaxPayload()
 	}
-	if int64(len(payload))+dlqHeadroom <= limit {
+	if w.dlqMaxMsg > 0 {
+		limit = min(limit, w.dlqMaxMsg)
+	}
+	body, err := commands.Marshal(*dl)
+	if err != nil {
+		return fmt.Errorf("encode dlq record: %w", err)
+	}
+	if int64(len(body))+dlqHeaderRoom <= limit {
 		return nil
 	}
+	payload := dl.CommandBytes()
 	subject := commands.DLQCommandSubject(cmd)
 	id := "dlqcmd:" + dl.CommandID + ":" + strconv.FormatUint(dl.StreamSeq, 10)
 	msg := &nats.Msg{Subject: subject, Header: nats.Header{}, Data: payload}

@@ -89,3 +89,58 @@ func TestTooLargeCommandKeepsItsID(t *testing.T) {
 	}
 	e.assertOneTerminal(c.ID)
 }
+
+// An invalid message whose id is not a command id is dead-lettered at its
+// first delivery (no record under a key that cannot exist); one that
+// reuses the id of another command is dead-lettered without that id and
+// gives the command no second terminal event.
+func TestInvalidMessagesDoNotTouchOtherCommands(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	r := e.startWorker(workerOpts{})
+	ok := createCmd("inv-ok", "Ok", phone(7200))
+	e.publish(ok)
+	e.waitTerminal(10*time.Second, ok.ID)
+
+	subject := commands.CommandSubject(ok)
+	e.publishRaw(subject, nil, []byte(`{"id":"not a uuid","type":"client.create","location_id":1,"client_ref":"inv-ok"}`))
+	e.publishRaw(subject, nil, []byte(`{"id":"`+ok.ID+`","type":"client.create","location_id":1,"client_ref":"inv-ok","payload":{}}`))
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if n := r.counter(t, "worker_dlq_writes_total", map[string]string{"class": "invalid"}); n < 2 {
+			return errNotYet
+		}
+		return nil
+	})
+	if n := r.counter(t, "worker_retries_total", map[string]string{"class": "infrastructure"}); n != 0 {
+		t.Errorf("%v infrastructure retries, want none", n)
+	}
+	if dl := e.dlqOf(ok.ID); len(dl) != 0 {
+		t.Errorf("DLQ records under the succeeded command's id: %d, want 0", len(dl))
+	}
+	if rec := e.record(ok.ID); rec.State != StateDone {
+		t.Errorf("the succeeded command's record became %s", rec.State)
+	}
+	e.assertOneTerminal(ok.ID)
+}
+
+// A command so large that its DLQ record would not fit in one message (a
+// non-JSON body grows by a third as base64) is stored by reference.
+func TestHugeNonJSONBodyIsStoredByReference(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	e.startWorker(workerOpts{})
+	c := createCmd("huge-raw", "Raw", phone(7300))
+	body := []byte(strings.Repeat("\x01", 900_000))
+	e.publishRaw(commands.CommandSubject(c), nil, body)
+	testenv.WaitFor(t, 20*time.Second, func() error {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		for _, r := range e.dlq {
+			if r.CommandRef != nil && r.CommandRef.Size == len(body) {
+				return nil
+			}
+		}
+		return errNotYet
+	})
+	e.waitCommandsEmpty(10 * time.Second)
+}

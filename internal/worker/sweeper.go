@@ -82,7 +82,20 @@ func (w *Worker) sweepCommand(ctx context.Context, raw *jetstream.RawStreamMsg, 
 	j.cmd = cmd
 	exhausted := verdict{class: commands.ClassExhausted}
 	if err != nil || cmd.ID == "" {
-		// Not a command the worker could have recorded anything for.
+		// Not a decodable command; its body may still name its id, under
+		// which the worker recorded the dead letter it was publishing.
+		if id := commands.PeekID(raw.Data); id != "" {
+			rec, _, lerr := w.idem.load(ctx, id)
+			switch {
+			case lerr != nil:
+				return lerr
+			case rec.State == StateDead && rec.StreamSeq == raw.Sequence && rec.DeadLetter != nil && rec.Result != nil:
+				j.cmd.ID = id
+				return j.emitDead(ctx, *rec.DeadLetter, *rec.Result)
+			case rec.State == "":
+				j.cmd.ID = id
+			}
+		}
 		dl := j.dlqRecord(exhausted, ReasonMaxDeliveries, w.cfg.Now())
 		r := j.result(commands.OutcomeDeadLettered, exhausted)
 		r.APIMessage = ReasonMaxDeliveries

@@ -49,6 +49,7 @@ type Worker struct {
 	// maxDeliver and pinned are per partition consumer, from the topology.
 	maxDeliver map[int]int
 	maxHeld    map[int]int // the consumer's max_ack_pending beyond MaxInFlight
+	dlqMaxMsg  int64       // the DLQ stream's max message size, 0 when unbounded
 	pinned     map[int]bool
 
 	// Bound by Run.
@@ -133,6 +134,11 @@ func New(cfg Config, js jetstream.JetStream, api API, top *topology.Topology) (*
 			w.maxHeld[p] = max(cc.MaxAckPending-cfg.MaxInFlight, 1)
 		}
 		w.pinned[p] = cc.PriorityPolicy == jetstream.PriorityPolicyPinned
+	}
+	for _, s := range top.Streams {
+		if s.Name == topology.StreamDLQ && s.MaxMsgSize > 0 {
+			w.dlqMaxMsg = int64(s.MaxMsgSize)
+		}
 	}
 	m, err := newMetrics(cfg.Registerer)
 	if err != nil {
