@@ -46,10 +46,15 @@ func TestClusterHasMetaLeader(t *testing.T) {
 	}
 	c := RunCluster(t, 3)
 	_, js := Connect(t, c.URLs())
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	// Electing a meta leader can take long on a loaded 2-core machine (CI
+	// runs the packages' tests side by side): poll for up to a minute, each
+	// try with its own timeout.
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	WaitFor(t, 20*time.Second, func() error {
-		_, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3})
+	WaitFor(t, 60*time.Second, func() error {
+		tctx, tcancel := context.WithTimeout(ctx, 5*time.Second)
+		defer tcancel()
+		_, err := js.CreateStream(tctx, jetstream.StreamConfig{Name: "R3", Subjects: []string{"r3.>"}, Replicas: 3})
 		return err
 	})
 	ack, err := js.Publish(ctx, "r3.x", []byte("x"))
