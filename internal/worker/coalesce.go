@@ -43,28 +43,24 @@ func (w *Worker) untilStopping(ctx context.Context) (context.Context, context.Ca
 	return ctx, cancel
 }
 
-// coalescable reports whether the command is a create that may share a
-// bulk request: not being reconciled (that looks the client up first),
-// and without custom_fields, which bulk does not document.
-func (j *job) coalescable(reconcile bool) bool {
+// coalescable returns the fields of a create that may share a bulk
+// request: not being reconciled (that looks the client up first), and
+// without custom_fields, which bulk does not document.
+func (j *job) coalescable(reconcile bool) (commands.ClientFields, bool) {
 	if j.cmd.Type != commands.TypeClientCreate || reconcile || j.w.cfg.CreateBatch < 2 {
-		return false
+		return commands.ClientFields{}, false
 	}
 	f, err := j.cmd.ClientFields()
-	return err == nil && len(f.CustomFields) == 0
+	return f, err == nil && len(f.CustomFields) == 0
 }
 
-// attemptCoalesced makes one attempt of a create through the coalescer:
-// wait to be picked for a request whose budget slot has come, record the
-// intent, and act on this create's own outcome. Each create keeps its own
-// idempotency record and result event; an unknown outcome of the shared
-// request makes each create reconcile by phone on its retry.
-func (j *job) attemptCoalesced(ctx context.Context, reconcile bool) error {
+// attemptCoalesced makes one attempt of the create of fields f through the
+// coalescer: wait to be picked for a request whose budget slot has come,
+// record the intent, and act on this create's own outcome. Each create
+// keeps its own idempotency record and result event; an unknown outcome of
+// the shared request makes each create reconcile by phone on its retry.
+func (j *job) attemptCoalesced(ctx context.Context, f commands.ClientFields) error {
 	w := j.w
-	f, err := j.cmd.ClientFields()
-	if err != nil {
-		return j.fail(ctx, &permanentError{err}, reconcile)
-	}
 	it := &createItem{
 		in:     inputFromFields(f),
 		picked: make(chan bool, 1),
@@ -112,7 +108,7 @@ func (j *job) attemptCoalesced(ctx context.Context, reconcile bool) error {
 		h(j.cmd, res.err)
 	}
 	if res.err != nil {
-		return j.fail(ctx, res.err, reconcile)
+		return j.fail(ctx, res.err, false)
 	}
 	out := outcome{data: marshal(res.rec), clientID: res.rec.ID}
 	if res.batch > 1 {

@@ -199,8 +199,8 @@ func (j *job) attempt(ctx context.Context) error {
 			fmt.Errorf("%d attempts made: %s", j.rec.Attempts, j.rec.LastError))
 	}
 
-	if j.coalescable(reconcile) {
-		return j.attemptCoalesced(ctx, reconcile)
+	if f, ok := j.coalescable(reconcile); ok {
+		return j.attemptCoalesced(ctx, f)
 	}
 	// Wait for the first request's slot before recording anything: a
 	// command that waits is not in flight, so a crash meanwhile leaves
@@ -382,8 +382,7 @@ func (j *job) fail(ctx context.Context, err error, uncertainBefore bool) error {
 	j.rec.LastFailureAt = now
 	lastDelivery := j.lastDelivery()
 
-	switch {
-	case errors.Is(err, altegio.ErrNotSent):
+	if errors.Is(err, altegio.ErrNotSent) {
 		// The wait for a later request's slot ended (the worker is
 		// stopping): not an attempt. Uncertain stays as recorded.
 		j.rec.Attempts--
