@@ -600,28 +600,11 @@ func (j *job) deadLetterInvalid(ctx context.Context, err error) error {
 	r := j.result(commands.OutcomeDeadLettered, v)
 	r.APIMessage = reason
 	if j.cmd.ID != "" {
-		// A dead record, so that GET /v1/commands/{id} and the DLQ tools
-		// see the outcome.
-		stored := dl
-		rec := Record{State: StateDead, StreamSeq: j.info.StreamSeq, LastError: reason, LastClass: v.class,
-			FirstFailureAt: now, LastFailureAt: now, DeadLetter: &stored, Result: &r, WorkerID: j.w.cfg.WorkerID}
-		bctx, cancel := j.bk(ctx)
-		_, serr := j.w.idem.save(bctx, j.cmd.ID, rec, 0)
-		var existing Record
-		if errors.Is(serr, errConflict) {
-			var rev uint64
-			existing, rev, serr = j.w.idem.load(bctx, j.cmd.ID)
-			if serr == nil && existing.State == StateDead && existing.StreamSeq != j.info.StreamSeq && replayOf(j.msg) > 0 {
-				// A replay of the dead-lettered command: its record now.
-				_, serr = j.w.idem.save(bctx, j.cmd.ID, rec, rev)
-				existing = Record{}
-			}
+		ours, err := j.recordInvalid(ctx, dl, r)
+		if err != nil {
+			return j.retryInfra(err)
 		}
-		cancel()
-		if serr != nil {
-			return j.retryInfra(serr)
-		}
-		if existing.State != "" && existing.StreamSeq != j.info.StreamSeq {
+		if !ours {
 			// The id belongs to another message, which has (or will have)
 			// its own terminal event: this one is dead-lettered without
 			// the id and without a terminal event of its own.
@@ -635,6 +618,35 @@ func (j *job) deadLetterInvalid(ctx context.Context, err error) error {
 		}
 	}
 	return j.publishDead(ctx, dl, r)
+}
+
+// recordInvalid stores the dead record of an invalid message that names
+// command id j.cmd.ID, so that GET /v1/commands/{id} and the DLQ tools see
+// the outcome. It reports false when the id belongs to another message: a
+// record of another message exists, and this message is not a replay of a
+// dead-lettered command.
+func (j *job) recordInvalid(ctx context.Context, dl commands.DLQRecord, r commands.Result) (ours bool, err error) {
+	rec := Record{State: StateDead, StreamSeq: j.info.StreamSeq, LastError: dl.Reason, LastClass: dl.ErrorClass,
+		FirstFailureAt: dl.FirstFailureAt, LastFailureAt: dl.LastFailureAt, DeadLetter: &dl, Result: &r,
+		WorkerID: j.w.cfg.WorkerID}
+	bctx, cancel := j.bk(ctx)
+	defer cancel()
+	_, err = j.w.idem.save(bctx, j.cmd.ID, rec, 0)
+	if !errors.Is(err, errConflict) {
+		return err == nil, err
+	}
+	existing, rev, err := j.w.idem.load(bctx, j.cmd.ID)
+	switch {
+	case err != nil:
+		return false, err
+	case existing.StreamSeq == j.info.StreamSeq:
+		return true, nil // this message's own record: an earlier delivery wrote it
+	case existing.State == StateDead && replayOf(j.msg) > 0:
+		// A replay of the dead-lettered command: its record now.
+		_, err = j.w.idem.save(bctx, j.cmd.ID, rec, rev)
+		return err == nil, err
+	}
+	return false, nil
 }
 
 // dlqRecord builds the DLQ record of the command, without its bytes.
