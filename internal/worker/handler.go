@@ -572,9 +572,6 @@ func (j *job) storeDLQRecord(ctx context.Context, dl *commands.DLQRecord) error 
 	dl.Headers = messageHeaders(j.msg)
 	bctx, cancel := j.bk(ctx)
 	defer cancel()
-	if err := j.w.fitDLQRecord(bctx, j.cmd, dl); err != nil {
-		return err
-	}
 	return j.w.publishDLQ(bctx, j.cmd, *dl)
 }
 

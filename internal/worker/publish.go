@@ -80,6 +80,14 @@ func (w *Worker) publishResult(ctx context.Context, r commands.Result) error {
 // Nats-Msg-Id dl.MsgID() ("dlq:<command id>:<stream seq>").
 func (w *Worker) publishDLQ(ctx context.Context, cmd commands.Command, dl commands.DLQRecord) error {
 	body, err := commands.Marshal(dl)
+	if err == nil && len(body) > w.dlqLimit() {
+		// The record always fits: a command too large to embed is stored
+		// apart and the record points at it.
+		if err := w.storeCommandApart(ctx, cmd, &dl); err != nil {
+			return err
+		}
+		body, err = commands.Marshal(dl)
+	}
 	if err != nil {
 		return fmt.Errorf("encode dlq record: %w", err)
 	}
@@ -100,12 +108,10 @@ func (w *Worker) publishDLQ(ctx context.Context, cmd commands.Command, dl comman
 // dlqHeaderRoom is what a DLQ record's message headers may take.
 const dlqHeaderRoom = 4 << 10
 
-// fitDLQRecord makes sure dl fits in one message (the connection's max
-// payload and the DLQ stream's max message size): a command too large to
-// embed is stored on its own on DLQCommandSubject, and dl points at it
-// instead. Storing it is deduplicated by message id, so repeating this
-// after a crash stores it once.
-func (w *Worker) fitDLQRecord(ctx context.Context, cmd commands.Command, dl *commands.DLQRecord) error {
+// dlqLimit is the largest DLQ record body that fits in one message: the
+// connection's max payload and the DLQ stream's max message size, less room
+// for the headers.
+func (w *Worker) dlqLimit() int {
 	limit := int64(1 << 20)
 	if nc := w.js.Conn(); nc != nil && nc.MaxPayload() > 0 {
 		limit = nc.MaxPayload()
@@ -113,13 +119,14 @@ func (w *Worker) fitDLQRecord(ctx context.Context, cmd commands.Command, dl *com
 	if w.dlqMaxMsg > 0 {
 		limit = min(limit, w.dlqMaxMsg)
 	}
-	body, err := commands.Marshal(*dl)
-	if err != nil {
-		return fmt.Errorf("encode dlq record: %w", err)
-	}
-	if int64(len(body))+dlqHeaderRoom <= limit {
-		return nil
-	}
+	return int(limit) - dlqHeaderRoom
+}
+
+// storeCommandApart stores the command of dl on its own on
+// DLQCommandSubject and makes dl point at it (CommandRef), for a command
+// too large to embed. It is deduplicated by message id, so repeating it
+// after a crash stores the command once.
+func (w *Worker) storeCommandApart(ctx context.Context, cmd commands.Command, dl *commands.DLQRecord) error {
 	payload := dl.CommandBytes()
 	subject := commands.DLQCommandSubject(cmd)
 	id := "dlqcmd:" + dl.CommandID + ":" + strconv.FormatUint(dl.StreamSeq, 10)
