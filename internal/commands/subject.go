@@ -222,7 +222,18 @@ func DLQSubject(c Command) string {
 // its DLQ record is stored on, in the DLQ stream next to the records:
 // altegio.dlq.<location>.<op>.command. DLQ listings read the four-token
 // record subjects only.
-func DLQCommandSubject(c Command) string { return DLQSubject(c) + ".command" }
+func DLQCommandSubject(c Command) string { return DLQSubject(c) + dlqCommandSuffix }
+
+// dlqCommandSuffix ends a DLQCommandSubject.
+const dlqCommandSuffix = ".command"
+
+// DLQRecordFilter matches the DLQ stream's records, not the commands
+// stored apart beside some of them (DLQCommandSubject).
+const DLQRecordFilter = "altegio.dlq.*.*"
+
+// IsDLQCommandSubject reports whether a DLQ stream subject holds a command
+// stored apart (DLQCommandSubject) rather than a record.
+func IsDLQCommandSubject(subject string) bool { return strings.HasSuffix(subject, dlqCommandSuffix) }
 
 // CommandHeaders returns the headers to publish c with: HeaderMsgID (the
 // command id), HeaderCommandID, HeaderCommandType, HeaderSchemaVersion,

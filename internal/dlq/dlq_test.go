@@ -431,6 +431,12 @@ func TestTooLargeCommandIsStoredByReference(t *testing.T) {
 	if rec.CommandRef == nil || len(rec.Command) != 0 || rec.CommandRef.Size != len(body) || rec.ErrorClass != commands.ClassInvalid {
 		t.Fatalf("record: ref %+v, %d bytes embedded, class %s", rec.CommandRef, len(rec.Command), rec.ErrorClass)
 	}
+	if got := e.metric("dlq_depth", nil); got != 1 {
+		t.Errorf("dlq_depth = %v, want 1 (the command stored apart is no entry)", got)
+	}
+	if _, err := e.svc.Show(ctx, strconv.FormatUint(rec.CommandRef.Seq, 10)); !errors.Is(err, ErrNotFound) {
+		t.Errorf("show of the stored command's sequence = %v, want ErrNotFound", err)
+	}
 	got, err := e.svc.commandBytes(ctx, rec)
 	if err != nil || !bytes.Equal(got, body) {
 		t.Fatalf("the stored command: %d bytes, %v; want the original %d bytes", len(got), err, len(body))

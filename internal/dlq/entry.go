@@ -316,6 +316,9 @@ func (s *Service) get(ctx context.Context, seqs []uint64, fn func(Entry)) error 
 		if err != nil {
 			return fmt.Errorf("get dlq entry %d: %w", seq, err)
 		}
+		if commands.IsDLQCommandSubject(m.Subject) {
+			continue // a command stored apart, reached through its record
+		}
 		fn(decodeEntry(m.Sequence, m.Subject, m.Time, m.Data))
 	}
 	return nil

@@ -5,7 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/altegio-integrator/integrator/internal/commands"
 )
 
 // metrics are the package's collectors.
@@ -37,7 +40,7 @@ func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 }
 
 // depthDesc describes dlq_depth.
-var depthDesc = prometheus.NewDesc("dlq_depth", "Entries in the DLQ stream (read from the stream's state when scraped).", nil, nil)
+var depthDesc = prometheus.NewDesc("dlq_depth", "Entries in the DLQ stream (read from the stream's state when scraped; commands stored apart from their records are not entries).", nil, nil)
 
 // depthCollector reports dlq_depth from the DLQ stream's info at scrape
 // time, so that every process that registers it reports the same number;
@@ -51,9 +54,13 @@ func (c depthCollector) Describe(ch chan<- *prometheus.Desc) { ch <- depthDesc }
 func (c depthCollector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
-	info, err := c.s.dlq.Info(ctx)
+	info, err := c.s.dlq.Info(ctx, jetstream.WithSubjectFilter(commands.DLQRecordFilter))
 	if err != nil {
 		return
 	}
-	ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(info.State.Msgs))
+	var n uint64
+	for _, count := range info.State.Subjects {
+		n += count
+	}
+	ch <- prometheus.MustNewConstMetric(depthDesc, prometheus.GaugeValue, float64(n))
 }

@@ -148,7 +148,7 @@ func (e *env) collect(stream string) {
 		e.mu.Lock()
 		defer e.mu.Unlock()
 		switch {
-		case stream == topology.StreamDLQ && strings.HasSuffix(m.Subject(), ".command"):
+		case stream == topology.StreamDLQ && commands.IsDLQCommandSubject(m.Subject()):
 			// A command stored beside its record (CommandRef), not a record.
 		case stream == topology.StreamDLQ:
 			var r commands.DLQRecord
