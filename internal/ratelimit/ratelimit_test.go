@@ -206,11 +206,10 @@ func TestLargestMarginBindsEveryProcess(t *testing.T) {
 		t.Errorf("slot at +%v, want +1.2s (the larger margin)", got)
 	}
 	later := now + int64(marginTTL) + int64(time.Second)
-	s, out = l.book(s, later, 1, 20*time.Millisecond)
+	s, _ = l.book(s, later, 1, 20*time.Millisecond)
 	if got := time.Duration(s.Margin); got != 20*time.Millisecond {
 		t.Errorf("margin after the larger one lapsed = %v, want 20ms", got)
 	}
-	_ = out
 }
 
 // TestLateSlotIsNotSent: a slot whose check comes later than half the
