@@ -440,7 +440,7 @@ func isIdentifier(s string) bool {
 // ValidID reports whether s is a valid command id: a lowercase UUID other
 // than the nil UUID.
 func ValidID(s string) bool {
-	return uuidRE.MatchString(s) && s != "00000000-0000-0000-0000-000000000000"
+	return uuidRE.MatchString(s) && s != nilUUID
 }
 
 // PeekID returns the "id" of a message that Decode refused (too large,

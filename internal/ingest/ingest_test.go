@@ -93,7 +93,7 @@ func TestIDAssignment(t *testing.T) {
 
 	t.Run("assigned uuidv7", func(t *testing.T) {
 		got := accepted(t, in.post(t, createCommand("", 1, "r1")))
-		if !isCommandID(got[0].ID) || got[0].ID[14] != '7' {
+		if !commands.ValidID(got[0].ID) || got[0].ID[14] != '7' {
 			t.Errorf("assigned id %q is not a UUIDv7", got[0].ID)
 		}
 	})

@@ -160,7 +160,7 @@ func assignIDs(cmds []commands.Command, batch bool, producer, key string) {
 		switch {
 		case key == "":
 			c.ID = commands.NewID()
-		case !batch && isCommandID(key):
+		case !batch && commands.ValidID(key):
 			c.ID = key
 		case !batch:
 			c.ID = uuid.NewSHA1(idNamespace, []byte(producer+"\n"+key)).String()
@@ -168,13 +168,6 @@ func assignIDs(cmds []commands.Command, batch bool, producer, key string) {
 			c.ID = uuid.NewSHA1(idNamespace, []byte(producer+"\n"+key+"\n"+strconv.Itoa(i))).String()
 		}
 	}
-}
-
-// isCommandID reports whether s is a valid command id: a lowercase UUID
-// other than the nil UUID.
-func isCommandID(s string) bool {
-	u, err := uuid.Parse(s)
-	return err == nil && len(s) == 36 && u != uuid.Nil && u.String() == s
 }
 
 // idempotencyKey reads Idempotency-Key: a token or a quoted string (the

@@ -76,7 +76,7 @@ func (s *Server) getCommand(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	cmdID := r.PathValue("id")
-	if !isCommandID(cmdID) {
+	if !commands.ValidID(cmdID) {
 		s.writeProblem(w, r, probNotFound.problem("no command with this id; ids are lowercase UUIDs"))
 		return
 	}
