@@ -22,6 +22,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -117,12 +118,7 @@ func runScenario(ctx context.Context, name string, args []string, getenv func(st
 }
 
 func knownScenario(name string) bool {
-	for _, s := range bench.Scenarios() {
-		if s.Name == name {
-			return true
-		}
-	}
-	return false
+	return slices.ContainsFunc(bench.Scenarios(), func(s bench.Scenario) bool { return s.Name == name })
 }
 
 // runBare is the drain scenario's reference consumer, started by the bench

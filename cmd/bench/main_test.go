@@ -40,12 +40,29 @@ func TestScenarioHelpListsFlags(t *testing.T) {
 		if !errors.Is(err, flag.ErrHelp) {
 			t.Errorf("%s --help = %v, want flag.ErrHelp", name, err)
 		}
+		flags := flagNames(out.String())
 		for _, want := range wants {
-			if !strings.Contains(out.String(), want) {
+			found := flags[want] // a flag, by its whole name
+			if !strings.HasPrefix(want, "-") {
+				found = strings.Contains(out.String(), want)
+			}
+			if !found {
 				t.Errorf("%s --help lacks %q:\n%s", name, want, out.String())
 			}
 		}
 	}
+}
+
+// flagNames lists the flags a usage text defines ("-n", "-quick"), so that
+// a wanted "-n" is not found inside "-no-budget-rate".
+func flagNames(usage string) map[string]bool {
+	names := map[string]bool{}
+	for line := range strings.SplitSeq(usage, "\n") {
+		if f := strings.Fields(line); len(f) > 0 && strings.HasPrefix(line, "  -") {
+			names[f[0]] = true
+		}
+	}
+	return names
 }
 
 func TestBadArguments(t *testing.T) {

@@ -48,15 +48,8 @@ type Config struct {
 }
 
 func (c *Config) setDefaults() {
-	if c.Timeout == 0 {
-		c.Timeout = 40 * time.Minute
-		if c.Quick {
-			c.Timeout = 3 * time.Minute
-		}
-	}
-	if c.NoBudgetRate == 0 {
-		c.NoBudgetRate = 100000
-	}
+	setDefaultQuick(&c.Timeout, 40*time.Minute, 3*time.Minute, c.Quick)
+	setDefault(&c.NoBudgetRate, 100000)
 	if c.Progress == nil {
 		c.Progress = io.Discard
 	}
@@ -66,6 +59,22 @@ func (c *Config) setDefaults() {
 	c.Drain.setDefaults(c.Quick)
 	c.Ingest.setDefaults(c.Quick)
 	c.Growth.setDefaults(c.Quick)
+}
+
+// setDefault sets *p to v when it is the zero value.
+func setDefault[T comparable](p *T, v T) {
+	var zero T
+	if *p == zero {
+		*p = v
+	}
+}
+
+// setDefaultQuick sets a zero *p to full, or to quick with Config.Quick.
+func setDefaultQuick[T comparable](p *T, full, quick T, isQuick bool) {
+	if isQuick {
+		full = quick
+	}
+	setDefault(p, full)
 }
 
 // Scenario is one benchmark scenario.
@@ -119,7 +128,7 @@ func Run(ctx context.Context, name string, cfg Config) (Report, error) {
 			defer os.RemoveAll(dir)
 		}
 	}
-	e := &env{bins: cfg.BinDir, work: work, progress: cfg.Progress, noBudgetRate: cfg.NoBudgetRate, workerUnlimited: true}
+	e := &env{bins: cfg.BinDir, work: work, progress: cfg.Progress, noBudgetRate: cfg.NoBudgetRate}
 	if e.bins == "" {
 		e.bins = filepath.Join(work, "bin")
 		e.logf("building binaries into %s", e.bins)
@@ -145,12 +154,4 @@ func (c Config) ref(prefix string, k int) string {
 		return ""
 	}
 	return fmt.Sprintf("%s-%d", prefix, k)
-}
-
-// remaining is the time left before ctx's deadline, or d without one.
-func remaining(ctx context.Context, d time.Duration) time.Duration {
-	if dl, ok := ctx.Deadline(); ok {
-		return time.Until(dl)
-	}
-	return d
 }

@@ -176,11 +176,11 @@ func TestPercentileCountsUnfinishedLast(t *testing.T) {
 		{75, latency{d: 3 * time.Second, finished: true}},
 		{99, latency{d: 2 * time.Second}},
 	} {
-		if got, _ := percentile(ls, tt.p); got != tt.want {
+		if got := percentile(ls, tt.p); got != tt.want {
 			t.Errorf("p%v = %v, want %v", tt.p, got, tt.want)
 		}
 	}
-	if got, _ := percentile(ls, 99); got.String() != "> 2s (unfinished)" {
+	if got := percentile(ls, 99); got.String() != "> 2s (unfinished)" {
 		t.Errorf("unfinished renders as %q", got.String())
 	}
 }

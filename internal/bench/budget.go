@@ -30,21 +30,12 @@ type BudgetConfig struct {
 }
 
 func (c *BudgetConfig) setDefaults(quick bool) {
-	if c.Duration == 0 {
-		c.Duration = 60 * time.Second
-		if quick {
-			c.Duration = 5 * time.Second
-		}
-	}
+	setDefaultQuick(&c.Duration, 60*time.Second, 5*time.Second, quick)
 	if len(c.Workers) == 0 {
 		c.Workers = []int{1, 3}
 	}
-	if c.OfferedRate == 0 {
-		c.OfferedRate = 10
-	}
-	if c.Budget == (Budget{}) {
-		c.Budget = Documented
-	}
+	setDefault(&c.OfferedRate, 10)
+	setDefault(&c.Budget, Documented)
 }
 
 // runBudget reports, per worker count, the API requests the sandbox answered
@@ -82,20 +73,11 @@ func allowanceRule(b Budget) string {
 
 func budgetPhase(ctx context.Context, e *env, cfg Config, workers int, rep *Report) ([]string, error) {
 	c := cfg.Budget
-	s, err := newStack(e, fmt.Sprintf("budget-%dw", workers))
+	s, err := openStack(ctx, e, fmt.Sprintf("budget-%dw", workers), c.Budget, withIngest)
 	if err != nil {
 		return nil, err
 	}
 	defer s.close()
-	if err := s.startNATS(ctx); err != nil {
-		return nil, err
-	}
-	if err := s.startSandbox(ctx, c.Budget); err != nil {
-		return nil, err
-	}
-	if err := s.startIngest(ctx); err != nil {
-		return nil, err
-	}
 	if err := s.startWorkers(ctx, workers, c.Budget); err != nil {
 		return nil, err
 	}

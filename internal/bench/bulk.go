@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strconv"
 	"time"
 
@@ -28,24 +27,11 @@ type BulkConfig struct {
 }
 
 func (c *BulkConfig) setDefaults(quick bool) {
-	if c.Commands == 0 {
-		c.Commands = 1000
-		if quick {
-			c.Commands = 25
-		}
-	}
-	if c.Batch == 0 {
-		c.Batch = 100
-	}
-	if c.Workers == 0 {
-		c.Workers = 1
-	}
-	if c.Budget == (Budget{}) {
-		c.Budget = Documented
-	}
-	if c.Target == 0 {
-		c.Target = 10 * time.Second
-	}
+	setDefaultQuick(&c.Commands, 1000, 25, quick)
+	setDefault(&c.Batch, 100)
+	setDefault(&c.Workers, 1)
+	setDefault(&c.Budget, Documented)
+	setDefault(&c.Target, 10*time.Second)
 }
 
 // runBulk reports the wall time from the first 202 to the last terminal
@@ -57,32 +43,18 @@ func runBulk(ctx context.Context, e *env, cfg Config) (Report, error) {
 	c := cfg.Bulk
 	rep := Report{Title: fmt.Sprintf("%d client.create accepted at once (%d per POST), %d worker(s), budget %v",
 		c.Commands, c.Batch, c.Workers, c.Budget)}
-	cmds := make([]commands.Command, c.Commands)
-	clients := make([]clientFields, c.Commands)
-	for k := range cmds {
-		cmds[k] = createCommand(1, cfg.ref("bulk", k), seriesMain, k)
-		clients[k] = clientFields{Name: fmt.Sprintf("Client %d", k), Phone: phone(seriesMain, k)}
-	}
+	cmds := spreadCreates(cfg, "bulk", c.Commands, 1)
 
-	refTime, refCalls, err := bulkReference(ctx, e, c, clients)
+	refTime, refCalls, err := bulkReference(ctx, e, c)
 	if err != nil {
 		return rep, err
 	}
 
-	s, err := newStack(e, "bulk")
+	s, err := openStack(ctx, e, "bulk", c.Budget, withIngest)
 	if err != nil {
 		return rep, err
 	}
 	defer s.close()
-	if err := s.startNATS(ctx); err != nil {
-		return rep, err
-	}
-	if err := s.startSandbox(ctx, c.Budget); err != nil {
-		return rep, err
-	}
-	if err := s.startIngest(ctx); err != nil {
-		return rep, err
-	}
 	if err := s.startWorkers(ctx, c.Workers, c.Budget); err != nil {
 		return rep, err
 	}
@@ -101,11 +73,8 @@ func runBulk(ctx context.Context, e *env, cfg Config) (Report, error) {
 	if err != nil {
 		return rep, err
 	}
-	ids := make([]string, len(cmds))
-	for i, cmd := range cmds {
-		ids[i] = cmd.ID
-	}
-	if _, err := ev.waitAll(ctx, s, ids, remaining(ctx, time.Hour), "bulk"); err != nil {
+	ids := commandIDs(cmds)
+	if err := ev.waitAll(ctx, s, ids, "bulk"); err != nil {
 		return rep, err
 	}
 	wall := ev.lastReceived(ids).Sub(first)
@@ -139,10 +108,10 @@ func runBulk(ctx context.Context, e *env, cfg Config) (Report, error) {
 	return rep, nil
 }
 
-// bulkReference creates clients on a fresh sandbox with direct bulk calls
-// paced at the budget, and returns the time from the first call to the
-// last answer and the number of calls.
-func bulkReference(ctx context.Context, e *env, c BulkConfig, clients []clientFields) (time.Duration, int, error) {
+// bulkReference creates the scenario's clients on a fresh sandbox with
+// direct bulk calls paced at the budget, and returns the time from the
+// first call to the last answer and the number of calls.
+func bulkReference(ctx context.Context, e *env, c BulkConfig) (time.Duration, int, error) {
 	s, err := newStack(e, "bulk-reference")
 	if err != nil {
 		return 0, 0, err
@@ -151,18 +120,14 @@ func bulkReference(ctx context.Context, e *env, c BulkConfig, clients []clientFi
 	if err := s.startSandbox(ctx, c.Budget); err != nil {
 		return 0, 0, err
 	}
-	api := apiClient{base: s.apiURL(), http: &http.Client{Timeout: 30 * time.Second}}
-	p := newPacer(c.Budget.PerSecond)
+	clients := make([]clientFields, c.Commands)
+	for k := range clients {
+		clients[k] = newClient(seriesMain, k)
+	}
 	start := time.Now()
-	calls := 0
-	for i := 0; i < len(clients); i += commands.MaxBulkClients {
-		if err := p.wait(ctx); err != nil {
-			return 0, 0, err
-		}
-		if _, err := api.bulkCreate(ctx, 1, clients[i:min(i+commands.MaxBulkClients, len(clients))]); err != nil {
-			return 0, 0, fmt.Errorf("reference: %w", err)
-		}
-		calls++
+	_, calls, err := s.api().bulkCreatePaced(ctx, 1, clients, c.Budget.PerSecond)
+	if err != nil {
+		return 0, 0, fmt.Errorf("reference: %w", err)
 	}
 	return time.Since(start), calls, nil
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -44,36 +43,12 @@ type DrainConfig struct {
 }
 
 func (c *DrainConfig) setDefaults(quick bool) {
-	if c.Commands == 0 {
-		c.Commands = 20000
-		if quick {
-			c.Commands = 500
-		}
-	}
-	if c.Locations == 0 {
-		c.Locations = 10
-	}
-	if c.Workers == 0 {
-		c.Workers = 1
-	}
-	if c.BareConcurrency == 0 {
-		c.BareConcurrency = 32
-	}
-	if c.Target == 0 {
-		c.Target = 0.5
-	}
-	if c.CreateBatch == 0 {
-		c.CreateBatch = 1
-	}
-}
-
-// spreadCreates builds n creates over locations 1..locations.
-func spreadCreates(cfg Config, prefix string, n, locations int) []commands.Command {
-	cmds := make([]commands.Command, n)
-	for k := range cmds {
-		cmds[k] = createCommand(int64(1+k%locations), cfg.ref(prefix, k), seriesMain, k)
-	}
-	return cmds
+	setDefaultQuick(&c.Commands, 20000, 500, quick)
+	setDefault(&c.Locations, 10)
+	setDefault(&c.Workers, 1)
+	setDefault(&c.BareConcurrency, 32)
+	setDefault(&c.Target, 0.5)
+	setDefault(&c.CreateBatch, 1)
 }
 
 // runDrain reports the worker's commands per second against the bare
@@ -90,17 +65,11 @@ func runDrain(ctx context.Context, e *env, cfg Config) (Report, error) {
 	}
 	bareRate := rate(bare.Acked-1, time.Duration(bare.LastAck-bare.FirstAck))
 
-	s, err := newStack(e, "drain-worker")
+	s, err := openStack(ctx, e, "drain-worker", Unlimited, noIngest)
 	if err != nil {
 		return rep, err
 	}
 	defer s.close()
-	if err := s.startNATS(ctx); err != nil {
-		return rep, err
-	}
-	if err := s.startSandbox(ctx, Unlimited); err != nil {
-		return rep, err
-	}
 	e.logf("drain: preloading %d commands for the worker", len(cmds))
 	if err := publishAll(ctx, s.js, cmds); err != nil {
 		return rep, err
@@ -114,11 +83,8 @@ func runDrain(ctx context.Context, e *env, cfg Config) (Report, error) {
 	if err := s.startWorkers(ctx, c.Workers, Unlimited); err != nil {
 		return rep, err
 	}
-	ids := make([]string, len(cmds))
-	for i, cmd := range cmds {
-		ids[i] = cmd.ID
-	}
-	if _, err := ev.waitAll(ctx, s, ids, remaining(ctx, time.Hour), "drain: worker"); err != nil {
+	ids := commandIDs(cmds)
+	if err := ev.waitAll(ctx, s, ids, "drain: worker"); err != nil {
 		return rep, err
 	}
 	first, last, n := ev.completionSpan(ids)
@@ -154,17 +120,11 @@ func runDrain(ctx context.Context, e *env, cfg Config) (Report, error) {
 // and the API requests the sandbox answered.
 func drainBare(ctx context.Context, e *env, c DrainConfig, cmds []commands.Command) (BareReport, int, error) {
 	var rep BareReport
-	s, err := newStack(e, "drain-bare")
+	s, err := openStack(ctx, e, "drain-bare", Unlimited, noIngest)
 	if err != nil {
 		return rep, 0, err
 	}
 	defer s.close()
-	if err := s.startNATS(ctx); err != nil {
-		return rep, 0, err
-	}
-	if err := s.startSandbox(ctx, Unlimited); err != nil {
-		return rep, 0, err
-	}
 	if _, err := s.js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: bareStream, Subjects: []string{bareSubject}, Storage: jetstream.FileStorage, Retention: jetstream.WorkQueuePolicy,
 	}); err != nil {
@@ -178,7 +138,9 @@ func drainBare(ctx context.Context, e *env, c DrainConfig, cmds []commands.Comma
 	if err := publishRaw(ctx, s.js, bareSubject, bodies); err != nil {
 		return rep, 0, err
 	}
-	var out lockedBuffer
+	// Read only once the process has exited (p.done), when nothing
+	// writes to it any more.
+	var out bytes.Buffer
 	p, err := s.start(procSpec{name: "bare", path: s.bin(binBench), stdout: &out,
 		env: childEnv("BENCH_BARE_PARTNER_TOKEN="+benchPartnerToken, "BENCH_BARE_USER_TOKEN="+benchUserToken),
 		args: []string{"bare", "--nats-url", s.natsURL, "--stream", bareStream, "--api-url", s.apiURL(),
@@ -203,22 +165,4 @@ func drainBare(ctx context.Context, e *env, c DrainConfig, cmds []commands.Comma
 		return rep, 0, err
 	}
 	return rep, st.Requests, nil
-}
-
-// lockedBuffer is a bytes.Buffer safe for a writing process and a reader.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) Bytes() []byte {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return bytes.Clone(l.b.Bytes())
 }

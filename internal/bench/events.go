@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"sync"
 	"time"
@@ -16,15 +17,13 @@ import (
 
 // terminal is the first terminal result event of a command.
 type terminal struct {
-	outcome   commands.Outcome
-	location  int64
 	received  time.Time // when the bench read it
 	completed time.Time // the worker's CompletedAt
 }
 
 // events follows the EVENTS stream from its start and keeps the first
-// terminal event of every command, and counts of the others. Safe for
-// concurrent use.
+// terminal event of every command, and counts of the others (events that
+// do not decode are skipped). Safe for concurrent use.
 type events struct {
 	cc jetstream.ConsumeContext
 
@@ -35,9 +34,6 @@ type events struct {
 	// waiting counts failed events whose API message says the attempt
 	// ran out of time waiting for the rate limiter.
 	waiting int
-	// deadLettered counts dead_lettered events.
-	deadLettered int
-	decodeErrors int
 }
 
 // followEvents starts following the EVENTS stream on js.
@@ -63,30 +59,23 @@ func (ev *events) stop() { ev.cc.Stop() }
 func (ev *events) handle(m jetstream.Msg) {
 	now := time.Now()
 	var r commands.Result
-	err := json.Unmarshal(m.Data(), &r)
+	if err := json.Unmarshal(m.Data(), &r); err != nil {
+		return // not a result event: nothing to count
+	}
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
-	if err != nil {
-		ev.decodeErrors++
-		return
-	}
 	ev.outcomes[r.Outcome]++
 	if r.ErrorClass != "" {
 		ev.classes[r.ErrorClass]++
 	}
-	switch r.Outcome {
-	case commands.OutcomeFailed:
-		if strings.Contains(strings.ToLower(r.APIMessage), "rate limiter") {
-			ev.waiting++
-		}
-	case commands.OutcomeDeadLettered:
-		ev.deadLettered++
+	if r.Outcome == commands.OutcomeFailed && strings.Contains(strings.ToLower(r.APIMessage), "rate limiter") {
+		ev.waiting++
 	}
 	if !r.Outcome.Terminal() {
 		return
 	}
 	if _, seen := ev.terminals[r.CommandID]; !seen {
-		ev.terminals[r.CommandID] = terminal{outcome: r.Outcome, location: r.LocationID, received: now, completed: r.CompletedAt}
+		ev.terminals[r.CommandID] = terminal{received: now, completed: r.CompletedAt}
 	}
 }
 
@@ -100,30 +89,24 @@ func (ev *events) lookup(id string) (terminal, bool) {
 
 // eventCounts is a snapshot of the counters of events.
 type eventCounts struct {
-	terminal, succeeded, deadLettered, superseded int
-	failed, waiting                               int
-	classes                                       map[commands.ErrorClass]int
+	terminal, succeeded, deadLettered, failed, waiting int
+	classes                                            map[commands.ErrorClass]int
 }
 
 func (ev *events) counts() eventCounts {
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
-	c := eventCounts{
+	return eventCounts{
 		terminal:     len(ev.terminals),
 		succeeded:    ev.outcomes[commands.OutcomeSucceeded],
-		deadLettered: ev.deadLettered,
-		superseded:   ev.outcomes[commands.OutcomeSuperseded],
+		deadLettered: ev.outcomes[commands.OutcomeDeadLettered],
 		failed:       ev.outcomes[commands.OutcomeFailed],
 		waiting:      ev.waiting,
-		classes:      make(map[commands.ErrorClass]int, len(ev.classes)),
+		classes:      maps.Clone(ev.classes),
 	}
-	for k, v := range ev.classes {
-		c.classes[k] = v
-	}
-	return c
 }
 
-// classes renders the error classes seen, e.g. "rate_limited 3"; "none".
+// classList renders the error classes seen, e.g. "rate_limited 3"; "none".
 func (c eventCounts) classList() string {
 	var parts []string
 	for _, k := range commands.ErrorClasses() {
@@ -172,12 +155,9 @@ func (ev *events) lastReceived(ids []string) time.Time {
 }
 
 // waitAll waits until every command in ids has a terminal event, while s's
-// processes are alive, for at most timeout; label names the wait in the
-// progress lines. It returns how many finished and an error when not all
-// did.
-func (ev *events) waitAll(ctx context.Context, s *stack, ids []string, timeout time.Duration, label string) (int, error) {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
+// processes are alive and ctx lasts; label names the wait in the progress
+// lines and the error when not all finished.
+func (ev *events) waitAll(ctx context.Context, s *stack, ids []string, label string) error {
 	start := time.Now()
 	nextProgress := start.Add(2 * time.Second)
 	pending := append([]string(nil), ids...)
@@ -193,10 +173,10 @@ func (ev *events) waitAll(ctx context.Context, s *stack, ids []string, timeout t
 		ev.mu.Unlock()
 		done := len(ids) - len(pending)
 		if len(pending) == 0 {
-			return done, nil
+			return nil
 		}
 		if err := s.checkAlive(); err != nil {
-			return done, err
+			return err
 		}
 		if now := time.Now(); now.After(nextProgress) {
 			s.env.logf("%s  completed %d/%d  %.0fs", label, done, len(ids), now.Sub(start).Seconds())
@@ -204,7 +184,7 @@ func (ev *events) waitAll(ctx context.Context, s *stack, ids []string, timeout t
 		}
 		select {
 		case <-ctx.Done():
-			return done, fmt.Errorf("%s: %d of %d commands finished: %w", label, done, len(ids), ctx.Err())
+			return fmt.Errorf("%s: %d of %d commands finished: %w", label, done, len(ids), ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

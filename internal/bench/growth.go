@@ -34,21 +34,11 @@ func (c *GrowthConfig) setDefaults(quick bool) {
 			c.Sizes = []int{200, 1000}
 		}
 	}
-	if c.Locations == 0 {
-		c.Locations = 10
-	}
-	if c.Batch == 0 {
-		c.Batch = 100
-	}
-	if c.Producers == 0 {
-		c.Producers = 8
-	}
-	if c.MaxRSS == 0 {
-		c.MaxRSS = 100 << 20
-	}
-	if c.Spread == 0 {
-		c.Spread = 0.2
-	}
+	setDefault(&c.Locations, 10)
+	setDefault(&c.Batch, 100)
+	setDefault(&c.Producers, 8)
+	setDefault(&c.MaxRSS, 100<<20)
+	setDefault(&c.Spread, 0.2)
 }
 
 // runGrowth preloads each backlog through ingest, then starts one worker
@@ -91,20 +81,11 @@ func runGrowth(ctx context.Context, e *env, cfg Config) (Report, error) {
 
 func growthPhase(ctx context.Context, e *env, cfg Config, n int, rep *Report) ([]string, float64, error) {
 	c := cfg.Growth
-	s, err := newStack(e, "growth-"+strconv.Itoa(n))
+	s, err := openStack(ctx, e, "growth-"+strconv.Itoa(n), Unlimited, withIngest)
 	if err != nil {
 		return nil, 0, err
 	}
 	defer s.close()
-	if err := s.startNATS(ctx); err != nil {
-		return nil, 0, err
-	}
-	if err := s.startSandbox(ctx, Unlimited); err != nil {
-		return nil, 0, err
-	}
-	if err := s.startIngest(ctx); err != nil {
-		return nil, 0, err
-	}
 	cmds := spreadCreates(cfg, "growth", n, c.Locations)
 	e.logf("growth: preloading %d commands through ingest", n)
 	start := time.Now()
@@ -122,11 +103,8 @@ func growthPhase(ctx context.Context, e *env, cfg Config, n int, rep *Report) ([
 	if err := s.startWorkers(ctx, 1, Unlimited); err != nil {
 		return nil, 0, err
 	}
-	ids := make([]string, len(cmds))
-	for i, cmd := range cmds {
-		ids[i] = cmd.ID
-	}
-	if _, err := ev.waitAll(ctx, s, ids, remaining(ctx, time.Hour), fmt.Sprintf("growth %d", n)); err != nil {
+	ids := commandIDs(cmds)
+	if err := ev.waitAll(ctx, s, ids, fmt.Sprintf("growth %d", n)); err != nil {
 		return nil, 0, err
 	}
 	first, lastDone, done := ev.completionSpan(ids)

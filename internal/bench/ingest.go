@@ -25,27 +25,11 @@ type IngestConfig struct {
 }
 
 func (c *IngestConfig) setDefaults(quick bool) {
-	if c.Commands == 0 {
-		c.Commands = 5000
-		if quick {
-			c.Commands = 300
-		}
-	}
-	if c.Producers == 0 {
-		c.Producers = 16
-		if quick {
-			c.Producers = 4
-		}
-	}
-	if c.Batch == 0 {
-		c.Batch = 10
-	}
-	if c.TargetSingle == 0 {
-		c.TargetSingle = 0.1
-	}
-	if c.TargetBatched == 0 {
-		c.TargetBatched = 0.5
-	}
+	setDefaultQuick(&c.Commands, 5000, 300, quick)
+	setDefaultQuick(&c.Producers, 16, 4, quick)
+	setDefault(&c.Batch, 10)
+	setDefault(&c.TargetSingle, 0.1)
+	setDefault(&c.TargetBatched, 0.5)
 }
 
 // runIngest reports the commands per second accepted by one ingest process
@@ -67,13 +51,7 @@ func runIngest(ctx context.Context, e *env, cfg Config) (Report, error) {
 	if err := s.startIngest(ctx); err != nil {
 		return rep, err
 	}
-	set := func(prefix string) []commands.Command {
-		cmds := make([]commands.Command, c.Commands)
-		for k := range cmds {
-			cmds[k] = createCommand(1, cfg.ref(prefix, k), seriesMain, k)
-		}
-		return cmds
-	}
+	set := func(prefix string) []commands.Command { return spreadCreates(cfg, prefix, c.Commands, 1) }
 
 	raw := set("raw")
 	start := time.Now()

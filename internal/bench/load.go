@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -48,8 +49,33 @@ func newCommand(t commands.Type, loc int64, ref string, clientID int64, payload 
 	return c
 }
 
+// newClient is the k-th client of a series.
+func newClient(series, k int) clientFields {
+	return clientFields{Name: fmt.Sprintf("Client %d", k), Phone: phone(series, k)}
+}
+
+// createCommand creates the k-th client of a series in location loc.
 func createCommand(loc int64, ref string, series, k int) commands.Command {
-	return newCommand(commands.TypeClientCreate, loc, ref, 0, clientFields{Name: fmt.Sprintf("Client %d", k), Phone: phone(series, k)})
+	return newCommand(commands.TypeClientCreate, loc, ref, 0, newClient(series, k))
+}
+
+// spreadCreates builds n creates of the main series over locations
+// 1..locations, with client_refs prefix-k (see Config.ref).
+func spreadCreates(cfg Config, prefix string, n, locations int) []commands.Command {
+	cmds := make([]commands.Command, n)
+	for k := range cmds {
+		cmds[k] = createCommand(int64(1+k%locations), cfg.ref(prefix, k), seriesMain, k)
+	}
+	return cmds
+}
+
+// commandIDs lists the ids of cmds.
+func commandIDs(cmds []commands.Command) []string {
+	ids := make([]string, len(cmds))
+	for i, c := range cmds {
+		ids[i] = c.ID
+	}
+	return ids
 }
 
 func mustJSON(v any) []byte {
@@ -232,6 +258,27 @@ func (c apiClient) bulkCreate(ctx context.Context, loc int64, clients []clientFi
 		ids[i] = cr.ID
 	}
 	return ids, nil
+}
+
+// bulkCreatePaced creates clients in location loc with bulk calls of
+// commands.MaxBulkClients each, spaced to stay within perSecond, and returns
+// the new client ids and the number of calls.
+func (c apiClient) bulkCreatePaced(ctx context.Context, loc int64, clients []clientFields, perSecond int) ([]int64, int, error) {
+	p := newPacer(perSecond)
+	var ids []int64
+	calls := 0
+	for batch := range slices.Chunk(clients, commands.MaxBulkClients) {
+		if err := p.wait(ctx); err != nil {
+			return nil, calls, err
+		}
+		got, err := c.bulkCreate(ctx, loc, batch)
+		if err != nil {
+			return nil, calls, err
+		}
+		ids = append(ids, got...)
+		calls++
+	}
+	return ids, calls, nil
 }
 
 func (c apiClient) do(ctx context.Context, method, path string, in, out any) error {

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -117,10 +118,11 @@ type latency struct {
 }
 
 // percentile returns the p-th percentile (nearest rank) of ls, unfinished
-// commands counting as their lower bound but sorted after every finished one.
-func percentile(ls []latency, p float64) (latency, bool) {
+// commands counting as their lower bound but sorted after every finished
+// one; the zero latency when ls is empty.
+func percentile(ls []latency, p float64) latency {
 	if len(ls) == 0 {
-		return latency{}, false
+		return latency{}
 	}
 	s := slices.Clone(ls)
 	slices.SortFunc(s, func(a, b latency) int {
@@ -130,10 +132,10 @@ func percentile(ls []latency, p float64) (latency, bool) {
 			}
 			return 1
 		}
-		return int(a.d - b.d)
+		return cmp.Compare(a.d, b.d)
 	})
 	i := int(math.Ceil(p/100*float64(len(s)))) - 1
-	return s[min(max(i, 0), len(s)-1)], true
+	return s[min(max(i, 0), len(s)-1)]
 }
 
 // String renders l; an unfinished one as "> 12s (unfinished)".

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -8,9 +9,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -90,8 +93,8 @@ type env struct {
 	progress io.Writer // never nil
 	// noBudgetRate is the workers' per-second budget when they refuse -1.
 	noBudgetRate int
-	// workerUnlimited is false once a worker has refused -rate-per-second -1.
-	workerUnlimited bool
+	// unlimitedRefused is set once a worker has refused -rate-per-second -1.
+	unlimitedRefused bool
 }
 
 func (e *env) logf(format string, args ...any) {
@@ -130,6 +133,36 @@ func newStack(e *env, name string) (*stack, error) {
 		return nil, err
 	}
 	return &stack{env: e, name: name, dir: dir}, nil
+}
+
+// ingestOpt says whether openStack starts ingest.
+type ingestOpt bool
+
+const (
+	withIngest ingestOpt = true
+	noIngest   ingestOpt = false
+)
+
+// openStack prepares a phase named name and starts its nats-server, a
+// sandbox enforcing b and, with withIngest, ingest. On failure it stops
+// what it started; otherwise the caller closes the stack.
+func openStack(ctx context.Context, e *env, name string, b Budget, ingest ingestOpt) (*stack, error) {
+	s, err := newStack(e, name)
+	if err != nil {
+		return nil, err
+	}
+	err = s.startNATS(ctx)
+	if err == nil {
+		err = s.startSandbox(ctx, b)
+	}
+	if err == nil && ingest {
+		err = s.startIngest(ctx)
+	}
+	if err != nil {
+		s.close()
+		return nil, err
+	}
+	return s, nil
 }
 
 // close stops every process, newest first, and closes the connection.
@@ -178,21 +211,8 @@ func (s *stack) startNATS(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		actx, cancel := context.WithTimeout(ctx, time.Second)
-		_, err = s.js.AccountInfo(actx)
-		cancel()
-		if err == nil {
-			break
-		}
-		if p.exited() {
-			return p.exitError()
-		}
-		if ctx.Err() != nil || time.Now().After(deadline) {
-			return fmt.Errorf("nats-server not ready: %w", err)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if err := waitJetStream(ctx, p, s.js); err != nil {
+		return err
 	}
 	top, err := topology.Load()
 	if err != nil {
@@ -204,20 +224,35 @@ func (s *stack) startNATS(ctx context.Context) error {
 	return nil
 }
 
-// startSandbox starts the sandbox enforcing b per IP, with no latency.
-func (s *stack) startSandbox(ctx context.Context, b Budget) error {
-	url, p, err := s.startSandboxProc(ctx, "altegio-sandbox", b)
-	s.sandboxURL, s.sandbox = url, p
-	return err
+// waitJetStream polls js until JetStream answers, p exits, or readyTimeout
+// passes.
+func waitJetStream(ctx context.Context, p *proc, js jetstream.JetStream) error {
+	ctx, cancel := context.WithTimeout(ctx, readyTimeout)
+	defer cancel()
+	for {
+		actx, acancel := context.WithTimeout(ctx, time.Second)
+		_, err := js.AccountInfo(actx)
+		acancel()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-p.done:
+			return p.exitError()
+		case <-ctx.Done():
+			return fmt.Errorf("nats-server not ready: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
 }
 
-// startSandboxProc starts a sandbox named name and returns its root URL.
-func (s *stack) startSandboxProc(ctx context.Context, name string, b Budget) (string, *proc, error) {
+// startSandbox starts the sandbox enforcing b per IP, with no latency.
+func (s *stack) startSandbox(ctx context.Context, b Budget) error {
 	port, err := freePort()
 	if err != nil {
-		return "", nil, err
+		return err
 	}
-	p, err := s.start(procSpec{name: name, path: s.bin(binSandbox), env: childEnv(), args: []string{
+	p, err := s.start(procSpec{name: "altegio-sandbox", path: s.bin(binSandbox), env: childEnv(), args: []string{
 		"-addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"-partner-token", benchPartnerToken, "-user-login", benchLogin, "-user-password", benchPassword,
 		"-user-token", benchUserToken,
@@ -225,14 +260,19 @@ func (s *stack) startSandboxProc(ctx context.Context, name string, b Budget) (st
 		"-log-level", "warn",
 	}})
 	if err != nil {
-		return "", nil, err
+		return err
 	}
-	url := fmt.Sprintf("http://127.0.0.1:%d", port)
-	return url, p, waitHTTP(ctx, p, url+"/healthz", readyTimeout)
+	s.sandbox, s.sandboxURL = p, fmt.Sprintf("http://127.0.0.1:%d", port)
+	return waitHTTP(ctx, p, s.sandboxURL+"/healthz", readyTimeout)
 }
 
 // apiURL is the sandbox's API base URL.
 func (s *stack) apiURL() string { return s.sandboxURL + "/api/v1" }
+
+// api is a client of the sandbox's API with the bench user's token.
+func (s *stack) api() apiClient {
+	return apiClient{base: s.apiURL(), http: &http.Client{Timeout: 30 * time.Second}}
+}
 
 // startIngest starts one ingest process that accepts benchProducerKey.
 func (s *stack) startIngest(ctx context.Context) error {
@@ -269,13 +309,13 @@ func (s *stack) startWorkers(ctx context.Context, n int, b Budget) error {
 
 func (s *stack) startWorker(ctx context.Context, b Budget) error {
 	wb := b
-	if b.PerSecond < 0 && !s.env.workerUnlimited {
+	if b.PerSecond < 0 && s.env.unlimitedRefused {
 		wb.PerSecond = s.env.noBudgetRate
 	}
 	err := s.tryWorker(ctx, wb)
 	var refused *refusedBudgetError
 	if errors.As(err, &refused) && b.PerSecond < 0 && wb.PerSecond < 0 {
-		s.env.workerUnlimited = false
+		s.env.unlimitedRefused = true
 		s.env.logf("the worker refuses -rate-per-second -1 (%s); using %d/s as no budget", refused.msg, s.env.noBudgetRate)
 		wb.PerSecond = s.env.noBudgetRate
 		err = s.tryWorker(ctx, wb)
@@ -310,7 +350,7 @@ func (s *stack) tryWorker(ctx context.Context, b Budget) error {
 	}
 	err = waitHTTP(ctx, p, fmt.Sprintf("http://127.0.0.1:%d/readyz", port), readyTimeout)
 	if err != nil && p.exited() {
-		if tail := p.logTail(); strings.Contains(tail, "per-second") || strings.Contains(tail, "rate-per-second") {
+		if tail := p.logTail(); strings.Contains(tail, "per-second") {
 			return &refusedBudgetError{msg: lastLine(tail)}
 		}
 	}
@@ -328,14 +368,12 @@ func lastLine(s string) string {
 	return s
 }
 
-// sandboxStats is the body of the sandbox's GET /stats.
+// sandboxStats holds the fields of the sandbox's GET /stats that the
+// scenarios report; the body has more.
 type sandboxStats struct {
 	Requests         int            `json:"requests"`
 	ByOp             map[string]int `json:"by_op"`
-	ByStatus         map[int]int    `json:"by_status"`
 	RateLimited      int            `json:"rate_limited"`
-	Logins           int            `json:"logins"`
-	ClientsCreated   int            `json:"clients_created"`
 	DuplicateCreates int            `json:"duplicate_creates"`
 }
 
@@ -344,8 +382,6 @@ func (s sandboxStats) sub(before sandboxStats) sandboxStats {
 	d := sandboxStats{
 		Requests:         s.Requests - before.Requests,
 		RateLimited:      s.RateLimited - before.RateLimited,
-		Logins:           s.Logins - before.Logins,
-		ClientsCreated:   s.ClientsCreated - before.ClientsCreated,
 		DuplicateCreates: s.DuplicateCreates - before.DuplicateCreates,
 		ByOp:             map[string]int{},
 	}
@@ -359,36 +395,23 @@ func (s sandboxStats) sub(before sandboxStats) sandboxStats {
 
 // ops renders the per-operation counts, largest first: "client.create 40, auth 1".
 func (s sandboxStats) ops() string {
-	type kv struct {
-		k string
-		v int
-	}
-	var list []kv
-	for k, v := range s.ByOp {
-		list = append(list, kv{k, v})
-	}
-	for i := range list { // insertion sort: a handful of entries
-		for j := i; j > 0 && (list[j].v > list[j-1].v || list[j].v == list[j-1].v && list[j].k < list[j-1].k); j-- {
-			list[j], list[j-1] = list[j-1], list[j]
-		}
-	}
-	parts := make([]string, len(list))
-	for i, e := range list {
-		parts[i] = fmt.Sprintf("%s %d", e.k, e.v)
+	ops := slices.Collect(maps.Keys(s.ByOp))
+	slices.SortFunc(ops, func(a, b string) int {
+		return cmp.Or(cmp.Compare(s.ByOp[b], s.ByOp[a]), strings.Compare(a, b))
+	})
+	parts := make([]string, len(ops))
+	for i, op := range ops {
+		parts[i] = fmt.Sprintf("%s %d", op, s.ByOp[op])
 	}
 	return strings.Join(parts, ", ")
 }
 
 // stats reads the sandbox's counters.
 func (s *stack) stats(ctx context.Context) (sandboxStats, error) {
-	return fetchStats(ctx, s.sandboxURL)
-}
-
-func fetchStats(ctx context.Context, root string) (sandboxStats, error) {
 	var st sandboxStats
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, root+"/stats", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.sandboxURL+"/stats", nil)
 	if err != nil {
 		return st, err
 	}
