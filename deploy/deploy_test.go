@@ -418,6 +418,7 @@ func TestSingleNodeUsersHaveLeastPrivilege(t *testing.T) {
 		in.denyPublish(t, "altegio.evt.1.client_create.replayed")
 		in.denyPublish(t, "$KV.altegio_dlq_state.seq.1")
 		in.denySubscribe(t, "altegio.>")
+		in.denyPublish(t, topology.SubjectWorkers)
 	})
 
 	t.Run("producer", func(t *testing.T) {
@@ -435,6 +436,9 @@ func TestSingleNodeUsersHaveLeastPrivilege(t *testing.T) {
 		pr.denyPublish(t, "$KV.altegio_idempotency.x")
 		pr.denySubscribe(t, "altegio.>")
 		pr.denySubscribe(t, "_INBOX_worker.>")
+		// A forged announcement could make the workers give partitions up.
+		pr.denyPublish(t, topology.SubjectWorkers)
+		pr.denySubscribe(t, topology.SubjectWorkers)
 	})
 
 	t.Run("worker", func(t *testing.T) {
@@ -476,6 +480,15 @@ func TestSingleNodeUsersHaveLeastPrivilege(t *testing.T) {
 		wk.denyPublish(t, "$JS.API.STREAM.DELETE.EVENTS")
 		wk.denyPublish(t, "$JS.API.STREAM.PURGE.DLQ")
 		wk.denySubscribe(t, "altegio.>")
+		// Partition sharing: announce and hear the other workers.
+		if err := wk.nc.Publish(topology.SubjectWorkers, []byte(`{}`)); err != nil {
+			t.Errorf("worker announces itself: %v", err)
+		}
+		if sub, err := wk.nc.SubscribeSync(topology.SubjectWorkers); err != nil {
+			t.Errorf("worker hears the others: %v", err)
+		} else {
+			_ = sub.Unsubscribe()
+		}
 	})
 
 	t.Run("audit", func(t *testing.T) {
@@ -513,6 +526,8 @@ func TestSingleNodeUsersHaveLeastPrivilege(t *testing.T) {
 		// and COMMANDS deliveries arrive on _INBOX_worker.
 		au.denySubscribe(t, "_INBOX.>")
 		au.denySubscribe(t, "_INBOX_worker.>")
+		au.denyPublish(t, topology.SubjectWorkers)
+		op.denyPublish(t, topology.SubjectWorkers)
 		in.denySubscribe(t, "_INBOX_worker.>")
 		op.denySubscribe(t, "_INBOX_worker.>")
 	})

@@ -40,6 +40,11 @@ const (
 	// BucketDLQState holds the DLQ tooling's replay marks, keyed by DLQ
 	// stream sequence (see internal/dlq).
 	BucketDLQState = "altegio_dlq_state"
+
+	// SubjectWorkers is the core NATS subject on which worker processes
+	// announce themselves to share the partitions (not stored by any
+	// stream; only the worker user may publish or subscribe to it).
+	SubjectWorkers = "altegio.workers"
 )
 
 // Consumer is a durable consumer definition and the stream it belongs to.

@@ -219,6 +219,7 @@ type Subscriber struct {
 	closed  bool
 	closing chan struct{}
 	wg      sync.WaitGroup
+	live    map[*subscription]struct{} // running subscriptions, under mu
 }
 
 var (
@@ -236,7 +237,7 @@ func NewSubscriber(js jetstream.JetStream, cfg SubscriberConfig) (*Subscriber, e
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("subscriber config: %w", err)
 	}
-	return &Subscriber{js: js, cfg: cfg, closing: make(chan struct{})}, nil
+	return &Subscriber{js: js, cfg: cfg, closing: make(chan struct{}), live: make(map[*subscription]struct{})}, nil
 }
 
 // SubscribeInitialize creates or updates the consumer of topic (or, with
@@ -302,11 +303,36 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 			return st.UnpinConsumer(ctx, name, group)
 		}
 	}
+	s.mu.Lock()
+	s.live[sub] = struct{}{}
+	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
+		defer func() {
+			s.mu.Lock()
+			delete(s.live, sub)
+			s.mu.Unlock()
+		}()
 		sub.run(ctx, s.closing)
 	}()
 	return sub.out, nil
+}
+
+// Pins returns the pin ids of the priority group under which the running
+// subscriptions last received messages (a subscription that holds a pin but
+// has received nothing under it does not know it yet). A subscription
+// reports its pin until it has shut down, after it released the pin. Safe
+// for concurrent use.
+func (s *Subscriber) Pins() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var pins []string
+	for sub := range s.live {
+		if p := sub.pin.Load(); p != nil {
+			pins = append(pins, *p)
+		}
+	}
+	return pins
 }
 
 // Close stops every subscription: no more fetching, handlers get

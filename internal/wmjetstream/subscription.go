@@ -51,6 +51,8 @@ type subscription struct {
 	fetchBackoff time.Duration
 	fetchAfter   time.Time
 	pinID        string // the pin this subscription last received messages under
+	// pin mirrors pinID for [Subscriber.Pins], read outside the loop.
+	pin atomic.Pointer[string]
 
 	// unpin releases the consumer's pin for the priority group, so that
 	// another process takes a partition over at once after a clean
@@ -303,8 +305,9 @@ func (s *subscription) receive(m jetstream.Msg) {
 		return
 	}
 	seq := meta.Sequence.Stream
-	if pin := m.Headers().Get(pinIDHeader); pin != "" {
+	if pin := m.Headers().Get(pinIDHeader); pin != "" && pin != s.pinID {
 		s.pinID = pin
+		s.pin.Store(&pin)
 	}
 	if e, ok := s.known[seq]; ok {
 		// The server redelivered a message we still hold (its ack timer

@@ -113,6 +113,12 @@ type Config struct {
 	// PendingInterval is how often the consumers' pending counts are polled
 	// for metrics; negative disables polling. Default DefaultPendingInterval.
 	PendingInterval time.Duration
+	// ShareInterval is how often the worker announces itself to the other
+	// worker processes to share the partitions with them (share.go); a
+	// crashed worker's partitions resume elsewhere after about five
+	// intervals. Negative: no sharing, the worker pulls every partition
+	// and the pins alone decide. Default DefaultShareInterval.
+	ShareInterval time.Duration
 	// DisableSweeper turns off the max-deliveries sweeper in this process.
 	// Default false: every worker runs it; they share one durable consumer.
 	DisableSweeper bool
@@ -133,6 +139,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = DefaultMaxInFlight
+	}
+	if c.ShareInterval == 0 {
+		c.ShareInterval = DefaultShareInterval
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = DefaultMaxAttempts

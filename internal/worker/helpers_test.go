@@ -417,6 +417,9 @@ func (e *env) startWorker(o workerOpts) *runner {
 	if cfg.PendingInterval == 0 {
 		cfg.PendingInterval = 200 * time.Millisecond
 	}
+	if cfg.ShareInterval == 0 {
+		cfg.ShareInterval = 200 * time.Millisecond
+	}
 	if cfg.Logger == nil && os.Getenv("WORKER_TEST_LOG") != "" {
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

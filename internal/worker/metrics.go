@@ -36,6 +36,11 @@ type metrics struct {
 	// accountPaused counts commands deferred because their account's
 	// credentials do not work, by account.
 	accountPaused *prometheus.CounterVec
+	// members, owned and takeovers describe the partition sharing
+	// (share.go).
+	members   prometheus.Gauge
+	owned     prometheus.Gauge
+	takeovers prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -74,8 +79,21 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "worker_account_paused_total",
 			Help: "Command deliveries deferred because their account's credentials do not work (they wait for the account, not as attempts), by account.",
 		}, []string{"account"}),
+		members: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "worker_members",
+			Help: "Worker processes this worker hears (itself included) and shares the partitions with.",
+		}),
+		owned: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "worker_partitions_owned",
+			Help: "Partitions assigned to this worker.",
+		}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "worker_partition_takeovers_total",
+			Help: "Pins of gone workers released by this worker to take their partitions over.",
+		}),
 	}
-	for _, c := range []prometheus.Collector{m.commands, m.retries, m.dlq, m.inFlight, m.pending, m.duration, m.createBatch, m.accountPaused} {
+	for _, c := range []prometheus.Collector{m.commands, m.retries, m.dlq, m.inFlight, m.pending, m.duration, m.createBatch, m.accountPaused,
+		m.members, m.owned, m.takeovers} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -111,7 +111,9 @@ func testOrderAcrossProcesses(t *testing.T, failOnce bool) {
 	// unpin only B does.
 	e.startWorker(workerOpts{
 		holdNothing: true,
-		cfg:         Config{WorkerID: "worker-a", MaxInFlight: 1, HandlerTimeout: 20 * time.Second},
+		// No partition sharing: both workers pull every partition, so
+		// that only the unpin decides who holds it (as with a leader move).
+		cfg: Config{WorkerID: "worker-a", MaxInFlight: 1, HandlerTimeout: 20 * time.Second, ShareInterval: -1},
 		hooks: hooks{beforeAPI: func(c commands.Command, attempt int) {
 			if c.ID == create.ID && attempt == 1 {
 				close(inCreate)
@@ -125,7 +127,7 @@ func testOrderAcrossProcesses(t *testing.T, failOnce bool) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("worker A did not start the create")
 	}
-	b := e.startWorker(workerOpts{cfg: Config{WorkerID: "worker-b", HandlerTimeout: 20 * time.Second}})
+	b := e.startWorker(workerOpts{cfg: Config{WorkerID: "worker-b", HandlerTimeout: 20 * time.Second, ShareInterval: -1}})
 
 	e.publish(update)
 	e.unpin(e.partitionOf(seq))

@@ -170,7 +170,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.pub = pub
 	defer pub.Close()
 
-	router, subs, err := w.router()
+	router, subs, sh, err := w.router()
 	if err != nil {
 		return err
 	}
@@ -191,6 +191,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	if w.cfg.PendingInterval > 0 {
 		wg.Go(func() { w.pollPending(pollCtx) })
 	}
+	wg.Go(func() { sh.run(ctx) })
 
 	w.running.Store(true)
 	defer w.running.Store(false)
@@ -228,15 +229,16 @@ func (w *Worker) bind(ctx context.Context) error {
 	return nil
 }
 
-// router builds the Watermill router: one handler per partition consumer,
-// and the sweeper.
-func (w *Worker) router() (*message.Router, []*wmjetstream.Subscriber, error) {
+// router builds the Watermill router: one handler per partition consumer
+// (pulling while the partition is this worker's, see share.go), and the
+// sweeper.
+func (w *Worker) router() (*message.Router, []*wmjetstream.Subscriber, *share, error) {
 	wlog := watermill.NewSlogLoggerWithLevelMapping(w.log, map[slog.Level]slog.Level{
 		slog.LevelInfo: slog.LevelDebug,
 	})
 	r, err := message.NewRouter(message.RouterConfig{CloseTimeout: w.cfg.CloseTimeout + w.cfg.BookkeepingTimeout}, wlog)
 	if err != nil {
-		return nil, nil, fmt.Errorf("worker router: %w", err)
+		return nil, nil, nil, fmt.Errorf("worker router: %w", err)
 	}
 	// No Timeout middleware: a command may wait for the budget as long as
 	// it takes (kept alive meanwhile); each API exchange is bounded by the
@@ -263,11 +265,14 @@ func (w *Worker) router() (*message.Router, []*wmjetstream.Subscriber, error) {
 			Logger:         w.log.With(slog.Int("partition", p)),
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("worker subscriber %d: %w", p, err)
+			return nil, nil, nil, fmt.Errorf("worker subscriber %d: %w", p, err)
 		}
 		subs = append(subs, sub)
+	}
+	sh := newShare(w, subs)
+	for p, sub := range subs {
 		name := topology.WorkerConsumer(p)
-		r.AddConsumerHandler(name, name, sub, w.handler(p))
+		r.AddConsumerHandler(name, name, &partitionSubscriber{sh: sh, p: p, inner: sub}, w.handler(p))
 	}
 	if !w.cfg.DisableSweeper {
 		sub, err := wmjetstream.NewSubscriber(w.js, wmjetstream.SubscriberConfig{
@@ -280,12 +285,12 @@ func (w *Worker) router() (*message.Router, []*wmjetstream.Subscriber, error) {
 			Logger:         w.log.With(slog.String("consumer", topology.ConsumerSweeper)),
 		})
 		if err != nil {
-			return nil, nil, fmt.Errorf("worker sweeper subscriber: %w", err)
+			return nil, nil, nil, fmt.Errorf("worker sweeper subscriber: %w", err)
 		}
 		subs = append(subs, sub)
 		r.AddConsumerHandler(topology.ConsumerSweeper, topology.ConsumerSweeper, sub, w.sweep)
 	}
-	return r, subs, nil
+	return r, subs, sh, nil
 }
 
 // LaneKey returns the ordering key of a command message from its stored
