@@ -32,9 +32,14 @@ const (
 	// DefaultCreateBatch is the largest number of client.create commands
 	// of one location sent as one POST /clients/{location_id}/bulk.
 	DefaultCreateBatch = 100
-	// DefaultMaxAttempts is how many real attempts (rate-limit deferrals
-	// excluded) a command gets before it is dead-lettered as exhausted.
-	DefaultMaxAttempts = 8
+	// DefaultRetryFor is how long a command whose attempts fail for a
+	// retryable reason keeps being retried, from its first failure, before
+	// it is dead-lettered as exhausted. Bounded by time, not by a count:
+	// under a flaky API the number of failed attempts says little, and an
+	// uncertain command is checked against the API once more before it is
+	// given up (see verify.go). With retry delays capped at 30 s it is
+	// about 20 attempts, well within the consumers' max_deliver of 50.
+	DefaultRetryFor = 10 * time.Minute
 	// DefaultRetryBase is the first retry delay; it doubles per attempt.
 	DefaultRetryBase = time.Second
 	// DefaultRetryMax caps a retry delay, Retry-After included. It must stay
@@ -85,10 +90,14 @@ type Config struct {
 	// coalesced while they wait. The API client must use the same Limiter.
 	// Default nil: the client waits on its own, inside the attempt.
 	Budget Budget
-	// MaxAttempts is the number of real attempts before a retryable failure
-	// becomes a dead letter of class exhausted. Rate-limit deferrals (429)
-	// are not attempts; they are bounded by the consumer's MaxDeliver.
-	// Default DefaultMaxAttempts.
+	// RetryFor is how long after its first failure a command is retried
+	// for retryable failures before it becomes a dead letter of class
+	// exhausted (after one more check of an uncertain outcome). Rate-limit
+	// deferrals (429) and waits for the account are not failures; they are
+	// bounded by the consumer's MaxDeliver. Default DefaultRetryFor.
+	RetryFor time.Duration
+	// MaxAttempts, when above 0, also caps the number of real attempts.
+	// Default 0: only RetryFor (and the consumer's MaxDeliver) bound them.
 	MaxAttempts int
 	// RetryBase and RetryMax shape the retry delay: RetryBase·2^(n−1) for
 	// attempt n, capped at RetryMax, with "equal jitter" (a random value in
@@ -143,8 +152,8 @@ func (c *Config) setDefaults() {
 	if c.ShareInterval == 0 {
 		c.ShareInterval = DefaultShareInterval
 	}
-	if c.MaxAttempts == 0 {
-		c.MaxAttempts = DefaultMaxAttempts
+	if c.RetryFor == 0 {
+		c.RetryFor = DefaultRetryFor
 	}
 	if c.CreateBatch == 0 {
 		c.CreateBatch = DefaultCreateBatch
@@ -192,8 +201,11 @@ func (c Config) Validate() error {
 	if c.CreateBatch < 1 || c.CreateBatch > 100 {
 		errs = append(errs, fmt.Errorf("create batch %d, want 1 to 100", c.CreateBatch))
 	}
-	if c.MaxAttempts < 1 {
-		errs = append(errs, fmt.Errorf("max attempts %d, want at least 1", c.MaxAttempts))
+	if c.MaxAttempts < 0 {
+		errs = append(errs, fmt.Errorf("max attempts %d, want 0 (no cap) or more", c.MaxAttempts))
+	}
+	if c.RetryFor < 0 {
+		errs = append(errs, fmt.Errorf("retry for %v, want more than 0", c.RetryFor))
 	}
 	if c.RetryBase <= 0 || c.RetryMax < c.RetryBase {
 		errs = append(errs, fmt.Errorf("retry base %v and max %v: want 0 < base <= max", c.RetryBase, c.RetryMax))

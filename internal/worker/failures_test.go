@@ -689,3 +689,50 @@ func TestAuthManager(t *testing.T) {
 		})
 	}
 }
+
+// Retries are bounded by time, and an uncertain command is checked once
+// more before it is given up: an update whose every PUT is applied and
+// then loses its answer ends as succeeded, not as exhausted.
+func TestUncertainUpdateIsVerifiedBeforeDeadLetter(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	e.sb.Inject(sandbox.Rule{Op: sandbox.OpClientUpdate, Reset: true, AfterApply: true})
+	id := e.sb.SeedClient(testLoc, sandbox.ClientRecord{Name: "Ivy", Phone: "15550000610"})
+	e.startWorker(workerOpts{cfg: Config{RetryFor: 500 * time.Millisecond, RetryBase: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond}})
+	c := commands.Command{ID: commands.NewID(), Type: commands.TypeClientUpdate, LocationID: testLoc, ClientID: id}
+	must(c.SetPayload(commands.ClientFields{Name: new("Ivy 2"), Phone: new("15550000610")}))
+	e.publish(c)
+	got := e.waitTerminal(15*time.Second, c.ID)[c.ID]
+	if got.Outcome != commands.OutcomeSucceeded || got.Note != noteUpdateFound || got.Attempts < 2 {
+		t.Fatalf("result: %+v", got)
+	}
+	if len(e.dlqOf(c.ID)) != 0 {
+		t.Errorf("dead-lettered although applied: %+v", e.dlqOf(c.ID))
+	}
+	e.assertOneTerminal(c.ID)
+}
+
+// The last check finds nothing when nothing was applied: the command is
+// dead-lettered as exhausted once its time is over, whatever the count.
+func TestRetriesBoundedByTime(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	e.sb.Inject(sandbox.Rule{Op: sandbox.OpClientUpdate, Status: 503})
+	id := e.sb.SeedClient(testLoc, sandbox.ClientRecord{Name: "Jo", Phone: "15550000620"})
+	e.startWorker(workerOpts{cfg: Config{RetryFor: 500 * time.Millisecond, RetryBase: 20 * time.Millisecond, RetryMax: 50 * time.Millisecond}})
+	c := commands.Command{ID: commands.NewID(), Type: commands.TypeClientUpdate, LocationID: testLoc, ClientID: id}
+	must(c.SetPayload(commands.ClientFields{Name: new("Jo 2"), Phone: new("15550000620")}))
+	e.publish(c)
+	got := e.waitTerminal(15*time.Second, c.ID)[c.ID]
+	if got.Outcome != commands.OutcomeDeadLettered || got.ErrorClass != commands.ClassExhausted {
+		t.Fatalf("result: %+v", got)
+	}
+	rec := e.record(c.ID)
+	if d := rec.LastFailureAt.Sub(rec.FirstFailureAt); d < 500*time.Millisecond {
+		t.Errorf("gave up %v after the first failure, before RetryFor", d)
+	}
+	if cl, _ := e.sb.Client(testLoc, id); cl.Name != "Jo" {
+		t.Errorf("client changed: %+v", cl)
+	}
+	e.assertOneTerminal(c.ID)
+}

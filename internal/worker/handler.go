@@ -193,7 +193,7 @@ func (j *job) attempt(ctx context.Context) error {
 		}
 		return j.retryInfra(err)
 	}
-	if j.rec.Attempts >= w.cfg.MaxAttempts {
+	if w.cfg.MaxAttempts > 0 && j.rec.Attempts >= w.cfg.MaxAttempts {
 		// A crash after the last attempt's intent was recorded.
 		return j.deadLetter(ctx, verdict{class: commands.ClassExhausted, status: j.rec.LastStatus},
 			fmt.Errorf("%d attempts made: %s", j.rec.Attempts, j.rec.LastError))
@@ -430,10 +430,18 @@ func (j *job) fail(ctx context.Context, err error, uncertainBefore bool) error {
 
 	case commands.ClassTransient:
 		j.rec.Uncertain = uncertainBefore || v.unknown
-		if j.rec.Attempts >= w.cfg.MaxAttempts || lastDelivery {
+		if j.retriesOver(now) || lastDelivery {
+			if j.rec.Uncertain {
+				// An attempt may have been applied although its answer
+				// was lost: look once more before giving up.
+				if out, ok := j.verify(ctx); ok {
+					return j.succeed(ctx, out)
+				}
+			}
 			ex := v
 			ex.class = commands.ClassExhausted
-			return j.deadLetter(ctx, ex, fmt.Errorf("%d attempts made, last: %w", j.rec.Attempts, err))
+			return j.deadLetter(ctx, ex, fmt.Errorf("%d attempts made in %v, last: %w",
+				j.rec.Attempts, now.Sub(j.rec.FirstFailureAt).Round(time.Second), err))
 		}
 		return j.retry(ctx, v, w.backoff(j.rec.Attempts), true)
 	}
@@ -441,6 +449,14 @@ func (j *job) fail(ctx context.Context, err error, uncertainBefore bool) error {
 	// keep Uncertain as before this attempt for a later replay.
 	j.rec.Uncertain = uncertainBefore || v.unknown
 	return j.deadLetter(ctx, v, err)
+}
+
+// retriesOver reports whether a command that failed at now has had its
+// time (RetryFor from its first failure), or its attempts when they are
+// capped.
+func (j *job) retriesOver(now time.Time) bool {
+	c := j.w.cfg
+	return now.Sub(j.rec.FirstFailureAt) >= c.RetryFor || (c.MaxAttempts > 0 && j.rec.Attempts >= c.MaxAttempts)
 }
 
 // lastDelivery reports whether the server will not deliver the message

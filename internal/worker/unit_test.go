@@ -22,7 +22,7 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatalf("defaults invalid: %v", err)
 	}
-	if c.MaxAttempts != DefaultMaxAttempts || c.RetryBase != time.Second || c.RetryMax != 30*time.Second ||
+	if c.MaxAttempts != 0 || c.RetryFor != DefaultRetryFor || c.RetryBase != time.Second || c.RetryMax != 30*time.Second ||
 		c.MaxInFlight != DefaultMaxInFlight || c.WorkerID == "" || c.Logger == nil || c.Registerer == nil || c.Now == nil {
 		t.Fatalf("defaults: %+v", c)
 	}
@@ -33,6 +33,7 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 	}{
 		{"max in flight", func(c *Config) { c.MaxInFlight = -1 }, "max in flight"},
 		{"max attempts", func(c *Config) { c.MaxAttempts = -2 }, "max attempts"},
+		{"retry for", func(c *Config) { c.RetryFor = -time.Second }, "retry for"},
 		{"retry max below base", func(c *Config) { c.RetryBase, c.RetryMax = time.Second, time.Millisecond }, "retry base"},
 		{"handler timeout", func(c *Config) { c.HandlerTimeout = -time.Second }, "handler timeout"},
 	} {
