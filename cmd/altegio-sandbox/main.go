@@ -3,13 +3,20 @@
 // manual testing. The API is served under /api/v1; /healthz answers 200;
 // GET /stats answers the sandbox's counters as JSON (requests, answers per
 // status and per operation, 429s, logins, duplicate creates), for benchmarks
-// that run the sandbox as a separate process.
+// that run the sandbox as a separate process. With -control, the fault
+// suite steers it from outside:
+//
+//	PUT  /control/faults        {"latency":"2s","error_rate":0.2,"reset_rate":0,
+//	                             "after_apply_rate":0.5,"storm":"10s","seed":1}
+//	POST /control/rotate-token  a new user token; the old one answers 401
+//	GET  /control/clients?location=1  every client with its comments
 //
 // Every setting is a flag and an environment variable; run with --help to
 // list them with their defaults. Flags override the environment.
 package main
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,6 +65,7 @@ type config struct {
 	ratePerMinute         int
 	retryAfter            bool
 	publishedCommentPaths bool
+	control               bool
 	faults                sandbox.Faults
 }
 
@@ -84,7 +92,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.DurationVar(&c.faults.Latency, "latency", 0, "delay added to every answer")
 	fs.Float64Var(&c.faults.ErrorRate, "error-rate", 0, "share of calls answered with a random 5xx, 0..1")
 	fs.Float64Var(&c.faults.ResetRate, "reset-rate", 0, "share of calls whose connection is reset, 0..1")
+	fs.Float64Var(&c.faults.AfterApplyRate, "after-apply-rate", 0, "share of successful writes whose answer is lost (connection reset) after the change, 0..1")
 	fs.DurationVar(&c.faults.SlowBody, "slow-body", 0, "spread writing each body over this duration")
+	fs.BoolVar(&c.control, "control", false, "serve /control/… to change faults, rotate the token and read the state (tests only)")
 	fs.Int64Var(&c.faults.Seed, "seed", 1, "seed of the random faults")
 
 	fs.Usage = func() {
@@ -181,6 +191,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(newStatsView(sb.Stats()))
 	})
+	if c.control {
+		serveControl(mux, sb, c.login, c.faults)
+	}
 	mux.Handle("/", sb)
 	srv := &http.Server{
 		Handler:           mux,
@@ -244,4 +257,74 @@ func newStatsView(st sandbox.Stats) statsView {
 		v.DuplicateCreates += max(n-1, 0)
 	}
 	return v
+}
+
+// serveControl adds the /control/… endpoints (see the package doc).
+func serveControl(mux *http.ServeMux, sb *sandbox.Server, login string, initial sandbox.Faults) {
+	mux.HandleFunc("PUT /control/faults", func(w http.ResponseWriter, r *http.Request) {
+		var in struct {
+			Latency        string  `json:"latency"`
+			ErrorRate      float64 `json:"error_rate"`
+			ResetRate      float64 `json:"reset_rate"`
+			AfterApplyRate float64 `json:"after_apply_rate"`
+			Storm          string  `json:"storm"`
+			Seed           int64   `json:"seed"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		f := sandbox.Faults{ErrorRate: in.ErrorRate, ResetRate: in.ResetRate, AfterApplyRate: in.AfterApplyRate,
+			SlowBody: initial.SlowBody, Seed: cmp.Or(in.Seed, initial.Seed)}
+		for _, d := range []struct {
+			text string
+			to   func(time.Duration)
+		}{
+			{in.Latency, func(v time.Duration) { f.Latency = v }},
+			{in.Storm, func(v time.Duration) { f.RateLimitStormUntil = time.Now().Add(v) }},
+		} {
+			if d.text == "" {
+				continue
+			}
+			v, err := time.ParseDuration(d.text)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			d.to(v)
+		}
+		sb.SetFaults(f)
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("POST /control/rotate-token", func(w http.ResponseWriter, _ *http.Request) {
+		if _, err := sb.RotateUserToken(login); err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("GET /control/clients", func(w http.ResponseWriter, r *http.Request) {
+		loc, err := strconv.ParseInt(r.URL.Query().Get("location"), 10, 64)
+		if err != nil {
+			http.Error(w, "location: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		type client struct {
+			ID       int64    `json:"id"`
+			Name     string   `json:"name"`
+			Phone    string   `json:"phone"`
+			Email    string   `json:"email"`
+			Comments []string `json:"comments"`
+		}
+		out := []client{}
+		for _, c := range sb.Clients(loc) {
+			cl := client{ID: c.ID, Name: c.Name, Phone: c.Phone, Email: c.Email, Comments: []string{}}
+			for _, cm := range sb.Comments(loc, c.ID) {
+				cl.Comments = append(cl.Comments, cm.Text)
+			}
+			out = append(out, cl)
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(out)
+	})
 }

@@ -108,3 +108,72 @@ func TestBadEnvironment(t *testing.T) {
 		t.Errorf("envName = %q", got)
 	}
 }
+
+// The control endpoints steer a sandbox running as its own process: a 429
+// storm, a token rotation, and the state read back.
+func TestControlEndpoints(t *testing.T) {
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-addr", addr, "-control", "-user-token", "tok-1", "-partner-token", "p", "-log-level", "error"},
+			func(string) string { return "" }, &bytes.Buffer{})
+	}()
+	base := "http://" + addr
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return err
+		}
+		return resp.Body.Close()
+	})
+	call := func(method, path, token, body string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Accept", "application/vnd.api.v2+json")
+		req.Header.Set("Content-Type", "application/json")
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer p, User "+token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := call(http.MethodPost, "/api/v1/clients/1", "tok-1", `{"name":"Ann","phone":"+15550001234"}`); got != http.StatusCreated {
+		t.Fatalf("create: %d", got)
+	}
+	if got := call(http.MethodPut, "/control/faults", "", `{"storm":"1h"}`); got != http.StatusNoContent {
+		t.Fatalf("PUT /control/faults: %d", got)
+	}
+	if got := call(http.MethodGet, "/api/v1/client/1/1", "tok-1", ""); got != http.StatusTooManyRequests {
+		t.Errorf("during the storm: %d, want 429", got)
+	}
+	if got := call(http.MethodPut, "/control/faults", "", `{}`); got != http.StatusNoContent {
+		t.Fatalf("PUT /control/faults: %d", got)
+	}
+	if got := call(http.MethodPost, "/control/rotate-token", "", ""); got != http.StatusNoContent {
+		t.Fatalf("rotate: %d", got)
+	}
+	if got := call(http.MethodGet, "/api/v1/client/1/1", "tok-1", ""); got != http.StatusUnauthorized {
+		t.Errorf("old token after the rotation: %d, want 401", got)
+	}
+	resp, err := http.Get(base + "/control/clients?location=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clients []struct {
+		Name  string `json:"name"`
+		Phone string `json:"phone"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&clients)
+	_ = resp.Body.Close()
+	if err != nil || len(clients) != 1 || clients[0].Name != "Ann" {
+		t.Errorf("GET /control/clients: %+v, %v", clients, err)
+	}
+	cancel()
+	<-done
+}

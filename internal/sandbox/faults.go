@@ -23,6 +23,10 @@ type Faults struct {
 	// ResetRate is the share of calls, in [0, 1], whose connection is reset
 	// (hijacked and closed) without an answer or a side effect.
 	ResetRate float64
+	// AfterApplyRate is the share of successful writes (POST, PUT,
+	// DELETE), in [0, 1], whose change is made and whose connection is then
+	// reset: the answer is lost after the side effect.
+	AfterApplyRate float64
 	// SlowBody spreads writing each response body over this duration.
 	SlowBody time.Duration
 	// RateLimitStormUntil makes every call answer 429 until this time on
@@ -35,6 +39,9 @@ type Faults struct {
 func (f Faults) validate() error {
 	if f.ErrorRate < 0 || f.ErrorRate > 1 || f.ResetRate < 0 || f.ResetRate > 1 || f.ErrorRate+f.ResetRate > 1 {
 		return errors.New("sandbox: error and reset rates must be within [0, 1] and sum to at most 1")
+	}
+	if f.AfterApplyRate < 0 || f.AfterApplyRate > 1 {
+		return errors.New("sandbox: the after-apply rate must be within [0, 1]")
 	}
 	if f.Latency < 0 || f.SlowBody < 0 {
 		return errors.New("sandbox: latency and slow body must not be negative")
@@ -123,6 +130,21 @@ func (s *Server) removeRuleLocked(id int) {
 			return
 		}
 	}
+}
+
+// lostAfterApply reports whether the answer of a successful write is to be
+// lost (AfterApplyRate).
+func (s *Server) lostAfterApply(r *http.Request) bool {
+	if r.Method == http.MethodGet {
+		return false
+	}
+	f := s.currentFaults()
+	if f.AfterApplyRate == 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.rng.Float64() < f.AfterApplyRate
 }
 
 // fault is an injected outcome: an answer, or a reset.
