@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -105,6 +106,27 @@ func defineScenario(fs *envflag.Set, name string, cfg *bench.Config) lists {
 		fs.Int(&c.Batch, "batch", "BENCH_BATCH", 100, "commands per POST of the preload")
 		fs.Int(&c.Producers, "producers", "BENCH_PRODUCERS", 8, "concurrent HTTP producers of the preload")
 		l = append(l, intList("sizes", &sizes, &c.Sizes))
+	case "faults":
+		c := &cfg.Faults
+		var phases string
+		fs.Int(&c.Runs, "runs", "BENCH_RUNS", 0, "runs of each phase (0: 3, 1 with --quick)")
+		fs.Int(&c.Clients, "clients", "BENCH_CLIENTS", 0, "clients of each run's load (0: 120, 24 with --quick)")
+		fs.Duration(&c.Load, "load", "BENCH_LOAD", 0, "how long each run's load is spread over (0: 30s, 8s with --quick)")
+		fs.Int(&c.Kills, "kills", "BENCH_KILLS", 0, "kill -9 of a worker per kill run (0: 12, 3 with --quick)")
+		fs.Duration(&c.Settle, "settle", "BENCH_SETTLE", 0, "wait for the last results of a run (0: 4m, 2m with --quick)")
+		fs.String(&phases, "phases", "BENCH_PHASES", "", "phases, comma-separated (empty: "+strings.Join(bench.FaultPhases, ",")+")")
+		l = append(l, func() error {
+			if phases == "" {
+				return nil
+			}
+			c.Phases = strings.Split(phases, ",")
+			for _, p := range c.Phases {
+				if !slices.Contains(bench.FaultPhases, p) {
+					return fmt.Errorf("-phases: unknown phase %q", p)
+				}
+			}
+			return nil
+		})
 	}
 	return l
 }

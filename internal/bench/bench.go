@@ -45,6 +45,7 @@ type Config struct {
 	Drain    DrainConfig
 	Ingest   IngestConfig
 	Growth   GrowthConfig
+	Faults   FaultsConfig
 }
 
 func (c *Config) setDefaults() {
@@ -59,6 +60,7 @@ func (c *Config) setDefaults() {
 	c.Drain.setDefaults(c.Quick)
 	c.Ingest.setDefaults(c.Quick)
 	c.Growth.setDefaults(c.Quick)
+	c.Faults.setDefaults(c.Quick)
 }
 
 // setDefault sets *p to v when it is the zero value.
@@ -96,6 +98,7 @@ func Scenarios() []Scenario {
 		{"drain", "preloaded creates with no budget: the worker's commands/s against a bare JetStream consumer", runDrain},
 		{"ingest", "single and batched POSTs to ingest against raw JetStream publishes", runIngest},
 		{"growth", "throughput and memory of worker, ingest and nats-server at growing backlogs", runGrowth},
+		{"faults", "the fault suite: kill -9 of workers, nats-server restarts, API faults, a full outbox, stuck audit consumers, poison input; lost, doubled, out of order, time to resume", runFaults},
 	}
 }
 

@@ -19,6 +19,9 @@ import (
 type terminal struct {
 	received  time.Time // when the bench read it
 	completed time.Time // the worker's CompletedAt
+	outcome   commands.Outcome
+	class     commands.ErrorClass
+	count     int // terminal events of the command, this one included
 }
 
 // events follows the EVENTS stream from its start and keeps the first
@@ -74,9 +77,12 @@ func (ev *events) handle(m jetstream.Msg) {
 	if !r.Outcome.Terminal() {
 		return
 	}
-	if _, seen := ev.terminals[r.CommandID]; !seen {
-		ev.terminals[r.CommandID] = terminal{received: now, completed: r.CompletedAt}
+	t, seen := ev.terminals[r.CommandID]
+	if !seen {
+		t = terminal{received: now, completed: r.CompletedAt, outcome: r.Outcome, class: r.ErrorClass}
 	}
+	t.count++
+	ev.terminals[r.CommandID] = t
 }
 
 // lookup returns the terminal event of command id.

@@ -43,6 +43,9 @@ func newCommand(t commands.Type, loc int64, ref string, clientID int64, payload 
 		ClientRef:     ref,
 		ClientID:      clientID,
 	}
+	if payload == nil {
+		return c // a command without payload, such as client.delete
+	}
 	if err := c.SetPayload(payload); err != nil {
 		panic(err) // the payloads above always encode
 	}

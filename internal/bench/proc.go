@@ -163,6 +163,16 @@ func (p *proc) stop(grace time.Duration) {
 	}
 }
 
+// kill ends the process group with SIGKILL at once, as a crash would, and
+// waits until the process has been reaped (at most 5 s).
+func (p *proc) kill() {
+	signalGroup(p.cmd.Process, true)
+	select {
+	case <-p.done:
+	case <-time.After(5 * time.Second):
+	}
+}
+
 // sampleRSS records the largest resident set size until the process exits.
 func (p *proc) sampleRSS(every time.Duration) {
 	t := time.NewTicker(every)

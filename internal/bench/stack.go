@@ -110,18 +110,22 @@ type stack struct {
 
 	procs []*proc
 
-	natsURL string
-	nats    *proc
-	nc      *nats.Conn
-	js      jetstream.JetStream
+	natsURL  string
+	natsPort int
+	nats     *proc
+	nc       *nats.Conn
+	js       jetstream.JetStream
 
-	sandboxURL string // server root; the API is under /api/v1
-	sandbox    *proc
+	sandboxURL  string // server root; the API is under /api/v1
+	sandbox     *proc
+	sandboxArgs []string // extra flags of the sandbox
 
-	ingestURL string
-	ingest    *proc
+	ingestURL    string
+	ingest       *proc
+	ingestPrefix []string // a command ingest runs under, e.g. prlimit
 
 	workers      []*proc
+	workerRuns   int      // workers started so far, for unique names
 	workerBudget Budget   // what the workers were started with
 	workerArgs   []string // extra flags of worker run
 }
@@ -194,10 +198,8 @@ func (s *stack) startNATS(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	p, err := s.start(procSpec{name: "nats-server", path: s.bin(binNATS), env: childEnv(), args: []string{
-		"-a", "127.0.0.1", "-p", strconv.Itoa(port), "-js", "-sd", filepath.Join(s.dir, "nats"),
-		"--server_name", "bench",
-	}})
+	s.natsPort = port
+	p, err := s.runNATS()
 	if err != nil {
 		return err
 	}
@@ -222,6 +224,30 @@ func (s *stack) startNATS(ctx context.Context) error {
 		return fmt.Errorf("apply topology: %w", err)
 	}
 	return nil
+}
+
+// runNATS starts the nats-server process on s.natsPort and s's store.
+func (s *stack) runNATS() (*proc, error) {
+	return s.start(procSpec{name: "nats-server", path: s.bin(binNATS), env: childEnv(), args: []string{
+		"-a", "127.0.0.1", "-p", strconv.Itoa(s.natsPort), "-js", "-sd", filepath.Join(s.dir, "nats"),
+		"--server_name", "bench",
+	}})
+}
+
+// killNATS kills nats-server with SIGKILL and waits until it is gone.
+func (s *stack) killNATS() {
+	s.nats.kill()
+}
+
+// restartNATS starts nats-server again on the same port and store, and
+// waits until JetStream answers.
+func (s *stack) restartNATS(ctx context.Context) error {
+	p, err := s.runNATS()
+	if err != nil {
+		return err
+	}
+	s.nats = p
+	return waitJetStream(ctx, p, s.js)
 }
 
 // waitJetStream polls js until JetStream answers, p exits, or readyTimeout
@@ -252,13 +278,13 @@ func (s *stack) startSandbox(ctx context.Context, b Budget) error {
 	if err != nil {
 		return err
 	}
-	p, err := s.start(procSpec{name: "altegio-sandbox", path: s.bin(binSandbox), env: childEnv(), args: []string{
+	p, err := s.start(procSpec{name: "altegio-sandbox", path: s.bin(binSandbox), env: childEnv(), args: append([]string{
 		"-addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"-partner-token", benchPartnerToken, "-user-login", benchLogin, "-user-password", benchPassword,
 		"-user-token", benchUserToken,
 		"-rate-per-second", strconv.Itoa(b.PerSecond), "-rate-per-minute", strconv.Itoa(b.PerMinute),
 		"-log-level", "warn",
-	}})
+	}, s.sandboxArgs...)})
 	if err != nil {
 		return err
 	}
@@ -282,11 +308,17 @@ func (s *stack) startIngest(ctx context.Context) error {
 	}
 	sum := sha256.Sum256([]byte(benchProducerKey))
 	producers := fmt.Sprintf(`[{"name":"bench","api_key_sha256":[%q]}]`, hex.EncodeToString(sum[:]))
-	p, err := s.start(procSpec{name: "ingest", path: s.bin(binIngest), env: childEnv("INGEST_PRODUCERS=" + producers), args: []string{
+	args := []string{
 		"--nats-url", s.natsURL, "--addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"--outbox", filepath.Join(s.dir, "ingest-outbox.db"),
 		"--log-level", "warn", "--log-format", "text",
-	}})
+	}
+	path := s.bin(binIngest)
+	if len(s.ingestPrefix) > 0 {
+		args = append(append(s.ingestPrefix[1:], path), args...)
+		path = s.ingestPrefix[0]
+	}
+	p, err := s.start(procSpec{name: "ingest", path: path, env: childEnv("INGEST_PRODUCERS=" + producers), args: args})
 	if err != nil {
 		return err
 	}
@@ -337,7 +369,8 @@ func (s *stack) tryWorker(ctx context.Context, b Budget) error {
 	if err != nil {
 		return err
 	}
-	id := fmt.Sprintf("bench-w%d", len(s.workers)+1)
+	s.workerRuns++
+	id := fmt.Sprintf("bench-w%d", s.workerRuns)
 	p, err := s.start(procSpec{name: id, path: s.bin(binWorker),
 		env: childEnv("ALTEGIO_PARTNER_TOKEN="+benchPartnerToken, "ALTEGIO_LOGIN="+benchLogin, "ALTEGIO_PASSWORD="+benchPassword),
 		args: append([]string{"run",
@@ -358,6 +391,12 @@ func (s *stack) tryWorker(ctx context.Context, b Budget) error {
 		s.workers = append(s.workers, p)
 	}
 	return err
+}
+
+// killWorker kills worker i with SIGKILL, as a crash would, and forgets it.
+func (s *stack) killWorker(i int) {
+	s.workers[i].kill()
+	s.workers = append(s.workers[:i:i], s.workers[i+1:]...)
 }
 
 func lastLine(s string) string {

@@ -38,9 +38,11 @@ import (
 //     nacked back in order, the pin is released.
 //   - A partition taken over from a worker that crashed (or that gave it up
 //     without knowing its pin: it had received nothing under it) still has
-//     the dead pin. When the pin a worker found on taking a partition over
-//     is still there two intervals later and no live member reports it, the
-//     worker unpins the consumer and the server pins the next pull: its own.
+//     the dead pin. When a worker finds the pin of one of its partitions
+//     reported by no live member while messages wait, on two checks in a
+//     row an interval apart, it unpins the consumer and the server pins the
+//     next pull: its own. (A member's last report counts until it is
+//     declared gone; the check goes on until the pin is released.)
 //
 // Views may disagree for an interval (a new member not yet heard by all);
 // then two workers pull one partition and the server serves only the pin
@@ -89,20 +91,20 @@ type share struct {
 	ready   bool   // the join grace is over: assignments are computed
 	owned   []bool // by partition
 	changed chan struct{}
-	// takenPin is the pin the consumer had when this worker took the
-	// partition over; orphan counts the checks that found it unreported.
-	takenPin map[int]string
-	orphan   map[int]int
+	// orphan counts the checks in a row that found partition p's pin,
+	// orphanPin[p], reported by no live member while messages wait.
+	orphan    map[int]int
+	orphanPin map[int]string
 }
 
 func newShare(w *Worker, subs []*wmjetstream.Subscriber) *share {
 	sh := &share{
 		w: w, self: uuid.NewString(), interval: w.cfg.ShareInterval, subs: subs,
-		members:  make(map[string]memberSeen),
-		owned:    make([]bool, len(subs)),
-		changed:  make(chan struct{}),
-		takenPin: make(map[int]string),
-		orphan:   make(map[int]int),
+		members:   make(map[string]memberSeen),
+		owned:     make([]bool, len(subs)),
+		changed:   make(chan struct{}),
+		orphan:    make(map[int]int),
+		orphanPin: make(map[int]string),
 	}
 	if sh.interval < 0 { // sharing off: every partition is ours
 		sh.ready = true
@@ -248,7 +250,6 @@ func (sh *share) apply(members []string) {
 		}
 		if mine != sh.owned[p] {
 			sh.owned[p], changed = mine, true
-			delete(sh.takenPin, p)
 			delete(sh.orphan, p)
 		}
 	}
@@ -292,41 +293,31 @@ func assign(n int, members []string) []string {
 	return owners
 }
 
-// taken records the pin partition p's consumer had when this worker started
-// pulling it.
-func (sh *share) taken(ctx context.Context, p int) {
-	if !sh.w.pinned[p] || sh.interval < 0 {
-		return
-	}
-	pin, err := sh.pin(ctx, p)
-	if err != nil {
-		sh.w.log.Debug("read pin", slog.Int("partition", p), slog.Any("error", err))
-		return
-	}
-	sh.mu.Lock()
-	if sh.owned[p] {
-		sh.takenPin[p] = pin
-	}
-	sh.mu.Unlock()
-}
-
-func (sh *share) pin(ctx context.Context, p int) (string, error) {
+// pin reads partition p's consumer: its pin, and whether messages wait for
+// it (undelivered, or delivered and not acked).
+func (sh *share) pin(ctx context.Context, p int) (pin string, waiting bool, err error) {
 	cctx, cancel := context.WithTimeout(ctx, sh.w.cfg.BookkeepingTimeout)
 	defer cancel()
 	c, err := sh.w.js.Consumer(cctx, topology.StreamCommands, topology.WorkerConsumer(p))
 	if err != nil {
-		return "", err
+		return "", false, err
 	}
-	for _, g := range c.CachedInfo().PriorityGroups {
+	info := c.CachedInfo()
+	for _, g := range info.PriorityGroups {
 		if g.Group == topology.PriorityGroup {
-			return g.PinnedClientID, nil
+			pin = g.PinnedClientID
 		}
 	}
-	return "", nil
+	return pin, info.NumPending > 0 || info.NumAckPending > 0, nil
 }
 
-// releaseOrphans unpins the partitions this worker took over whose old pin
-// is still in place and reported by no live member.
+// releaseOrphans unpins the partitions of this worker whose pin no live
+// member reports while messages wait: the pin of a worker that is gone (or
+// of one that gave the partition up without knowing its pin, having
+// received nothing under it). The same pin must be found so on
+// shareOrphanChecks checks in a row. A pin this worker holds without
+// knowing it yet is not taken for an orphan as long as nothing waits; with
+// messages waiting it would have received them.
 func (sh *share) releaseOrphans(ctx context.Context) {
 	sh.mu.Lock()
 	reported := make(map[string]bool)
@@ -335,10 +326,10 @@ func (sh *share) releaseOrphans(ctx context.Context) {
 			reported[pin] = true
 		}
 	}
-	check := make(map[int]string)
-	for p, pin := range sh.takenPin {
-		if pin != "" && sh.owned[p] {
-			check[p] = pin
+	var owned []int
+	for p, mine := range sh.owned {
+		if mine && sh.w.pinned[p] {
+			owned = append(owned, p)
 		}
 	}
 	sh.mu.Unlock()
@@ -347,19 +338,21 @@ func (sh *share) releaseOrphans(ctx context.Context) {
 			reported[pin] = true
 		}
 	}
-	for p, old := range check {
-		now, err := sh.pin(ctx, p)
+	for _, p := range owned {
+		pin, waiting, err := sh.pin(ctx, p)
 		if err != nil {
+			sh.w.log.Debug("read pin", slog.Int("partition", p), slog.Any("error", err))
 			continue
 		}
 		sh.mu.Lock()
-		if now != old || reported[now] {
-			delete(sh.takenPin, p) // it moved on: to us or to a live member
+		switch {
+		case pin == "" || reported[pin] || !waiting:
 			delete(sh.orphan, p)
-			sh.mu.Unlock()
-			continue
+		case sh.orphanPin[p] != pin:
+			sh.orphanPin[p], sh.orphan[p] = pin, 1
+		default:
+			sh.orphan[p]++
 		}
-		sh.orphan[p]++
 		due := sh.orphan[p] >= shareOrphanChecks
 		sh.mu.Unlock()
 		if !due {
@@ -372,7 +365,6 @@ func (sh *share) releaseOrphans(ctx context.Context) {
 		sh.w.metrics.takeovers.Inc()
 		sh.w.log.Info("released the pin of a gone worker", slog.Int("partition", p))
 		sh.mu.Lock()
-		delete(sh.takenPin, p)
 		delete(sh.orphan, p)
 		sh.mu.Unlock()
 	}
@@ -425,7 +417,6 @@ func (ps *partitionSubscriber) Subscribe(ctx context.Context, topic string) (<-c
 func (ps *partitionSubscriber) pull(ctx context.Context, topic string, changed <-chan struct{}, out chan<- *message.Message) {
 	subCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	ps.sh.taken(ctx, ps.p)
 	in, err := ps.inner.Subscribe(subCtx, topic)
 	if err != nil {
 		ps.sh.w.log.Warn("subscribe partition", slog.Int("partition", ps.p), slog.Any("error", err))
