@@ -118,6 +118,10 @@ func runFaults(ctx context.Context, e *env, cfg Config) (Report, error) {
 		}
 		t.add(phase, strconv.Itoa(c.Runs), strconv.Itoa(total.accepted), total.faultList(), strconv.Itoa(total.lost),
 			strconv.Itoa(total.doubled), strconv.Itoa(total.outOfOrder), strconv.Itoa(total.wrong), resume)
+		if phase == "outbox" {
+			rep.Figures["outbox/refused"] = float64(total.refused)
+			rep.Notes = append(rep.Notes, fmt.Sprintf("outbox: with nats-server down and the outbox file at its limit, ingest answered 503 for %d commands (not accepted, not counted above).", total.refused))
+		}
 		for k, v := range map[string]int{"accepted": total.accepted, "faults": total.faultCount(), "lost": total.lost,
 			"doubled": total.doubled, "out_of_order": total.outOfOrder, "wrong_outcome": total.wrong} {
 			rep.Figures[phase+"/"+k] = float64(v)
@@ -139,6 +143,7 @@ func runFaults(ctx context.Context, e *env, cfg Config) (Report, error) {
 // faultResult is what one phase run found.
 type faultResult struct {
 	accepted                         int
+	refused                          int // commands ingest answered 503 for (outbox full)
 	faults                           map[string]int
 	lost, doubled, outOfOrder, wrong int
 	resume                           time.Duration
@@ -160,6 +165,7 @@ func (r *faultResult) problem(format string, args ...any) {
 
 func (r *faultResult) add(o faultResult) {
 	r.accepted += o.accepted
+	r.refused += o.refused
 	if r.faults == nil {
 		r.faults = map[string]int{}
 	}
@@ -270,7 +276,7 @@ func faultPhase(ctx context.Context, e *env, c FaultsConfig, phase string, run i
 
 // outboxFileLimit is the largest file the ingest process may write in the
 // outbox phase (prlimit --fsize).
-const outboxFileLimit = 256 << 10
+const outboxFileLimit = 192 << 10
 
 // injectFaults runs the phase's faults while the load is being sent.
 func injectFaults(ctx context.Context, s *stack, l *faultLoad, ev *events, c FaultsConfig, phase string, res *faultResult) error {
@@ -309,15 +315,22 @@ func injectFaults(ctx context.Context, s *stack, l *faultLoad, ev *events, c Fau
 		}
 		s.killNATS()
 		res.fault("kill -9 nats-server")
+		if phase == "outbox" {
+			// Spool until the outbox's file cannot grow: ingest must answer
+			// 503, and every command it answered 202 for must end once.
+			refused, err := l.fill(ctx)
+			if err != nil {
+				return err
+			}
+			res.refused += refused
+		}
 		if err := sleep(c.Load / 4); err != nil {
 			return err
 		}
 		if err := s.restartNATS(ctx); err != nil {
 			return err
 		}
-		if phase == "outbox" {
-			res.fault("outbox file full")
-		}
+
 	case "api":
 		steps := []struct {
 			name string
@@ -357,6 +370,38 @@ func injectFaults(ctx context.Context, s *stack, l *faultLoad, ev *events, c Fau
 		return fmt.Errorf("unknown phase %q", phase)
 	}
 	return nil
+}
+
+// fill posts creates of fresh clients, 50 a request, while nats-server is
+// down, until ingest refuses a request (its outbox is full) or 60 requests
+// were made, and returns how many commands were refused.
+func (l *faultLoad) fill(ctx context.Context) (int, error) {
+	for b := range 60 {
+		var cmds []commands.Command
+		for j := range 50 {
+			k := 800000 + l.run*10000 + b*50 + j
+			cmds = append(cmds, newCommand(commands.TypeClientCreate, 2, fmt.Sprintf("fill%d-%d", l.run, k), 0, newClient(seriesSeed, k)))
+		}
+		ids, err := l.post(ctx, cmds)
+		if err != nil {
+			return 0, err
+		}
+		l.accept(ids, false)
+		l.mu.Lock()
+		for i, c := range cmds {
+			fc := &faultClient{ref: c.ClientRef, loc: 2, cmds: []commands.Command{c}}
+			if i < len(ids) {
+				fc.accepted = 1
+			}
+			l.clients = append(l.clients, fc)
+		}
+		l.mu.Unlock()
+		if len(ids) < len(cmds) {
+			l.s.env.logf("faults: the outbox is full after %d requests: %d of %d commands refused", b+1, len(cmds)-len(ids), len(cmds))
+			return len(cmds) - len(ids), nil
+		}
+	}
+	return 0, errors.New("the outbox never filled up: ingest accepted every command with nats-server down")
 }
 
 // control calls the sandbox's /control endpoints.

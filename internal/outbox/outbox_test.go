@@ -194,7 +194,7 @@ func TestConcurrentAppendGroupCommit(t *testing.T) {
 
 	// Every entry is stored once, and each writer's entries are in the
 	// order it appended them.
-	stored, err := head(context.Background(), o.db, total+1)
+	stored, err := head(context.Background(), o.db, 0, total+1)
 	if err != nil {
 		t.Fatalf("read back: %v", err)
 	}
@@ -349,7 +349,7 @@ func TestCrashKeepsEntries(t *testing.T) {
 	}
 
 	o := openTest(t, path, testConfig(nil))
-	stored, err := head(context.Background(), o.db, 100)
+	stored, err := head(context.Background(), o.db, 0, 100)
 	if err != nil {
 		t.Fatalf("read back: %v", err)
 	}

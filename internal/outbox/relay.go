@@ -107,7 +107,9 @@ func (o *Outbox) Run(ctx context.Context, pub Publisher) error {
 
 	r := &relay{o: o, pub: pub, log: o.cfg.Logger}
 	for {
-		batch, err := head(ctx, o.db, o.cfg.RelayBatch)
+		// Entries published but not deleted yet (a delete failed: a full
+		// disk) are skipped, so that they never hold back the rest.
+		batch, err := head(ctx, o.db, r.ackedSeq, o.cfg.RelayBatch)
 		switch {
 		case ctx.Err() != nil:
 			return o.stopErr()
@@ -118,22 +120,34 @@ func (o *Outbox) Run(ctx context.Context, pub Publisher) error {
 			}
 			continue
 		case len(batch) == 0:
-			select {
-			case <-o.wake:
-				continue
-			case <-ctx.Done():
+			if !r.idle(ctx) {
 				return o.stopErr()
 			}
+			continue
 		}
 		if !r.relayBatch(ctx, batch) {
 			return o.stopErr()
 		}
-		// A failed delete leaves published entries at the head; wait
-		// before reading them again.
-		if r.ackedCount > 0 && !r.sleep(ctx) {
-			return o.stopErr()
-		}
 	}
+}
+
+// idle waits for new entries. Published entries whose delete failed are
+// deleted again every RetryMax meanwhile. It returns false when ctx ended.
+func (r *relay) idle(ctx context.Context) bool {
+	var retry <-chan time.Time
+	if r.ackedCount > 0 {
+		t := time.NewTimer(r.o.cfg.RetryMax)
+		defer t.Stop()
+		retry = t.C
+	}
+	select {
+	case <-r.o.wake:
+	case <-retry:
+		r.deleteAcked(ctx)
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
 
 // stopErr is what Run returns once its context has ended.
@@ -157,10 +171,9 @@ type relay struct {
 	noStreamSeq   int64
 	noStreamSince time.Time
 
-	// Published but not yet deleted: the last sequence, count and size.
+	// Published but not yet deleted: the last sequence and the count.
 	ackedSeq   int64
 	ackedCount int64
-	ackedSize  int64
 }
 
 // relayBatch publishes batch in order. It returns false when ctx ended.
@@ -176,8 +189,10 @@ func (r *relay) relayBatch(ctx context.Context, batch []stored) bool {
 				r.failures, r.noStreamSeq = 0, 0
 				r.ackedSeq = s.seq
 				r.ackedCount++
-				r.ackedSize += s.size
 				r.o.metrics.relayed.Inc()
+				// Relayed: it no longer waits, even while its row stays
+				// (Depth, Flush, and ingest's "spool while entries wait").
+				r.o.removed(1, s.size)
 				break
 			}
 			if ctx.Err() != nil {
@@ -275,13 +290,20 @@ func (r *relay) deleteAcked(ctx context.Context) {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.o.cfg.BusyTimeout)
 	defer cancel()
-	if _, err := r.o.db.ExecContext(ctx, deleteUpTo, r.ackedSeq); err != nil {
+	_, err := r.o.db.ExecContext(ctx, deleteUpTo, r.ackedSeq)
+	if err != nil {
+		// The write-ahead log may be what cannot grow (a full disk, a file
+		// size limit): fold it into the database and try once more.
+		if _, cerr := r.o.db.ExecContext(ctx, checkpoint); cerr == nil {
+			_, err = r.o.db.ExecContext(ctx, deleteUpTo, r.ackedSeq)
+		}
+	}
+	if err != nil {
 		// Keep the tally: the next successful delete covers these too.
 		r.log.Error("outbox delete of relayed entries failed", "outbox_seq", r.ackedSeq, "error", err)
 		return
 	}
-	r.o.removed(r.ackedCount, r.ackedSize)
-	r.ackedSeq, r.ackedCount, r.ackedSize = 0, 0, 0
+	r.ackedCount = 0 // ackedSeq stays: the next batch starts after it
 }
 
 // sleep waits for the next backoff delay. It returns false when ctx ended.

@@ -245,3 +245,48 @@ func TestIsPermanent(t *testing.T) {
 		}
 	}
 }
+
+// Entries whose delete fails after they were published (a full disk, here a
+// file that became read-only) never hold back the entries behind them: the
+// relay goes on after the last published entry, Depth counts only what
+// waits, and the rows are deleted once the file can be written again.
+// Before, the relay read the same first RelayBatch rows again and again.
+func TestRelayGoesOnWhenDeletesFail(t *testing.T) {
+	n := testenv.RunJetStream(t)
+	_, js := testenv.Connect(t, n.URL())
+	createStream(t, js, jetstream.StreamConfig{Name: "CMD", Subjects: []string{"cmd.>"}})
+
+	o := openTest(t, tempPath(t), testConfig(func(c *Config) { c.RelayBatch, c.RetryMax = 4, 200 * time.Millisecond }))
+	entries := makeEntries("cmd.x", 20)
+	if err := o.Append(context.Background(), entries...); err != nil {
+		t.Fatal(err)
+	}
+	// From here every write to the file fails.
+	if _, err := o.db.Exec(`PRAGMA query_only = ON`); err != nil {
+		t.Fatal(err)
+	}
+	startRelay(t, o, js)
+	flush(t, o, 10*time.Second) // Depth reaches 0: everything was relayed
+	if got, want := msgIDs(streamMsgs(t, js, "CMD")), ids(entries); !slices.Equal(got, want) {
+		t.Fatalf("stream msg ids = %v, want %v", got, want)
+	}
+	rows := func() int {
+		var n int
+		if err := o.db.QueryRow(`SELECT count(*) FROM entries`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	if got := rows(); got != len(entries) {
+		t.Fatalf("%d rows left while the file is read-only, want all %d", got, len(entries))
+	}
+	if _, err := o.db.Exec(`PRAGMA query_only = OFF`); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if got := rows(); got != 0 {
+			return fmt.Errorf("%d relayed rows not deleted yet", got)
+		}
+		return nil
+	})
+}

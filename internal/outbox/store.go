@@ -44,7 +44,8 @@ CREATE TABLE IF NOT EXISTS probe (
 
 const (
 	insertEntry = `INSERT INTO entries (subject, msg_id, header, data, size, created_at) VALUES (?, ?, ?, ?, ?, ?)`
-	selectHead  = `SELECT seq, subject, msg_id, header, data, size, created_at FROM entries ORDER BY seq LIMIT ?`
+	selectHead  = `SELECT seq, subject, msg_id, header, data, size, created_at FROM entries WHERE seq > ? ORDER BY seq LIMIT ?`
+	checkpoint  = `PRAGMA wal_checkpoint(TRUNCATE)`
 	deleteUpTo  = `DELETE FROM entries WHERE seq <= ?`
 	copyToDead  = `INSERT INTO dead (seq, subject, msg_id, header, data, size, created_at, failed_at, reason)
 		SELECT seq, subject, msg_id, header, data, size, created_at, ?, ? FROM entries WHERE seq = ?`
@@ -157,8 +158,8 @@ func totals(ctx context.Context, db *sql.DB) (n, size int64, err error) {
 }
 
 // head returns up to limit entries from the front of the queue.
-func head(ctx context.Context, db *sql.DB, limit int) ([]stored, error) {
-	rows, err := db.QueryContext(ctx, selectHead, limit)
+func head(ctx context.Context, db *sql.DB, after int64, limit int) ([]stored, error) {
+	rows, err := db.QueryContext(ctx, selectHead, after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("read entries: %w", err)
 	}
