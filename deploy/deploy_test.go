@@ -480,6 +480,15 @@ func TestSingleNodeUsersHaveLeastPrivilege(t *testing.T) {
 		wk.denyPublish(t, "$JS.API.STREAM.DELETE.EVENTS")
 		wk.denyPublish(t, "$JS.API.STREAM.PURGE.DLQ")
 		wk.denySubscribe(t, "altegio.>")
+		// Refused command subjects: counted and answered by one worker.
+		for _, subject := range []string{"altegio.cmd.*", "altegio.cmd.*.*.*.>"} {
+			if sub, err := wk.nc.QueueSubscribe(subject, "q", func(*nats.Msg) {}); err != nil {
+				t.Errorf("worker watches %s: %v", subject, err)
+			} else {
+				_ = sub.Unsubscribe()
+			}
+		}
+		wk.denySubscribe(t, "altegio.cmd.*.*.*") // the commands themselves only through its consumers
 		// Partition sharing: announce and hear the other workers.
 		if err := wk.nc.Publish(topology.SubjectWorkers, []byte(`{}`)); err != nil {
 			t.Errorf("worker announces itself: %v", err)

@@ -41,6 +41,9 @@ type metrics struct {
 	members   prometheus.Gauge
 	owned     prometheus.Gauge
 	takeovers prometheus.Counter
+	// refused counts publishes on altegio.cmd subjects of a form COMMANDS
+	// does not store (refused.go).
+	refused prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -87,13 +90,17 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "worker_partitions_owned",
 			Help: "Partitions assigned to this worker.",
 		}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "worker_refused_subjects_total",
+			Help: "Commands published on an altegio.cmd subject of a form COMMANDS does not store (refused by JetStream), seen by one worker each.",
+		}),
 		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "worker_partition_takeovers_total",
 			Help: "Pins of gone workers released by this worker to take their partitions over.",
 		}),
 	}
 	for _, c := range []prometheus.Collector{m.commands, m.retries, m.dlq, m.inFlight, m.pending, m.duration, m.createBatch, m.accountPaused,
-		m.members, m.owned, m.takeovers} {
+		m.members, m.owned, m.takeovers, m.refused} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -22,7 +23,7 @@ import (
 func TestSubjectMustMatchTheCommand(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
-	e.startWorker(workerOpts{})
+	r := e.startWorker(workerOpts{})
 	publishOn := func(subject string, c commands.Command) {
 		data, _ := json.Marshal(c)
 		e.publishRaw(subject, nats.Header(commands.CommandHeaders(c)), data)
@@ -37,7 +38,22 @@ func TestSubjectMustMatchTheCommand(t *testing.T) {
 	defer cancel()
 	if _, err := e.js.PublishMsg(ctx, &nats.Msg{Subject: "altegio.cmd.3.1." + wrongPart.ClientKey() + ".create", Data: data}); err == nil {
 		t.Error("a command published on a partitioned subject was stored")
+	} else if !strings.Contains(err.Error(), "COMMANDS takes") {
+		t.Errorf("a JetStream publisher on a refused subject is told %q, not why", err)
 	}
+	// Refused, but counted: every other form, published as a core message
+	// (the JetStream publish above was one more).
+	for _, subject := range []string{"altegio.cmd", "altegio.cmd.x", "altegio.cmd.x.y", "altegio.cmd.9.1.a.b.c"} {
+		if err := e.nc.Publish(subject, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if n := r.counter(t, "worker_refused_subjects_total", nil); n != 5 {
+			return fmt.Errorf("worker_refused_subjects_total = %v, want 5", n)
+		}
+		return nil
+	})
 	next := createCmd("mm-body", "Body", phone(7000)) // the client's next, on its own subject
 	e.publish(next)
 

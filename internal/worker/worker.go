@@ -192,6 +192,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		wg.Go(func() { w.pollPending(pollCtx) })
 	}
 	wg.Go(func() { sh.run(ctx) })
+	wg.Go(func() { w.watchRefused(pollCtx) })
 
 	w.running.Store(true)
 	defer w.running.Store(false)
