@@ -256,7 +256,7 @@ func TestRelayGoesOnWhenDeletesFail(t *testing.T) {
 	_, js := testenv.Connect(t, n.URL())
 	createStream(t, js, jetstream.StreamConfig{Name: "CMD", Subjects: []string{"cmd.>"}})
 
-	o := openTest(t, tempPath(t), testConfig(func(c *Config) { c.RelayBatch, c.RetryMax = 4, 200 * time.Millisecond }))
+	o := openTest(t, tempPath(t), testConfig(func(c *Config) { c.RelayBatch, c.RetryMax = 4, 200*time.Millisecond }))
 	entries := makeEntries("cmd.x", 20)
 	if err := o.Append(context.Background(), entries...); err != nil {
 		t.Fatal(err)
