@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go/jetstream"
@@ -36,6 +37,9 @@ type maxDeliveriesAdvisory struct {
 // from the stream. Every step is idempotent (compare-and-set on the
 // record, deduplicated message ids), so several sweepers, or a sweeper
 // racing a worker, write one DLQ record.
+//
+// A command the sweeper cannot settle (NATS trouble) is retried with
+// backoff, and reported at Error once, not at every retry.
 func (w *Worker) sweep(msg *message.Message) error {
 	var adv maxDeliveriesAdvisory
 	if err := json.Unmarshal(msg.Payload, &adv); err != nil || adv.StreamSeq == 0 {
@@ -45,6 +49,27 @@ func (w *Worker) sweep(msg *message.Message) error {
 	if adv.Stream != topology.StreamCommands {
 		return nil
 	}
+	err := w.sweepCommandAt(msg, adv)
+	if err == nil {
+		w.swept.forget(adv.StreamSeq)
+		return nil
+	}
+	if w.swept.first(adv.StreamSeq) {
+		w.log.Error("sweeper cannot settle a command that ran out of deliveries; retrying (reported once per command)",
+			slog.Uint64("stream_seq", adv.StreamSeq), slog.Any("error", err))
+	} else {
+		w.log.Debug("sweeper retry failed", slog.Uint64("stream_seq", adv.StreamSeq), slog.Any("error", err))
+	}
+	n := 1
+	if info, ok := wmjetstream.Delivery(msg); ok {
+		n = int(min(info.NumDelivered, 16))
+	}
+	wmjetstream.Retry(msg, w.backoff(n))
+	return nil
+}
+
+// sweepCommandAt settles the command an advisory names.
+func (w *Worker) sweepCommandAt(msg *message.Message, adv maxDeliveriesAdvisory) error {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(msg.Context()), w.cfg.BookkeepingTimeout)
 	defer cancel()
 	raw, err := w.commands.GetMsg(ctx, adv.StreamSeq)
@@ -128,4 +153,34 @@ func (w *Worker) sweepCommand(ctx context.Context, raw *jetstream.RawStreamMsg, 
 		return err
 	}
 	return j.emitDead(ctx, dl, r)
+}
+
+// reportedOnce remembers the stream sequences already reported, so that a
+// stuck command is reported once. It forgets everything past a bound.
+type reportedOnce struct {
+	mu   sync.Mutex
+	seqs map[uint64]struct{}
+}
+
+// reportedOnceMax bounds reportedOnce.
+const reportedOnceMax = 10000
+
+// first reports whether seq is reported for the first time.
+func (r *reportedOnce) first(seq uint64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if _, ok := r.seqs[seq]; ok {
+		return false
+	}
+	if r.seqs == nil || len(r.seqs) >= reportedOnceMax {
+		r.seqs = make(map[uint64]struct{})
+	}
+	r.seqs[seq] = struct{}{}
+	return true
+}
+
+func (r *reportedOnce) forget(seq uint64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	delete(r.seqs, seq)
 }

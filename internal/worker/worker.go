@@ -64,6 +64,7 @@ type Worker struct {
 	// for the budget give up at once and are handed back.
 	stopping chan struct{}
 	creates  *coalescer
+	swept    reportedOnce // stuck commands the sweeper reported
 
 	hooks hooks
 }

@@ -1,17 +1,27 @@
 package worker
 
 import (
+	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/ThreeDotsLabs/watermill"
+	"github.com/ThreeDotsLabs/watermill/message"
+
+	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
+	"github.com/altegio-integrator/integrator/internal/topology"
+	"github.com/altegio-integrator/integrator/internal/wmjetstream"
 )
 
 // A client's whole life, addressed by client_ref after the create:
@@ -432,3 +442,62 @@ func TestOrderPerClientWhileRetrying(t *testing.T) {
 }
 
 func itoa(i int) string { return strconv.Itoa(i) }
+
+// lockedBuffer is a bytes.Buffer safe for concurrent writes, for logs.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// A command the sweeper cannot settle (here: the DLQ stream is gone) is
+// retried, and reported at Error once, not at every retry (before: about 92
+// ERROR lines a minute, without end).
+func TestSweeperReportsAStuckCommandOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	var logs lockedBuffer
+	api, err := altegio.New(altegio.Config{BaseURL: e.url}, altegio.StaticAuthorizer{PartnerToken: testPartner, UserToken: testUser}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := New(Config{Logger: slog.New(slog.NewTextHandler(&logs, nil)), BookkeepingTimeout: time.Second,
+		RetryMax: time.Second, HandlerTimeout: time.Second}, e.js, api, e.top)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := w.bind(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if w.pub, err = wmjetstream.NewPublisher(e.js, wmjetstream.PublisherConfig{PublishTimeout: time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	seq := e.publish(createCmd("stuck-1", "Stu", phone(7300)))
+	if err := e.js.DeleteStream(ctx, topology.StreamDLQ); err != nil {
+		t.Fatal(err)
+	}
+	adv := fmt.Sprintf(`{"stream":%q,"consumer":"worker-p0","stream_seq":%d,"deliveries":50}`, topology.StreamCommands, seq)
+	for range 3 {
+		if err := w.sweep(message.NewMessage(watermill.NewUUID(), []byte(adv))); err != nil {
+			t.Fatalf("sweep: %v", err)
+		}
+	}
+	if n := strings.Count(logs.String(), "level=ERROR"); n != 1 {
+		t.Errorf("%d ERROR lines for one stuck command, want 1:\n%s", n, logs.String())
+	}
+	if !strings.Contains(logs.String(), fmt.Sprintf("stream_seq=%d", seq)) {
+		t.Errorf("the report does not name the command's stream sequence:\n%s", logs.String())
+	}
+}
