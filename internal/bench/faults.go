@@ -35,7 +35,9 @@ import (
 //
 // Phases: kill (kill -9 of a worker at random moments, a replacement
 // started at once, and the time until a probe on every partition finished),
-// nats (nats-server killed and restarted mid-load), api (5xx, latency,
+// nats (nats-server killed and restarted mid-load), cluster (a three-node
+// cluster loses the COMMANDS stream leader, then a second node for two
+// seconds, and both come back), api (5xx, latency,
 // answers lost after the change, a 429 storm, a token rotation, then half
 // the writes losing their answer), outbox (nats-server down while the
 // ingest outbox's file cannot grow: 503, and every 202 ends once), audit (a
@@ -63,7 +65,7 @@ type FaultsConfig struct {
 }
 
 // FaultPhases are the phases of the fault suite, in order.
-var FaultPhases = []string{"kill", "nats", "api", "outbox", "audit"}
+var FaultPhases = []string{"kill", "nats", "cluster", "api", "outbox", "audit"}
 
 func (c *FaultsConfig) setDefaults(quick bool) {
 	setDefaultQuick(&c.Runs, 3, 1, quick)
@@ -227,7 +229,12 @@ func faultPhase(ctx context.Context, e *env, c FaultsConfig, phase string, run i
 		// then every write fails with "file too large", as on a full disk.
 		s.ingestPrefix = []string{prlimit, "--fsize=" + strconv.Itoa(outboxFileLimit)}
 	}
-	if err := s.startNATS(ctx); err != nil {
+	if phase == "cluster" {
+		err = s.startCluster(ctx)
+	} else {
+		err = s.startNATS(ctx)
+	}
+	if err != nil {
 		return res, err
 	}
 	if err := s.startSandbox(ctx, faultBudget); err != nil {
@@ -331,6 +338,36 @@ func injectFaults(ctx context.Context, s *stack, l *faultLoad, ev *events, c Fau
 			return err
 		}
 
+	case "cluster":
+		if err := sleep(c.Load / 4); err != nil {
+			return err
+		}
+		leader, err := s.streamLeader(ctx, topology.StreamCommands)
+		if err != nil {
+			return err
+		}
+		s.cluster[leader].proc.kill()
+		res.fault("kill -9 the COMMANDS leader")
+		if err := sleep(c.Load / 4); err != nil {
+			return err
+		}
+		// A second node, briefly: no quorum until it is back.
+		second := (leader + 1) % clusterSize
+		s.cluster[second].proc.kill()
+		res.fault("kill -9 a second node for 2 s")
+		if err := sleep(2 * time.Second); err != nil {
+			return err
+		}
+		if err := s.startNode(second); err != nil {
+			return err
+		}
+		if err := sleep(c.Load / 4); err != nil {
+			return err
+		}
+		if err := s.startNode(leader); err != nil {
+			return err
+		}
+		return waitJetStream(ctx, s.cluster[leader].proc, s.js)
 	case "api":
 		steps := []struct {
 			name string

@@ -113,6 +113,7 @@ type stack struct {
 	natsURL  string
 	natsPort int
 	nats     *proc
+	cluster  []*clusterNode // instead of nats, in a cluster phase
 	nc       *nats.Conn
 	js       jetstream.JetStream
 
