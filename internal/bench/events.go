@@ -37,6 +37,11 @@ type events struct {
 	// waiting counts failed events whose API message says the attempt
 	// ran out of time waiting for the rate limiter.
 	waiting int
+	// reconciled counts terminal events whose note says the outcome was
+	// found by reconciliation: an earlier attempt's answer was lost (a
+	// crash between the API's answer and the ack, or a reset after the
+	// change).
+	reconciled int
 }
 
 // followEvents starts following the EVENTS stream on js.
@@ -76,6 +81,9 @@ func (ev *events) handle(m jetstream.Msg) {
 	}
 	if !r.Outcome.Terminal() {
 		return
+	}
+	if strings.HasPrefix(r.Note, "reconciled") {
+		ev.reconciled++
 	}
 	t, seen := ev.terminals[r.CommandID]
 	if !seen {

@@ -102,7 +102,7 @@ func runFaults(ctx context.Context, e *env, cfg Config) (Report, error) {
 			c.Runs, c.Clients, c.Load, c.Kills),
 		Figures: map[string]float64{},
 	}
-	t := Table{Header: []string{"phase", "runs", "commands accepted", "faults injected", "lost", "doubled", "out of order", "wrong outcome", "time to resume (max)"}}
+	t := Table{Header: []string{"phase", "runs", "commands accepted", "faults injected", "reconciled", "lost", "doubled", "out of order", "wrong outcome", "time to resume (max)"}}
 	for _, phase := range c.Phases {
 		var total faultResult
 		for run := range c.Runs {
@@ -118,12 +118,13 @@ func runFaults(ctx context.Context, e *env, cfg Config) (Report, error) {
 			resume = fmt.Sprintf("%.1f s (target ≤ %v)", total.resume.Seconds(), resumeTarget)
 			rep.Figures["kill/resume_max_seconds"] = total.resume.Seconds()
 		}
-		t.add(phase, strconv.Itoa(c.Runs), strconv.Itoa(total.accepted), total.faultList(), strconv.Itoa(total.lost),
+		t.add(phase, strconv.Itoa(c.Runs), strconv.Itoa(total.accepted), total.faultList(), strconv.Itoa(total.reconciled), strconv.Itoa(total.lost),
 			strconv.Itoa(total.doubled), strconv.Itoa(total.outOfOrder), strconv.Itoa(total.wrong), resume)
 		if phase == "outbox" {
 			rep.Figures["outbox/refused"] = float64(total.refused)
 			rep.Notes = append(rep.Notes, fmt.Sprintf("outbox: with nats-server down and the outbox file at its limit, ingest answered 503 for %d commands (not accepted, not counted above).", total.refused))
 		}
+		rep.Figures[phase+"/reconciled"] = float64(total.reconciled)
 		for k, v := range map[string]int{"accepted": total.accepted, "faults": total.faultCount(), "lost": total.lost,
 			"doubled": total.doubled, "out_of_order": total.outOfOrder, "wrong_outcome": total.wrong} {
 			rep.Figures[phase+"/"+k] = float64(v)
@@ -137,6 +138,7 @@ func runFaults(ctx context.Context, e *env, cfg Config) (Report, error) {
 	rep.Notes = append(rep.Notes,
 		"Load per run: each client is created with a client_ref, updated twice, commented once or twice, every fifth deleted, sent through ingest as one POST per client (in order); every tenth client brings a bulk create of 3; every eighth an invalid create and a create on another client's subject straight to NATS (they must be dead-lettered as invalid).",
 		"lost: an accepted command without a terminal event; doubled: a command with more than one terminal event, or a client or comment that exists twice; out of order: a client whose final state is not its commands applied in acceptance order; wrong outcome: a valid command not succeeded, or an invalid one not dead-lettered as invalid.",
+		"reconciled: commands whose outcome a later attempt found already applied (create by phone, comment by text, update already on the card, client already gone): an earlier answer was lost to a kill between the API's answer and the ack, or to a reset after the change. The kill phase also resets 5 % of the API's connections before the change.",
 		"Time to resume: after each kill -9 a replacement worker is started at once and a fresh create is sent to every partition; the figure is the longest time from the kill to the last of them finishing.",
 		"Reference: none is better than 0 lost, 0 doubled, 0 out of order, 0 wrong; the time to resume has the target ≤ 10 s.")
 	return rep, nil
@@ -146,6 +148,7 @@ func runFaults(ctx context.Context, e *env, cfg Config) (Report, error) {
 type faultResult struct {
 	accepted                         int
 	refused                          int // commands ingest answered 503 for (outbox full)
+	reconciled                       int // commands whose outcome was found by reconciliation
 	faults                           map[string]int
 	lost, doubled, outOfOrder, wrong int
 	resume                           time.Duration
@@ -168,6 +171,7 @@ func (r *faultResult) problem(format string, args ...any) {
 func (r *faultResult) add(o faultResult) {
 	r.accepted += o.accepted
 	r.refused += o.refused
+	r.reconciled += o.reconciled
 	if r.faults == nil {
 		r.faults = map[string]int{}
 	}
@@ -219,6 +223,11 @@ func faultPhase(ctx context.Context, e *env, c FaultsConfig, phase string, run i
 	}
 	defer s.close()
 	s.sandboxArgs = []string{"-control", "-seed", strconv.Itoa(run + 1)}
+	if phase == "kill" {
+		// Kills and connection resets together, as in the livelock report
+		// of issue 11 (resets before the change; a kill lands anywhere).
+		s.sandboxArgs = append(s.sandboxArgs, "-reset-rate", "0.05")
+	}
 	s.workerArgs = []string{"--log-level", "debug"} // partition moves and takeovers, for the post-mortem
 	if phase == "outbox" {
 		prlimit, err := exec.LookPath("prlimit")
@@ -278,6 +287,9 @@ func faultPhase(ctx context.Context, e *env, c FaultsConfig, phase string, run i
 		return res, ctx.Err()
 	}
 	res.accepted = len(ids)
+	ev.mu.Lock()
+	res.reconciled = ev.reconciled
+	ev.mu.Unlock()
 	return res, l.check(ctx, ev, &res)
 }
 
