@@ -24,20 +24,13 @@ func freeAddr(t *testing.T) string {
 	return addr
 }
 
-func TestRunServesAndShutsDown(t *testing.T) {
-	addr := freeAddr(t)
-	env := map[string]string{
-		"ALTEGIO_SANDBOX_PARTNER_TOKEN": "from-env",
-		"ALTEGIO_SANDBOX_ADDR":          "127.0.0.1:1", // overridden by the flag
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	var logs bytes.Buffer
+// startRun runs the sandbox with args in a goroutine until ctx ends, waits
+// until it answers /healthz on addr, and returns its base URL and the
+// channel of run's result.
+func startRun(ctx context.Context, t *testing.T, addr string, args []string, getenv func(string) string) (string, <-chan error) {
+	t.Helper()
 	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-addr", addr, "-user-password", "pw"}, func(k string) string { return env[k] }, &logs)
-	}()
-
+	go func() { done <- run(ctx, args, getenv, &bytes.Buffer{}) }()
 	base := "http://" + addr
 	testenv.WaitFor(t, 5*time.Second, func() error {
 		resp, err := http.Get(base + "/healthz")
@@ -46,6 +39,18 @@ func TestRunServesAndShutsDown(t *testing.T) {
 		}
 		return resp.Body.Close()
 	})
+	return base, done
+}
+
+func TestRunServesAndShutsDown(t *testing.T) {
+	addr := freeAddr(t)
+	env := map[string]string{
+		"ALTEGIO_SANDBOX_PARTNER_TOKEN": "from-env",
+		"ALTEGIO_SANDBOX_ADDR":          "127.0.0.1:1", // overridden by the flag
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base, done := startRun(ctx, t, addr, []string{"-addr", addr, "-user-password", "pw"}, func(k string) string { return env[k] })
 
 	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/auth",
 		strings.NewReader(`{"login":"owner@example.com","password":"pw"}`))
@@ -115,19 +120,8 @@ func TestControlEndpoints(t *testing.T) {
 	addr := freeAddr(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	done := make(chan error, 1)
-	go func() {
-		done <- run(ctx, []string{"-addr", addr, "-control", "-user-token", "tok-1", "-partner-token", "p", "-log-level", "error"},
-			func(string) string { return "" }, &bytes.Buffer{})
-	}()
-	base := "http://" + addr
-	testenv.WaitFor(t, 5*time.Second, func() error {
-		resp, err := http.Get(base + "/healthz")
-		if err != nil {
-			return err
-		}
-		return resp.Body.Close()
-	})
+	base, done := startRun(ctx, t, addr, []string{"-addr", addr, "-control", "-user-token", "tok-1", "-partner-token", "p", "-log-level", "error"},
+		func(string) string { return "" })
 	call := func(method, path, token, body string) int {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))

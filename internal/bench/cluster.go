@@ -8,9 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
@@ -66,17 +63,7 @@ func (s *stack) startCluster(ctx context.Context) error {
 		}
 	}
 	s.natsURL = strings.Join(urls, ",")
-	var err error
-	s.nc, err = nats.Connect(s.natsURL, nats.Name("bench"), nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		return fmt.Errorf("connect to the cluster: %w", err)
-	}
-	s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(4096))
-	if err != nil {
-		return err
-	}
-	if err := waitJetStream(ctx, nodes[0].proc, s.js); err != nil {
+	if err := s.connect(ctx, nodes[0].proc); err != nil {
 		return err
 	}
 	top, err := topology.Load()

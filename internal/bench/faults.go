@@ -396,9 +396,9 @@ func injectFaults(ctx context.Context, s *stack, l *faultLoad, ev *events, c Fau
 		for _, st := range steps {
 			var err error
 			if st.body == "" {
-				err = s.control(ctx, http.MethodPost, "/control/rotate-token", "")
+				err = s.control(ctx, http.MethodPost, "/control/rotate-token", "", nil)
 			} else {
-				err = s.control(ctx, http.MethodPut, "/control/faults", st.body)
+				err = s.control(ctx, http.MethodPut, "/control/faults", st.body, nil)
 			}
 			if err != nil {
 				return err
@@ -453,8 +453,9 @@ func (l *faultLoad) fill(ctx context.Context) (int, error) {
 	return 0, errors.New("the outbox never filled up: ingest accepted every command with nats-server down")
 }
 
-// control calls the sandbox's /control endpoints.
-func (s *stack) control(ctx context.Context, method, path, body string) error {
+// control calls one of the sandbox's /control endpoints and, when out is
+// not nil, decodes the answer into it.
+func (s *stack) control(ctx context.Context, method, path, body string, out any) error {
 	req, err := http.NewRequestWithContext(ctx, method, s.sandboxURL+path, strings.NewReader(body))
 	if err != nil {
 		return err
@@ -468,7 +469,10 @@ func (s *stack) control(ctx context.Context, method, path, body string) error {
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 		return fmt.Errorf("sandbox %s: status %d: %s", path, resp.StatusCode, b)
 	}
-	return nil
+	if out == nil {
+		return nil
+	}
+	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 // stuckAuditConsumers creates two durable consumers of EVENTS: one that
@@ -770,7 +774,7 @@ func (l *faultLoad) check(ctx context.Context, ev *events, res *faultResult) err
 	byPhone := map[string][]sandboxClient{}
 	for _, loc := range []int64{1, 2} {
 		var clients []sandboxClient
-		if err := l.s.controlJSON(ctx, fmt.Sprintf("/control/clients?location=%d", loc), &clients); err != nil {
+		if err := l.s.control(ctx, http.MethodGet, fmt.Sprintf("/control/clients?location=%d", loc), "", &clients); err != nil {
 			return err
 		}
 		for _, c := range clients {
@@ -853,23 +857,6 @@ func sameSet(a, b []string) bool {
 	slices.Sort(a)
 	slices.Sort(b)
 	return slices.Equal(a, b)
-}
-
-// controlJSON reads a /control endpoint of the sandbox into out.
-func (s *stack) controlJSON(ctx context.Context, path string, out any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.sandboxURL+path, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return fmt.Errorf("sandbox %s: %w", path, err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("sandbox %s: status %d", path, resp.StatusCode)
-	}
-	return json.NewDecoder(resp.Body).Decode(out)
 }
 
 // consumerReport describes the worker consumers, for the post-mortem of a

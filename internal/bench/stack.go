@@ -205,16 +205,7 @@ func (s *stack) startNATS(ctx context.Context) error {
 		return err
 	}
 	s.nats, s.natsURL = p, fmt.Sprintf("nats://127.0.0.1:%d", port)
-	s.nc, err = nats.Connect(s.natsURL, nats.Name("bench"), nats.RetryOnFailedConnect(true),
-		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
-	if err != nil {
-		return fmt.Errorf("connect to nats-server: %w", err)
-	}
-	s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(4096))
-	if err != nil {
-		return err
-	}
-	if err := waitJetStream(ctx, p, s.js); err != nil {
+	if err := s.connect(ctx, p); err != nil {
 		return err
 	}
 	top, err := topology.Load()
@@ -225,6 +216,22 @@ func (s *stack) startNATS(ctx context.Context) error {
 		return fmt.Errorf("apply topology: %w", err)
 	}
 	return nil
+}
+
+// connect connects the bench to s.natsURL (reconnecting for ever) and
+// waits until JetStream answers or p exits.
+func (s *stack) connect(ctx context.Context, p *proc) error {
+	var err error
+	s.nc, err = nats.Connect(s.natsURL, nats.Name("bench"), nats.RetryOnFailedConnect(true),
+		nats.MaxReconnects(-1), nats.ReconnectWait(100*time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("connect to nats-server: %w", err)
+	}
+	s.js, err = jetstream.New(s.nc, jetstream.WithPublishAsyncMaxPending(4096))
+	if err != nil {
+		return err
+	}
+	return waitJetStream(ctx, p, s.js)
 }
 
 // runNATS starts the nats-server process on s.natsPort and s's store.

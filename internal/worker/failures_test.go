@@ -230,8 +230,7 @@ func TestRetriesExhausted(t *testing.T) {
 	e.sb.Inject(sandbox.Rule{Op: sandbox.OpClientUpdate, Status: 500})
 	id := e.sb.SeedClient(testLoc, sandbox.ClientRecord{Name: "Gus", Phone: "15550000600"})
 	e.startWorker(workerOpts{cfg: Config{MaxAttempts: 3, RetryBase: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond}})
-	c := commands.Command{ID: commands.NewID(), Type: commands.TypeClientUpdate, LocationID: testLoc, ClientID: id}
-	must(c.SetPayload(commands.ClientFields{Name: new("Gus 2"), Phone: new("15550000600")}))
+	c := updateByID(id, "Gus 2", "15550000600")
 	e.publish(c)
 	got := e.waitTerminal(10*time.Second, c.ID)[c.ID]
 	if got.Outcome != commands.OutcomeDeadLettered || got.ErrorClass != commands.ClassExhausted ||
@@ -699,8 +698,7 @@ func TestUncertainUpdateIsVerifiedBeforeDeadLetter(t *testing.T) {
 	e.sb.Inject(sandbox.Rule{Op: sandbox.OpClientUpdate, Reset: true, AfterApply: true})
 	id := e.sb.SeedClient(testLoc, sandbox.ClientRecord{Name: "Ivy", Phone: "15550000610"})
 	e.startWorker(workerOpts{cfg: Config{RetryFor: 500 * time.Millisecond, RetryBase: 20 * time.Millisecond, RetryMax: 100 * time.Millisecond}})
-	c := commands.Command{ID: commands.NewID(), Type: commands.TypeClientUpdate, LocationID: testLoc, ClientID: id}
-	must(c.SetPayload(commands.ClientFields{Name: new("Ivy 2"), Phone: new("15550000610")}))
+	c := updateByID(id, "Ivy 2", "15550000610")
 	e.publish(c)
 	got := e.waitTerminal(15*time.Second, c.ID)[c.ID]
 	if got.Outcome != commands.OutcomeSucceeded || got.Note != noteUpdateFound || got.Attempts < 2 {
@@ -720,8 +718,7 @@ func TestRetriesBoundedByTime(t *testing.T) {
 	e.sb.Inject(sandbox.Rule{Op: sandbox.OpClientUpdate, Status: 503})
 	id := e.sb.SeedClient(testLoc, sandbox.ClientRecord{Name: "Jo", Phone: "15550000620"})
 	e.startWorker(workerOpts{cfg: Config{RetryFor: 500 * time.Millisecond, RetryBase: 20 * time.Millisecond, RetryMax: 50 * time.Millisecond}})
-	c := commands.Command{ID: commands.NewID(), Type: commands.TypeClientUpdate, LocationID: testLoc, ClientID: id}
-	must(c.SetPayload(commands.ClientFields{Name: new("Jo 2"), Phone: new("15550000620")}))
+	c := updateByID(id, "Jo 2", "15550000620")
 	e.publish(c)
 	got := e.waitTerminal(15*time.Second, c.ID)[c.ID]
 	if got.Outcome != commands.OutcomeDeadLettered || got.ErrorClass != commands.ClassExhausted {
@@ -735,4 +732,12 @@ func TestRetriesBoundedByTime(t *testing.T) {
 		t.Errorf("client changed: %+v", cl)
 	}
 	e.assertOneTerminal(c.ID)
+}
+
+// updateByID is a client.update of client id (by id, not by ref) setting
+// name and phone.
+func updateByID(id int64, name, phone string) commands.Command {
+	c := commands.Command{ID: commands.NewID(), Type: commands.TypeClientUpdate, LocationID: testLoc, ClientID: id}
+	must(c.SetPayload(commands.ClientFields{Name: new(name), Phone: new(phone)}))
+	return c
 }

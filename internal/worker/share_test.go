@@ -75,12 +75,7 @@ func TestPartitionsSpreadOverWorkers(t *testing.T) {
 	waitOwned(t, a, 4)
 	waitOwned(t, b, 4)
 
-	var ids []string
-	for i := range 64 {
-		c := createCmd(fmt.Sprintf("spread-%d", i), "Sam", phone(7000+i))
-		e.publish(c)
-		ids = append(ids, c.ID)
-	}
+	ids := e.publishCreates("spread", 64, 7000)
 	res := e.waitTerminal(30*time.Second, ids...)
 	for id, r := range res {
 		if r.Outcome != commands.OutcomeSucceeded {
@@ -104,21 +99,10 @@ func TestCrashedWorkersPartitionsResumeElsewhere(t *testing.T) {
 	waitOwned(t, a, 4)
 	waitOwned(t, b, 4)
 	// Let a hold its pins: every partition gets a command.
-	var warm []string
-	for i := range 32 {
-		c := createCmd(fmt.Sprintf("warm-%d", i), "Wes", phone(7100+i))
-		e.publish(c)
-		warm = append(warm, c.ID)
-	}
-	e.waitTerminal(30*time.Second, warm...)
+	e.waitTerminal(30*time.Second, e.publishCreates("warm", 32, 7100)...)
 
 	a.nc.Close() // the crash: no hand-back, no unpin, no goodbye
-	var ids []string
-	for i := range 32 {
-		c := createCmd(fmt.Sprintf("after-%d", i), "Ada", phone(7200+i))
-		e.publish(c)
-		ids = append(ids, c.ID)
-	}
+	ids := e.publishCreates("after", 32, 7200)
 	// Well inside the minute the dead pins would last.
 	e.waitTerminal(15*time.Second, ids...)
 	waitOwned(t, b, 8)
@@ -136,4 +120,16 @@ func waitOwned(t *testing.T, r *runner, n int) {
 		}
 		return nil
 	})
+}
+
+// publishCreates publishes n creates of clients prefix-0… with phones from
+// phone(firstPhone) on, and returns their ids.
+func (e *env) publishCreates(prefix string, n, firstPhone int) []string {
+	var ids []string
+	for i := range n {
+		c := createCmd(fmt.Sprintf("%s-%d", prefix, i), "Client", phone(firstPhone+i))
+		e.publish(c)
+		ids = append(ids, c.ID)
+	}
+	return ids
 }

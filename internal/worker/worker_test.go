@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -443,31 +442,13 @@ func TestOrderPerClientWhileRetrying(t *testing.T) {
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-// lockedBuffer is a bytes.Buffer safe for concurrent writes, for logs.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // A command the sweeper cannot settle (here: the DLQ stream is gone) is
 // retried, and reported at Error once, not at every retry (before: about 92
 // ERROR lines a minute, without end).
 func TestSweeperReportsAStuckCommandOnce(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{})
-	var logs lockedBuffer
+	var logs testenv.Buffer
 	api, err := altegio.New(altegio.Config{BaseURL: e.url}, altegio.StaticAuthorizer{PartnerToken: testPartner, UserToken: testUser}, nil)
 	if err != nil {
 		t.Fatal(err)
