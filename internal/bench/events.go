@@ -19,6 +19,7 @@ import (
 type terminal struct {
 	received  time.Time // when the bench read it
 	completed time.Time // the worker's CompletedAt
+	started   time.Time // the worker's FirstAttemptAt
 	outcome   commands.Outcome
 	class     commands.ErrorClass
 	count     int // terminal events of the command, this one included
@@ -87,7 +88,7 @@ func (ev *events) handle(m jetstream.Msg) {
 	}
 	t, seen := ev.terminals[r.CommandID]
 	if !seen {
-		t = terminal{received: now, completed: r.CompletedAt, outcome: r.Outcome, class: r.ErrorClass}
+		t = terminal{received: now, completed: r.CompletedAt, started: r.FirstAttemptAt, outcome: r.Outcome, class: r.ErrorClass}
 	}
 	t.count++
 	ev.terminals[r.CommandID] = t
