@@ -30,7 +30,8 @@ import (
 //   - Every ShareInterval each worker announces itself on
 //     topology.SubjectWorkers (core NATS, nothing stored), with the pins it
 //     holds. A worker that has not been heard for three intervals is gone;
-//     one that shuts down says so at once.
+//     one that shuts down says so at once (and goes on reporting its pins
+//     until it has handed everything back).
 //   - Every worker computes the same assignment from the members it hears
 //     (assign: balanced, and stable as members come and go), and pulls only
 //     from its own partitions. A partition that moves to another worker is
@@ -75,8 +76,9 @@ type announcement struct {
 }
 
 type memberSeen struct {
-	last time.Time
-	pins []string
+	last    time.Time
+	pins    []string
+	leaving bool // shutting down: assigned nothing, its pins still count
 }
 
 // share tracks the members and this worker's partitions.
@@ -85,6 +87,8 @@ type share struct {
 	self     string
 	interval time.Duration
 	subs     []*wmjetstream.Subscriber // by partition
+	// stopped is closed by Run once every subscription has shut down.
+	stopped chan struct{}
 
 	mu      sync.Mutex
 	members map[string]memberSeen
@@ -99,7 +103,7 @@ type share struct {
 
 func newShare(w *Worker, subs []*wmjetstream.Subscriber) *share {
 	sh := &share{
-		w: w, self: uuid.NewString(), interval: w.cfg.ShareInterval, subs: subs,
+		w: w, self: uuid.NewString(), interval: w.cfg.ShareInterval, subs: subs, stopped: make(chan struct{}),
 		members:   make(map[string]memberSeen),
 		owned:     make([]bool, len(subs)),
 		changed:   make(chan struct{}),
@@ -157,7 +161,7 @@ func (sh *share) run(ctx context.Context) {
 	for {
 		select {
 		case <-ctx.Done():
-			sh.announce(nc, true)
+			sh.leave(nc, heard, tick.C)
 			return
 		case a := <-heard:
 			sh.hear(a)
@@ -170,6 +174,22 @@ func (sh *share) run(ctx context.Context) {
 			sh.announce(nc, false)
 			sh.recompute()
 			sh.releaseOrphans(ctx)
+		}
+	}
+}
+
+// leave announces that this worker leaves, so that the others take its
+// partitions at once, and goes on announcing (with the pins it still holds,
+// so that nobody takes them for orphans) until its subscriptions have handed
+// everything back and Run closed sh.stopped.
+func (sh *share) leave(nc *nats.Conn, heard <-chan announcement, tick <-chan time.Time) {
+	for {
+		sh.announce(nc, true)
+		select {
+		case <-sh.stopped:
+			return
+		case <-heard:
+		case <-tick:
 		}
 	}
 }
@@ -189,14 +209,10 @@ func (sh *share) announce(nc *nats.Conn, leaving bool) {
 // assignment at once.
 func (sh *share) hear(a announcement) {
 	sh.mu.Lock()
-	_, known := sh.members[a.Member]
-	if a.Leaving {
-		delete(sh.members, a.Member)
-	} else {
-		sh.members[a.Member] = memberSeen{last: time.Now(), pins: a.Pins}
-	}
+	before, known := sh.members[a.Member]
+	sh.members[a.Member] = memberSeen{last: time.Now(), pins: a.Pins, leaving: a.Leaving}
 	sh.mu.Unlock()
-	if known == a.Leaving && a.Member != sh.self {
+	if a.Member != sh.self && (!known || before.leaving != a.Leaving) {
 		sh.recompute()
 	}
 }
@@ -219,8 +235,10 @@ func (sh *share) recompute() {
 
 func (sh *share) memberIDs() []string {
 	ids := make([]string, 0, len(sh.members))
-	for id := range sh.members {
-		ids = append(ids, id)
+	for id, m := range sh.members {
+		if !m.leaving {
+			ids = append(ids, id)
+		}
 	}
 	slices.Sort(ids)
 	return ids

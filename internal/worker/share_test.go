@@ -86,7 +86,18 @@ func TestPartitionsSpreadOverWorkers(t *testing.T) {
 	if na, nb := a.counter(t, "worker_commands_total", done), b.counter(t, "worker_commands_total", done); na == 0 || nb == 0 {
 		t.Errorf("one worker did all the work: a %v, b %v", na, nb)
 	}
-	e.assertOneTerminal(ids...)
+	// A clean shutdown hands its partitions over: b takes them at once,
+	// and a releases its own pins (b has none to take for orphans).
+	if err := a.stop(); err != nil {
+		t.Fatal(err)
+	}
+	waitOwned(t, b, 8)
+	more := e.publishCreates("after-stop", 32, 7400)
+	e.waitTerminal(30*time.Second, more...)
+	if n := b.counter(t, "worker_partition_takeovers_total", nil); n != 0 {
+		t.Errorf("b released %v pins of a worker that stopped cleanly, want 0", n)
+	}
+	e.assertOneTerminal(append(ids, more...)...)
 }
 
 // A crashed worker's partitions resume in the survivor within seconds, not

@@ -198,7 +198,9 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.running.Store(true)
 	defer w.running.Store(false)
 	w.log.Info("worker running", slog.Int("partitions", w.partitions), slog.Int("max_in_flight", w.cfg.MaxInFlight))
-	if err := router.Run(ctx); err != nil {
+	err = router.Run(ctx)
+	close(sh.stopped) // every subscription has handed back: stop announcing
+	if err != nil {
 		return fmt.Errorf("worker router: %w", err)
 	}
 	w.log.Info("worker stopped")
