@@ -79,8 +79,12 @@ type Outbox struct {
 	mu       sync.Mutex
 	closed   bool
 	relaying bool
-	relayWG  sync.WaitGroup
-	changed  chan struct{} // closed and replaced when entries are removed
+	// The last entry the relay published, and how many published entries
+	// up to it are not deleted yet, kept from one Run to the next.
+	relayedSeq       int64
+	relayedUndeleted int64
+	relayWG          sync.WaitGroup
+	changed          chan struct{} // closed and replaced when entries are removed
 
 	closeOnce sync.Once
 	closeErr  error

@@ -105,7 +105,16 @@ func (o *Outbox) Run(ctx context.Context, pub Publisher) error {
 		}
 	}()
 
-	r := &relay{o: o, pub: pub, log: o.cfg.Logger}
+	// Progress survives a Run that ends: entries it published but could
+	// not delete are not counted, nor published, twice by the next.
+	o.mu.Lock()
+	r := &relay{o: o, pub: pub, log: o.cfg.Logger, ackedSeq: o.relayedSeq, ackedCount: o.relayedUndeleted}
+	o.mu.Unlock()
+	defer func() {
+		o.mu.Lock()
+		o.relayedSeq, o.relayedUndeleted = r.ackedSeq, r.ackedCount
+		o.mu.Unlock()
+	}()
 	for {
 		// Entries published but not deleted yet (a delete failed: a full
 		// disk) are skipped, so that they never hold back the rest.
@@ -252,7 +261,10 @@ func (r *relay) classify(s stored, err error) (class string, dead bool) {
 		r.noStreamSeq = 0
 		return classPermanent, true
 	}
-	if !errors.Is(err, jetstream.ErrNoStreamResponse) {
+	// No stream answered, or something answered that no stream takes the
+	// subject (the workers answer so for command subjects COMMANDS
+	// refuses): both end in the dead table after NoStreamDeadAfter.
+	if !errors.Is(err, jetstream.ErrNoStreamResponse) && !errors.Is(err, jetstream.ErrStreamNotFound) {
 		r.noStreamSeq = 0
 		return classRetryable, false
 	}

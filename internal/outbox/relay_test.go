@@ -290,3 +290,38 @@ func TestRelayGoesOnWhenDeletesFail(t *testing.T) {
 		return nil
 	})
 }
+
+// A second Run in the same process starts where the first stopped: entries
+// the first published but could not delete are neither counted nor
+// published again (before, Depth went negative and Flush never returned).
+func TestRelayRunsAgainAfterFailedDeletes(t *testing.T) {
+	n := testenv.RunJetStream(t)
+	_, js := testenv.Connect(t, n.URL())
+	createStream(t, js, jetstream.StreamConfig{Name: "CMD", Subjects: []string{"cmd.>"}})
+	o := openTest(t, tempPath(t), testConfig(nil))
+	entries := makeEntries("cmd.x", 10)
+	if err := o.Append(context.Background(), entries...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.db.Exec(`PRAGMA query_only = ON`); err != nil {
+		t.Fatal(err)
+	}
+	stop := startRelay(t, o, js)
+	flush(t, o, 10*time.Second)
+	stop()
+	if _, err := o.db.Exec(`PRAGMA query_only = OFF`); err != nil {
+		t.Fatal(err)
+	}
+	startRelay(t, o, js)
+	more := makeEntries("cmd.y", 5)
+	if err := o.Append(context.Background(), more...); err != nil {
+		t.Fatal(err)
+	}
+	flush(t, o, 10*time.Second)
+	if d := depth(t, o); d != 0 {
+		t.Errorf("depth %d after everything was relayed, want 0", d)
+	}
+	if got := len(streamMsgs(t, js, "CMD")); got != 15 {
+		t.Errorf("%d messages in the stream, want 15", got)
+	}
+}

@@ -725,7 +725,7 @@ func TestRetriesBoundedByTime(t *testing.T) {
 		t.Fatalf("result: %+v", got)
 	}
 	rec := e.record(c.ID)
-	if d := rec.LastFailureAt.Sub(rec.FirstFailureAt); d < 500*time.Millisecond {
+	if d := rec.LastFailureAt.Sub(rec.RetryingSince); d < 500*time.Millisecond {
 		t.Errorf("gave up %v after the first failure, before RetryFor", d)
 	}
 	if cl, _ := e.sb.Client(testLoc, id); cl.Name != "Jo" {
@@ -740,4 +740,24 @@ func updateByID(id int64, name, phone string) commands.Command {
 	c := commands.Command{ID: commands.NewID(), Type: commands.TypeClientUpdate, LocationID: testLoc, ClientID: id}
 	must(c.SetPayload(commands.ClientFields{Name: new(name), Phone: new(phone)}))
 	return c
+}
+
+// Waiting is not failing: 429 deferrals longer than RetryFor do not use up
+// the retries of the transient failure that follows them.
+func TestRetryTimeStartsAtTheFirstRealFailure(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	id := e.sb.SeedClient(testLoc, sandbox.ClientRecord{Name: "Kim", Phone: "15550000630"})
+	e.sb.Inject(sandbox.Rule{Op: sandbox.OpClientUpdate, Status: 429, Times: 6})
+	e.sb.Inject(sandbox.Rule{Op: sandbox.OpClientUpdate, Status: 503, Times: 1})
+	e.startWorker(workerOpts{noLimiter: true, cfg: Config{RetryFor: 300 * time.Millisecond, RetryBase: 100 * time.Millisecond, RetryMax: 200 * time.Millisecond}})
+	c := updateByID(id, "Kim 2", "15550000630")
+	e.publish(c)
+	got := e.waitTerminal(15*time.Second, c.ID)[c.ID]
+	if got.Outcome != commands.OutcomeSucceeded {
+		t.Fatalf("result: %+v", got)
+	}
+	if rec := e.record(c.ID); rec.Deferrals < 6 || rec.RetryingSince.IsZero() {
+		t.Errorf("record: %+v, want 6 deferrals and a retry", rec)
+	}
 }

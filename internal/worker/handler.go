@@ -430,6 +430,9 @@ func (j *job) fail(ctx context.Context, err error, uncertainBefore bool) error {
 
 	case commands.ClassTransient:
 		j.rec.Uncertain = uncertainBefore || v.unknown
+		if j.rec.RetryingSince.IsZero() {
+			j.rec.RetryingSince = now
+		}
 		if j.retriesOver(now) || lastDelivery {
 			if j.rec.Uncertain {
 				// An attempt may have been applied although its answer
@@ -440,8 +443,8 @@ func (j *job) fail(ctx context.Context, err error, uncertainBefore bool) error {
 			}
 			ex := v
 			ex.class = commands.ClassExhausted
-			return j.deadLetter(ctx, ex, fmt.Errorf("%d attempts made in %v, last: %w",
-				j.rec.Attempts, now.Sub(j.rec.FirstFailureAt).Round(time.Second), err))
+			return j.deadLetter(ctx, ex, fmt.Errorf("%d attempts made, retried for %v, last: %w",
+				j.rec.Attempts, now.Sub(j.rec.RetryingSince).Round(time.Second), err))
 		}
 		return j.retry(ctx, v, w.backoff(j.rec.Attempts), true)
 	}
@@ -452,11 +455,11 @@ func (j *job) fail(ctx context.Context, err error, uncertainBefore bool) error {
 }
 
 // retriesOver reports whether a command that failed at now has had its
-// time (RetryFor from its first failure), or its attempts when they are
-// capped.
+// time (RetryFor from its first retryable failure; 429s and waits for the
+// account do not count), or its attempts when they are capped.
 func (j *job) retriesOver(now time.Time) bool {
 	c := j.w.cfg
-	return now.Sub(j.rec.FirstFailureAt) >= c.RetryFor || (c.MaxAttempts > 0 && j.rec.Attempts >= c.MaxAttempts)
+	return now.Sub(j.rec.RetryingSince) >= c.RetryFor || (c.MaxAttempts > 0 && j.rec.Attempts >= c.MaxAttempts)
 }
 
 // lastDelivery reports whether the server will not deliver the message

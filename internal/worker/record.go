@@ -62,6 +62,9 @@ type Record struct {
 	// FirstFailureAt and LastFailureAt bracket the failed attempts.
 	FirstFailureAt time.Time `json:"first_failure_at,omitzero"`
 	LastFailureAt  time.Time `json:"last_failure_at,omitzero"`
+	// RetryingSince is the first retryable failure (not a 429, not a wait
+	// for the account): Config.RetryFor counts from it.
+	RetryingSince time.Time `json:"retrying_since,omitzero"`
 	// LastError, LastClass and LastStatus describe the latest failure.
 	LastError  string              `json:"last_error,omitempty"`
 	LastClass  commands.ErrorClass `json:"last_class,omitempty"`

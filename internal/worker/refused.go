@@ -30,8 +30,9 @@ var refusedSubjects = []string{"altegio.cmd", "altegio.cmd.*", "altegio.cmd.*.*"
 const refusedQueue = "altegio-workers-refused"
 
 // refusedAnswer is the PubAck-shaped error a JetStream publisher on a
-// refused subject gets.
-var refusedAnswer = []byte(`{"error":{"code":400,"description":"no stream takes this subject: ` +
+// refused subject gets: "stream not found" (10059), which nats.go reports as
+// jetstream.ErrStreamNotFound, with the form COMMANDS takes.
+var refusedAnswer = []byte(`{"error":{"code":404,"err_code":10059,"description":"no stream takes this subject: ` +
 	`COMMANDS takes altegio.cmd.<location>.<client-key>.<op> only"}}`)
 
 // refusedLogEvery bounds the warnings about refused subjects.

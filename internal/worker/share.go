@@ -128,7 +128,8 @@ func (sh *share) owns(p int) (bool, <-chan struct{}) {
 }
 
 // run announces this worker and follows the others until ctx ends, then
-// announces that it leaves.
+// announces that it leaves until Run closes sh.stopped (which it also does
+// when the router fails to start: then run returns at once).
 func (sh *share) run(ctx context.Context) {
 	if sh.interval < 0 {
 		return
@@ -153,6 +154,16 @@ func (sh *share) run(ctx context.Context) {
 	}
 	defer func() { _ = sub.Unsubscribe() }()
 
+	// The orphan check makes JetStream requests that can take seconds when
+	// a consumer leader is away; it runs apart, so that announcements go
+	// out on time whatever it waits for.
+	orphansDone := make(chan struct{})
+	go func() {
+		defer close(orphansDone)
+		sh.orphanLoop(ctx)
+	}()
+	defer func() { <-orphansDone }()
+
 	sh.announce(nc, false)
 	tick := time.NewTicker(sh.interval)
 	defer tick.Stop()
@@ -162,6 +173,9 @@ func (sh *share) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			sh.leave(nc, heard, tick.C)
+			return
+		case <-sh.stopped:
+			sh.announce(nc, true)
 			return
 		case a := <-heard:
 			sh.hear(a)
@@ -173,6 +187,22 @@ func (sh *share) run(ctx context.Context) {
 		case <-tick.C:
 			sh.announce(nc, false)
 			sh.recompute()
+		}
+	}
+}
+
+// orphanLoop runs releaseOrphans every interval until ctx ends or Run
+// stops.
+func (sh *share) orphanLoop(ctx context.Context) {
+	tick := time.NewTicker(sh.interval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-sh.stopped:
+			return
+		case <-tick.C:
 			sh.releaseOrphans(ctx)
 		}
 	}
@@ -183,13 +213,14 @@ func (sh *share) run(ctx context.Context) {
 // so that nobody takes them for orphans) until its subscriptions have handed
 // everything back and Run closed sh.stopped.
 func (sh *share) leave(nc *nats.Conn, heard <-chan announcement, tick <-chan time.Time) {
+	sh.announce(nc, true)
 	for {
-		sh.announce(nc, true)
 		select {
 		case <-sh.stopped:
 			return
-		case <-heard:
+		case <-heard: // its own echo among them: drained, not answered
 		case <-tick:
+			sh.announce(nc, true)
 		}
 	}
 }

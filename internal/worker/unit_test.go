@@ -207,3 +207,25 @@ func TestNATSRestart(t *testing.T) {
 		t.Fatalf("created %d times", n)
 	}
 }
+
+// The last check of an update compares only the fields it sets, and phones
+// as digits: an applied update with a formatted phone, or in replace mode,
+// is found; one whose fields differ is not.
+func TestHoldsComparesTheFieldsSet(t *testing.T) {
+	card := altegio.ClientRecord{ID: 7, Name: "Ivy 2", Phone: "15550000610", Email: "ivy@example.com"}
+	for _, tc := range []struct {
+		name string
+		f    commands.ClientFields
+		want bool
+	}{
+		{"same, phone formatted", commands.ClientFields{Name: new("Ivy 2"), Phone: new("+1 (555) 000-0610")}, true},
+		{"fields left out are not compared", commands.ClientFields{Email: new("ivy@example.com")}, true},
+		{"another name", commands.ClientFields{Name: new("Ivy"), Phone: new("15550000610")}, false},
+		{"another phone", commands.ClientFields{Name: new("Ivy 2"), Phone: new("15550000611")}, false},
+		{"another email", commands.ClientFields{Email: new("other@example.com")}, false},
+	} {
+		if got := holds(card, tc.f); got != tc.want {
+			t.Errorf("%s: holds = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -3,7 +3,9 @@ package worker
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
+	"reflect"
 	"log/slog"
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
@@ -65,12 +67,7 @@ func (j *job) lookForEffect(ctx context.Context) (outcome, bool, error) {
 		if err != nil {
 			return outcome{}, false, err
 		}
-		want := p.ClientFields
-		if p.Mode != commands.UpdateReplace {
-			want = p.ClientFields.ApplyTo(fieldsFromRecord(card))
-		}
-		a, b := marshal(inputFromFields(want)), marshal(card.Input())
-		if !bytes.Equal(a, b) {
+		if !holds(card, p.ClientFields) {
 			return outcome{}, false, nil
 		}
 		return outcome{data: marshal(card), clientID: card.ID, note: noteUpdateFound}, true, nil
@@ -97,4 +94,36 @@ func (j *job) lookForEffect(ctx context.Context) (outcome, bool, error) {
 		return outcome{data: commentData(*c), clientID: j.rec.ClientID, note: noteCommentFound}, true, nil
 	}
 	return outcome{}, false, nil
+}
+
+// holds reports whether card has every field f sets, with f's value (phones
+// compared as digits, the form the API keeps). Fields f leaves out are not
+// compared: a replace-mode update clears them, which a card cannot show
+// apart from fields that were empty already.
+func holds(card altegio.ClientRecord, f commands.ClientFields) bool {
+	var want, have map[string]json.RawMessage
+	if json.Unmarshal(marshal(f), &want) != nil || json.Unmarshal(marshal(card.Input()), &have) != nil {
+		return false
+	}
+	for k, v := range want {
+		if k == "phone" && f.Phone != nil {
+			if commands.NormalizePhone(*f.Phone) != commands.NormalizePhone(card.Phone) {
+				return false
+			}
+			continue
+		}
+		if !jsonEqual(v, have[k]) {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonEqual compares two JSON values by meaning (1 and 1.0 are equal).
+func jsonEqual(a, b json.RawMessage) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return bytes.Equal(a, b)
+	}
+	return reflect.DeepEqual(x, y)
 }
