@@ -5,8 +5,8 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"reflect"
 	"log/slog"
+	"reflect"
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
