@@ -138,7 +138,7 @@ func runFaults(ctx context.Context, e *env, cfg Config) (Report, error) {
 	rep.Notes = append(rep.Notes,
 		"Load per run: each client is created with a client_ref, updated twice, commented once or twice, every fifth deleted, sent through ingest as one POST per client (in order); every tenth client brings a bulk create of 3; every eighth an invalid create and a create on another client's subject straight to NATS (they must be dead-lettered as invalid).",
 		"lost: an accepted command without a terminal event; doubled: a command with more than one terminal event, or a client or comment that exists twice; out of order: a client whose final state is not its commands applied in acceptance order; wrong outcome: a valid command not succeeded, or an invalid one not dead-lettered as invalid.",
-		"reconciled: commands whose outcome a later attempt found already applied (create by phone, comment by text, update already on the card, client already gone): an earlier answer was lost to a kill between the API's answer and the ack, or to a reset after the change. The kill phase also resets 5 % of the API's connections before the change.",
+		"reconciled: commands whose outcome a later attempt found already applied (create by phone, comment by text, update already on the card, client already gone): an earlier answer was lost to a kill between the API's answer and the ack, or to a reset after the change. The kill phase also resets 5 % of the API's connections before the change, and the sandbox writes each answer over 300 ms, so that kills land between the change and the ack.",
 		"Time to resume: after each kill -9 a replacement worker is started at once and a fresh create is sent to every partition; the figure is the longest time from the kill to the first attempt of the last of them (the worker's first_attempt_at), when every partition was being worked again.",
 		"Reference: none is better than 0 lost, 0 doubled, 0 out of order, 0 wrong; the time to resume has the target ≤ 10 s.")
 	return rep, nil
@@ -225,8 +225,11 @@ func faultPhase(ctx context.Context, e *env, c FaultsConfig, phase string, run i
 	s.sandboxArgs = []string{"-control", "-seed", strconv.Itoa(run + 1)}
 	if phase == "kill" {
 		// Kills and connection resets together, as in the livelock report
-		// of issue 11 (resets before the change; a kill lands anywhere).
-		s.sandboxArgs = append(s.sandboxArgs, "-reset-rate", "0.05")
+		// of issue 11 (resets before the change). Answers written slowly
+		// (300 ms a body, after the change is made) widen the window
+		// between the API's change and the worker's ack, so that kills land
+		// in it too.
+		s.sandboxArgs = append(s.sandboxArgs, "-reset-rate", "0.05", "-slow-body", "300ms")
 	}
 	s.workerArgs = []string{"--log-level", "debug"} // partition moves and takeovers, for the post-mortem
 	if phase == "outbox" {
