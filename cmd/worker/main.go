@@ -132,6 +132,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	fs.String(&profile, "cpu-profile", "WORKER_CPU_PROFILE", "", "write a CPU profile of the whole run to this file (diagnosing the hot path)")
 	fs.String(&weights, "location-weights", "ALTEGIO_LOCATION_WEIGHTS", "", "share of the budget per account and per location while several wait, as name=weight pairs: an account's name or a location id (\"main=2,7=0.5\"; others weigh 1)")
 	fs.String(&cfg.RateLimit.Key, "egress", "ALTEGIO_EGRESS", "default", "name of the egress IP whose budget this worker shares")
+	fs.Bool(&cfg.Reads, "reads", "WORKER_READS", false, "also answer reads over NATS (the altegio-reads micro service on altegio.read.<location>.<query>) with this worker's session and budget")
 	fs.String(&cfg.Worker.WorkerID, "worker-id", "WORKER_ID", "", "name of this process in results and logs (default host-pid-random)")
 	fs.Int(&cfg.Worker.MaxInFlight, "max-in-flight", "WORKER_MAX_IN_FLIGHT", worker.DefaultMaxInFlight, "commands of one partition run at once")
 	fs.Int(&cfg.Worker.CreateBatch, "create-batch", "WORKER_CREATE_BATCH", worker.DefaultCreateBatch, "most client.create commands of one location sent as one bulk request (1: no coalescing)")

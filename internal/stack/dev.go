@@ -185,6 +185,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 		Accounts:   accounts,
 		RateLimit:  withKey(cfg.RateLimit, "egress.dev"),
 		Worker:     cfg.Worker,
+		Reads:      true,
 		Logger:     log,
 		Registerer: reg,
 	})

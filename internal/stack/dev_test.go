@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/altegio-integrator/integrator/internal/altegio"
+	"github.com/altegio-integrator/integrator/internal/reads"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 	"github.com/altegio-integrator/integrator/internal/worker"
@@ -134,6 +136,17 @@ func TestDevStackRunsTheREADMETour(t *testing.T) {
 	if len(clients) != 1 || clients[0].Email != "j@example.com" {
 		t.Fatalf("sandbox clients = %+v, want one with the updated email", clients)
 	}
+	// The client read back over NATS by its client_ref, through the
+	// worker's session and budget.
+	nc, _ := testenv.Connect(t, st.NATSURL)
+	m, err := nc.Request(reads.Subject(DevLocationID, reads.QueryClient), []byte(`{"client_ref":"crm-42"}`), 10*time.Second)
+	if err != nil {
+		t.Fatalf("read client: %v", err)
+	}
+	var card altegio.ClientRecord
+	if err := json.Unmarshal(m.Data, &card); err != nil || card.Email != "j@example.com" || card.ID != clients[0].ID {
+		t.Errorf("read client crm-42: %s (%v)", m.Data, err)
+	}
 	testenv.WaitFor(t, 10*time.Second, func() error {
 		s := out.String()
 		for _, want := range []string{"event  succeeded     client.create", "event  succeeded     client.update", "progress  accepted 2"} {
@@ -148,26 +161,31 @@ func TestDevStackRunsTheREADMETour(t *testing.T) {
 	// and shows in the operators' HTTP view of the DLQ.
 	bad := post(t, st, `{"type":"client.comment.add","location_id":1,"client_id":999,"payload":{"text":"hello"}}`)
 	waitStatus(t, st, bad, "dead_lettered")
-	req, _ := http.NewRequest(http.MethodGet, st.IngestURL+"/v1/dlq?type=client.comment.add", nil)
-	req.Header.Set("Authorization", "Bearer "+DevOperatorKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var list struct {
-		Entries []struct {
-			Record struct {
-				CommandID string `json:"command_id"`
-			} `json:"record"`
-		} `json:"entries"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || resp.StatusCode != http.StatusOK {
-		t.Fatalf("GET /v1/dlq: status %d, err %v", resp.StatusCode, err)
-	}
-	if len(list.Entries) != 1 || list.Entries[0].Record.CommandID != bad {
-		t.Errorf("DLQ entries = %+v, want the one comment %s", list.Entries, bad)
-	}
+	// The status record says dead a moment before the DLQ record is
+	// published: poll.
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		req, _ := http.NewRequest(http.MethodGet, st.IngestURL+"/v1/dlq?type=client.comment.add", nil)
+		req.Header.Set("Authorization", "Bearer "+DevOperatorKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var list struct {
+			Entries []struct {
+				Record struct {
+					CommandID string `json:"command_id"`
+				} `json:"record"`
+			} `json:"entries"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("GET /v1/dlq: status %d, err %v", resp.StatusCode, err)
+		}
+		if len(list.Entries) != 1 || list.Entries[0].Record.CommandID != bad {
+			return fmt.Errorf("DLQ entries = %+v, want the one comment %s", list.Entries, bad)
+		}
+		return nil
+	})
 	if err := stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/auth"
 	"github.com/altegio-integrator/integrator/internal/ratelimit"
+	"github.com/altegio-integrator/integrator/internal/reads"
 	"github.com/altegio-integrator/integrator/internal/topology"
 	"github.com/altegio-integrator/integrator/internal/worker"
 )
@@ -30,6 +31,10 @@ type WorkerConfig struct {
 	RateLimit ratelimit.Config
 	// Worker configures the worker itself.
 	Worker worker.Config
+	// Reads starts the read service (internal/reads) on the worker's NATS
+	// connection, with the worker's API client: the same accounts, session
+	// and budget.
+	Reads bool
 	// Logger and Registerer are shared by every part.
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -108,7 +113,32 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 		closeAll()
 		return nil, nil, err
 	}
+	if cfg.Reads {
+		svc, err := startReads(ctx, js, api, log)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		closeWorker := closeAll
+		closeAll = func() {
+			_ = svc.Stop()
+			closeWorker()
+		}
+	}
 	return w, closeAll, nil
+}
+
+// startReads starts the read service with api, resolving client_refs
+// through the worker's ref mapping.
+func startReads(ctx context.Context, js jetstream.JetStream, api reads.API, log *slog.Logger) (*reads.Service, error) {
+	kv, err := js.KeyValue(ctx, topology.BucketClientRefs)
+	if err != nil {
+		return nil, fmt.Errorf("reads: bucket %s: %w", topology.BucketClientRefs, err)
+	}
+	refs := func(ctx context.Context, loc int64, ref string) (int64, bool, error) {
+		return worker.LookupClientRef(ctx, kv, loc, ref)
+	}
+	return reads.Start(js.Conn(), api, refs, reads.Config{Logger: log.With("component", "reads")})
 }
 
 // newLimiter returns the shared budget of cfg.RateLimit, or no limiter at

@@ -167,6 +167,13 @@ func RefKey(locationID int64, clientKey string) string {
 	return strconv.FormatInt(locationID, 10) + "." + clientKey
 }
 
+// LookupClientRef returns the client id the client_ref ref of a location
+// maps to in kv (the altegio_client_refs bucket), the same way commands
+// resolve it; ok is false when it maps to none.
+func LookupClientRef(ctx context.Context, kv jetstream.KeyValue, locationID int64, ref string) (clientID int64, ok bool, err error) {
+	return refStore{kv: kv}.get(ctx, locationID, commands.Command{LocationID: locationID, ClientRef: ref}.ClientKey())
+}
+
 // get returns the client id a ref maps to; ok is false when it maps to none.
 func (s refStore) get(ctx context.Context, loc int64, key string) (id int64, ok bool, err error) {
 	e, err := s.kv.Get(ctx, RefKey(loc, key))

@@ -1,0 +1,302 @@
+// Package reads answers reads of the Altegio API over NATS request-reply,
+// as a nats.go micro service: get a client (by id or by client_ref), its
+// comments and files, search clients, search visit history. A read goes
+// through the worker's API client, so it uses the same accounts, the same
+// session (re-login after a 401 included) and the same shared rate budget
+// as the commands; nothing else needs Altegio credentials.
+//
+// Subjects carry the location, so that NATS permissions can scope a caller
+// to its locations: altegio.read.<location>.<query>, with the queries of
+// Queries. A request is a JSON object (see each query's request type); the
+// answer is the JSON of the result, or a micro error: the header
+// Nats-Service-Error-Code holds an HTTP-like status (400 bad request, 404
+// not found, 503 the budget wait would exceed the deadline or the API is
+// unavailable, 502 another API failure) and Nats-Service-Error the reason.
+//
+// This is the first part of issue 12: the HTTP endpoints on ingest, read
+// rights per producer, the budget split between reads and commands, export,
+// command lookups and webhooks are not built yet.
+package reads
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/altegio-integrator/integrator/internal/altegio"
+)
+
+// API is the part of the Altegio client reads use.
+type API interface {
+	GetClient(ctx context.Context, locationID, clientID int64) (altegio.ClientRecord, error)
+	SearchClients(ctx context.Context, locationID int64, req altegio.SearchClientsRequest) (altegio.SearchClientsResult, error)
+	ListComments(ctx context.Context, locationID, clientID int64) ([]altegio.Comment, error)
+	ListFiles(ctx context.Context, locationID, clientID int64) ([]altegio.ClientFile, error)
+	SearchVisits(ctx context.Context, locationID int64, req altegio.VisitSearchRequest) (altegio.VisitSearchResult, error)
+}
+
+// Refs resolves a client_ref of a location to the client id the worker
+// mapped it to; ok is false when it maps to none.
+type Refs func(ctx context.Context, locationID int64, ref string) (clientID int64, ok bool, err error)
+
+// Service names and subjects.
+const (
+	ServiceName    = "altegio-reads"
+	ServiceVersion = "1.0.0"
+	// SubjectPrefix + "<location>." + query is a query's subject.
+	SubjectPrefix = "altegio.read."
+	// QueueGroup balances the reads over the worker processes.
+	QueueGroup = "altegio-reads"
+)
+
+// The queries.
+const (
+	QueryClient   = "client.get"
+	QueryComments = "client.comments"
+	QueryFiles    = "client.files"
+	QuerySearch   = "clients.search"
+	QueryVisits   = "visits.search"
+)
+
+// Queries lists every query, in the order of the service's endpoints.
+var Queries = []string{QueryClient, QueryComments, QueryFiles, QuerySearch, QueryVisits}
+
+// Subject returns the subject of query for location.
+func Subject(location int64, query string) string {
+	return SubjectPrefix + strconv.FormatInt(location, 10) + "." + query
+}
+
+// ClientRequest names a client by id or by client_ref (one of them).
+type ClientRequest struct {
+	ClientID  int64  `json:"client_id,omitempty"`
+	ClientRef string `json:"client_ref,omitempty"`
+}
+
+// VisitsRequest is the request of visits.search: the client (by id, by
+// client_ref, or by phone), a date range and the API's filters; the answer's
+// cursor gives the next page's range.
+type VisitsRequest struct {
+	ClientRequest
+	ClientPhone     string   `json:"client_phone,omitempty"`
+	From            string   `json:"from,omitempty"`
+	To              string   `json:"to,omitempty"`
+	PaymentStatuses []string `json:"payment_statuses,omitempty"`
+	Attendance      *int     `json:"attendance,omitempty"`
+}
+
+// Config configures a Service.
+type Config struct {
+	// Timeout bounds each read, the wait for the budget included; a read
+	// that cannot be done within it answers 503. Default 10s.
+	Timeout time.Duration
+	// Logger receives a Warn line per failed read. Default: discard.
+	Logger *slog.Logger
+}
+
+// Service is the running micro service.
+type Service struct {
+	api  API
+	refs Refs
+	cfg  Config
+	svc  micro.Service
+}
+
+// Start adds the micro service to nc. Stop it with Stop.
+func Start(nc *nats.Conn, api API, refs Refs, cfg Config) (*Service, error) {
+	if nc == nil || api == nil || refs == nil {
+		return nil, errors.New("reads: connection, api and refs are required")
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Service{api: api, refs: refs, cfg: cfg}
+	svc, err := micro.AddService(nc, micro.Config{
+		Name:        ServiceName,
+		Version:     ServiceVersion,
+		Description: "Reads of the Altegio API through the integrator's session and budget",
+		QueueGroup:  QueueGroup,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reads: add service: %w", err)
+	}
+	s.svc = svc
+	for _, q := range Queries {
+		name := strings.ReplaceAll(q, ".", "-")
+		err := svc.AddEndpoint(name, micro.HandlerFunc(s.handler(q)),
+			micro.WithEndpointSubject(SubjectPrefix+"*."+q),
+			micro.WithEndpointMetadata(map[string]string{"subject": SubjectPrefix + "<location>." + q}))
+		if err != nil {
+			_ = svc.Stop()
+			return nil, fmt.Errorf("reads: add endpoint %s: %w", q, err)
+		}
+	}
+	return s, nil
+}
+
+// Stop drains the service's subscriptions.
+func (s *Service) Stop() error { return s.svc.Stop() }
+
+// handler answers query. Each request runs in its own goroutine: a read may
+// wait for the budget, and the next must not wait behind it.
+func (s *Service) handler(query string) func(micro.Request) {
+	return func(req micro.Request) {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+			defer cancel()
+			out, err := s.read(ctx, query, req.Subject(), req.Data())
+			if err != nil {
+				code, msg := status(err)
+				if code >= 500 {
+					s.cfg.Logger.Warn("read failed", "query", query, "subject", req.Subject(), "error", err)
+				}
+				_ = req.Error(strconv.Itoa(code), msg, nil)
+				return
+			}
+			_ = req.RespondJSON(out)
+		}()
+	}
+}
+
+// badRequest is a request the service cannot read.
+type badRequest struct{ msg string }
+
+func (e *badRequest) Error() string { return e.msg }
+
+// notFound is a client_ref that maps to no client.
+type notFound struct{ msg string }
+
+func (e *notFound) Error() string { return e.msg }
+
+// read does one query.
+func (s *Service) read(ctx context.Context, query, subject string, data []byte) (any, error) {
+	loc, err := location(subject)
+	if err != nil {
+		return nil, err
+	}
+	switch query {
+	case QuerySearch:
+		var r altegio.SearchClientsRequest
+		if err := decode(data, &r); err != nil {
+			return nil, err
+		}
+		res, err := s.api.SearchClients(ctx, loc, r)
+		if err != nil {
+			return nil, err
+		}
+		rows := make([]map[string]json.RawMessage, len(res.Clients))
+		for i, c := range res.Clients {
+			rows[i] = c.Columns
+		}
+		return struct {
+			Clients    []map[string]json.RawMessage `json:"clients"`
+			TotalCount int                          `json:"total_count"`
+		}{rows, res.TotalCount}, nil
+	case QueryVisits:
+		var r VisitsRequest
+		if err := decode(data, &r); err != nil {
+			return nil, err
+		}
+		var id int64
+		if r.ClientID != 0 || r.ClientRef != "" {
+			if id, err = s.client(ctx, loc, r.ClientRequest); err != nil {
+				return nil, err
+			}
+		}
+		return s.api.SearchVisits(ctx, loc, altegio.VisitSearchRequest{
+			ClientID: id, ClientPhone: r.ClientPhone, From: r.From, To: r.To,
+			PaymentStatuses: r.PaymentStatuses, Attendance: r.Attendance,
+		})
+	}
+	var r ClientRequest
+	if err := decode(data, &r); err != nil {
+		return nil, err
+	}
+	id, err := s.client(ctx, loc, r)
+	if err != nil {
+		return nil, err
+	}
+	switch query {
+	case QueryClient:
+		return s.api.GetClient(ctx, loc, id)
+	case QueryComments:
+		return s.api.ListComments(ctx, loc, id)
+	case QueryFiles:
+		return s.api.ListFiles(ctx, loc, id)
+	}
+	return nil, &badRequest{"unknown query " + query}
+}
+
+// client resolves the client a request names.
+func (s *Service) client(ctx context.Context, loc int64, r ClientRequest) (int64, error) {
+	switch {
+	case r.ClientID > 0 && r.ClientRef != "":
+		return 0, &badRequest{"name the client by client_id or by client_ref, not both"}
+	case r.ClientID > 0:
+		return r.ClientID, nil
+	case r.ClientRef == "":
+		return 0, &badRequest{"client_id or client_ref is required"}
+	}
+	id, ok, err := s.refs(ctx, loc, r.ClientRef)
+	switch {
+	case err != nil:
+		return 0, err
+	case !ok:
+		return 0, &notFound{fmt.Sprintf("client_ref %q maps to no client in location %d", r.ClientRef, loc)}
+	}
+	return id, nil
+}
+
+// location reads the location token of altegio.read.<location>.<query>.
+func location(subject string) (int64, error) {
+	rest := strings.TrimPrefix(subject, SubjectPrefix)
+	tok, _, _ := strings.Cut(rest, ".")
+	loc, err := strconv.ParseInt(tok, 10, 64)
+	if err != nil || loc <= 0 {
+		return 0, &badRequest{fmt.Sprintf("location %q in the subject is not a positive number", tok)}
+	}
+	return loc, nil
+}
+
+// decode reads a JSON request; an empty body is an empty object.
+func decode(data []byte, v any) error {
+	if len(strings.TrimSpace(string(data))) == 0 {
+		return nil
+	}
+	dec := json.NewDecoder(strings.NewReader(string(data)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return &badRequest{"request: " + err.Error()}
+	}
+	return nil
+}
+
+// status maps a read's error to an HTTP-like status and a message.
+func status(err error) (int, string) {
+	var br *badRequest
+	var nf *notFound
+	var apiErr *altegio.APIError
+	switch {
+	case errors.As(err, &br):
+		return 400, br.msg
+	case errors.As(err, &nf):
+		return 404, nf.msg
+	case errors.Is(err, altegio.ErrNotFound):
+		return 404, err.Error()
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, altegio.ErrNotSent):
+		return 503, "the read could not be done within its deadline (the API budget is busy); retry later"
+	case errors.As(err, &apiErr) && apiErr.Status >= 400 && apiErr.Status < 500:
+		return apiErr.Status, apiErr.Error()
+	}
+	return 502, err.Error()
+}
