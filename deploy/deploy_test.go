@@ -606,6 +606,7 @@ func runEndToEnd(ctx context.Context, t *testing.T, url string, top *topology.To
 		Accounts:   []auth.Account{{Name: "default", PartnerToken: partner, Login: login, Password: password}},
 		RateLimit:  ratelimit.Config{Key: "egress.deploy-test", PerSecond: 50, PerMinute: -1},
 		Worker:     worker.Config{WorkerID: "deploy-test"},
+		Reads:      true, // its subscriptions must be within the worker's grants
 		Logger:     quiet,
 		Registerer: prometheus.NewRegistry(),
 	})
