@@ -666,6 +666,16 @@ func runEndToEnd(ctx context.Context, t *testing.T, url string, top *topology.To
 			break
 		}
 	}
+	// A read over HTTP: ingest asks the worker's read service.
+	resp, err := http.Get(base + "/v1/locations/1/clients-by-ref/crm-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"Ada"`) {
+		t.Errorf("read crm-1 through ingest: %d %s", resp.StatusCode, body)
+	}
 	if err := w.Ready(); err != nil {
 		t.Errorf("worker readiness: %v", err)
 	}
@@ -762,10 +772,12 @@ func TestClusterStartsFromConfigs(t *testing.T) {
 		return errors.New("no JetStream meta leader yet")
 	})
 
-	ctx, cancel := context.WithTimeout(context.Background(), 25*time.Second)
+	// Generous: three replicated streams and five buckets are created while
+	// other packages' tests load the machine (CI runs them side by side).
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	wk := connectAs(t, strings.Join(urls, ","), "worker")
-	if _, err := stack.ApplyTopology(ctx, wk.js, 3, 15*time.Second, slog.New(slog.DiscardHandler)); err != nil {
+	if _, err := stack.ApplyTopology(ctx, wk.js, 3, 60*time.Second, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatalf("worker applies the topology with 3 replicas: %v", err)
 	}
 	in := connectAs(t, urls[2], "ingest")

@@ -44,7 +44,7 @@ var (
 )
 
 // anonymous is the producer of every request when auth is disabled.
-var anonymous = &Producer{Name: "anonymous"}
+var anonymous = &Producer{Name: "anonymous", Read: true}
 
 // authenticator finds the producer behind a request. It is read-only after
 // construction and safe for concurrent use.

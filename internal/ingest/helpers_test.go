@@ -406,9 +406,11 @@ func checkAgainstOpenAPI(method, path string, resp response) error {
 		path = path[:i]
 	}
 	paths := doc["paths"].(map[string]any)
+	// The most literal documented path that matches: .../clients/search
+	// before .../clients/{client_id}.
 	var docPath string
 	for p := range paths {
-		if pathPattern(p).MatchString(path) {
+		if pathPattern(p).MatchString(path) && (docPath == "" || strings.Count(p, "{") < strings.Count(docPath, "{")) {
 			docPath = p
 		}
 	}

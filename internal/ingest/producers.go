@@ -36,6 +36,9 @@ type Producer struct {
 	// Locations are the location ids the producer may act in; empty means
 	// all.
 	Locations []int64
+	// Read allows the producer to read (GET /v1/locations/…) in its
+	// Locations. Writing does not imply it.
+	Read bool
 }
 
 // validate reports what is wrong with p.
@@ -87,7 +90,8 @@ func (p *Producer) allowsLocation(id int64) bool {
 //	    "webhook_secrets": ["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
 //	    "webhook_secrets_file": "/run/secrets/crm_webhook_secrets",
 //	    "types": ["client.create", "client.update"],
-//	    "locations": [123, 456]
+//	    "locations": [123, 456],
+//	    "read": true
 //	  }
 //	]
 //
@@ -95,7 +99,9 @@ func (p *Producer) allowsLocation(id int64) bool {
 // (printf %s "$KEY" | sha256sum). api_key_file names a file holding one raw
 // key per line; the keys are hashed when read and never kept.
 // webhook_secrets and the lines of webhook_secrets_file are "whsec_" plus
-// the base64 secret. Omitted or empty types and locations mean all.
+// the base64 secret. Omitted or empty types and locations mean all. read
+// lets the producer read clients, comments, files and visits in its
+// locations (default false: writing does not imply reading).
 type ProducerSpec struct {
 	Name               string   `json:"name"`
 	APIKeySHA256       []string `json:"api_key_sha256,omitempty"`
@@ -104,6 +110,7 @@ type ProducerSpec struct {
 	WebhookSecretsFile string   `json:"webhook_secrets_file,omitempty"`
 	Types              []string `json:"types,omitempty"`
 	Locations          []int64  `json:"locations,omitempty"`
+	Read               bool     `json:"read,omitempty"`
 }
 
 // ParseProducers decodes a JSON array of ProducerSpec (unknown fields are
@@ -132,7 +139,7 @@ func ParseProducers(data []byte, readFile func(string) ([]byte, error)) ([]Produ
 }
 
 func (s ProducerSpec) resolve(readFile func(string) ([]byte, error)) (Producer, error) {
-	p := Producer{Name: s.Name, Locations: s.Locations}
+	p := Producer{Name: s.Name, Locations: s.Locations, Read: s.Read}
 	for j, h := range s.APIKeySHA256 {
 		sum, err := hex.DecodeString(strings.TrimSpace(h))
 		if err != nil || len(sum) != sha256.Size {

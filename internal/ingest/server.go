@@ -47,10 +47,28 @@ type route struct {
 	handler  func(*Server) http.HandlerFunc
 }
 
+// Statuses of the read routes (read.go).
+var (
+	readStatuses   = []int{200, 400, 401, 403, 404, 502, 503}
+	searchStatuses = []int{200, 400, 401, 403, 404, 413, 415, 502, 503}
+)
+
+func readRoute(query string, target readTarget) func(*Server) http.HandlerFunc {
+	return func(s *Server) http.HandlerFunc { return s.readHandler(query, target) }
+}
+
 // routes is the router's table; Handler registers exactly these.
 var routes = []route{
 	{http.MethodPost, "/v1/commands", []int{202, 400, 401, 403, 413, 415, 422, 503}, func(s *Server) http.HandlerFunc { return s.postCommands }},
 	{http.MethodGet, "/v1/commands/{id}", []int{200, 401, 404, 503}, func(s *Server) http.HandlerFunc { return s.getCommand }},
+	{http.MethodGet, "/v1/locations/{location_id}/clients/{client_id}", readStatuses, readRoute(readClient, readByID)},
+	{http.MethodGet, "/v1/locations/{location_id}/clients/{client_id}/comments", readStatuses, readRoute(readComments, readByID)},
+	{http.MethodGet, "/v1/locations/{location_id}/clients/{client_id}/files", readStatuses, readRoute(readFiles, readByID)},
+	{http.MethodGet, "/v1/locations/{location_id}/clients-by-ref/{client_ref}", readStatuses, readRoute(readClient, readByRef)},
+	{http.MethodGet, "/v1/locations/{location_id}/clients-by-ref/{client_ref}/comments", readStatuses, readRoute(readComments, readByRef)},
+	{http.MethodGet, "/v1/locations/{location_id}/clients-by-ref/{client_ref}/files", readStatuses, readRoute(readFiles, readByRef)},
+	{http.MethodPost, "/v1/locations/{location_id}/search/clients", searchStatuses, readRoute(readSearch, readNoClient)},
+	{http.MethodPost, "/v1/locations/{location_id}/search/visits", searchStatuses, readRoute(readVisits, readNoClient)},
 	{http.MethodGet, "/healthz", []int{200}, func(s *Server) http.HandlerFunc { return s.healthz }},
 	{http.MethodGet, "/readyz", []int{200, 503}, func(s *Server) http.HandlerFunc { return s.readyz }},
 	{http.MethodGet, "/metrics", []int{200}, func(s *Server) http.HandlerFunc { return s.metricsHandler().ServeHTTP }},

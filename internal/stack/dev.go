@@ -213,7 +213,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 		return fmt.Errorf("dlq: %w", err)
 	}
 	in, err := ingest.New(ingest.Config{
-		Producers:  []ingest.Producer{{Name: "dev", KeyHashes: [][sha256.Size]byte{sha256.Sum256([]byte(DevProducerKey))}}},
+		Producers:  []ingest.Producer{{Name: "dev", KeyHashes: [][sha256.Size]byte{sha256.Sum256([]byte(DevProducerKey))}, Read: true}},
 		Operator:   dlq.Handler(dlqSvc, [][sha256.Size]byte{sha256.Sum256([]byte(DevOperatorKey))}),
 		Logger:     log,
 		Registerer: reg,

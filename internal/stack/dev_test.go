@@ -147,6 +147,18 @@ func TestDevStackRunsTheREADMETour(t *testing.T) {
 	if err := json.Unmarshal(m.Data, &card); err != nil || card.Email != "j@example.com" || card.ID != clients[0].ID {
 		t.Errorf("read client crm-42: %s (%v)", m.Data, err)
 	}
+	// And over HTTP on ingest, with the dev producer's key.
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("%s/v1/locations/%d/clients-by-ref/crm-42", st.IngestURL, DevLocationID), nil)
+	req.Header.Set("Authorization", "Bearer "+DevProducerKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = json.NewDecoder(resp.Body).Decode(&card)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || err != nil || card.Email != "j@example.com" {
+		t.Errorf("GET clients-by-ref/crm-42: %d %+v (%v)", resp.StatusCode, card, err)
+	}
 	testenv.WaitFor(t, 10*time.Second, func() error {
 		s := out.String()
 		for _, want := range []string{"event  succeeded     client.create", "event  succeeded     client.update", "progress  accepted 2"} {

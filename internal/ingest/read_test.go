@@ -1,0 +1,119 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/altegio-integrator/integrator/internal/altegio"
+	"github.com/altegio-integrator/integrator/internal/reads"
+	"github.com/altegio-integrator/integrator/internal/sandbox"
+	"github.com/altegio-integrator/integrator/internal/testenv"
+	"github.com/altegio-integrator/integrator/internal/topology"
+	"github.com/altegio-integrator/integrator/internal/worker"
+)
+
+const readerKey = "reader-test-key-0123456789"
+
+// The subjects ingest asks are the read service's.
+func TestReadSubjectsAgreeWithTheService(t *testing.T) {
+	if readSubjectPrefix != reads.SubjectPrefix {
+		t.Errorf("prefix %q, service %q", readSubjectPrefix, reads.SubjectPrefix)
+	}
+	mine := []string{readClient, readComments, readFiles, readSearch, readVisits}
+	if fmt.Sprint(mine) != fmt.Sprint(reads.Queries) {
+		t.Errorf("queries %v, service %v", mine, reads.Queries)
+	}
+}
+
+// Reads over HTTP go to the read service over NATS: every query, by id and
+// by client_ref, only for a producer allowed to read in the location, with
+// the service's errors as problems.
+func TestReadsOverHTTP(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	in := e.start(t, ingestOpts{noOutbox: true, tweak: func(c *Config) {
+		c.Producers = append(c.Producers, Producer{Name: "reader", KeyHashes: [][32]byte{HashAPIKey(readerKey)}, Locations: []int64{1}, Read: true})
+	}})
+
+	sb, url := testenv.Sandbox(t, sandbox.Config{PartnerToken: "p", Users: []sandbox.User{{Login: "o@example.com", Password: "pw", Token: "u"}},
+		RatePerSecond: -1, RatePerMinute: -1})
+	id := sb.SeedClient(1, sandbox.ClientRecord{Name: "Ann", Phone: "15550000001"})
+	if _, ok := sb.SeedComment(1, sandbox.Comment{ClientID: id, Text: "prefers mornings"}); !ok {
+		t.Fatal("seed comment")
+	}
+	api, err := altegio.New(altegio.Config{BaseURL: url}, altegio.StaticAuthorizer{PartnerToken: "p", UserToken: "u"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv, err := in.js.KeyValue(ctx, topology.BucketClientRefs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Put(ctx, worker.RefKey(1, "ref_crm-1"), fmt.Appendf(nil, `{"client_id":%d}`, id)); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := reads.Start(in.nc, api, func(ctx context.Context, loc int64, ref string) (int64, bool, error) {
+		return worker.LookupClientRef(ctx, kv, loc, ref)
+	}, reads.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	get := func(path, key string) response {
+		return in.do(t, request{method: http.MethodGet, path: path, key: key})
+	}
+	for _, path := range []string{fmt.Sprintf("/v1/locations/1/clients/%d", id), "/v1/locations/1/clients-by-ref/crm-1"} {
+		r := get(path, readerKey)
+		var card altegio.ClientRecord
+		if r.status != http.StatusOK || json.Unmarshal(r.body, &card) != nil || card.ID != id || card.Name != "Ann" {
+			t.Errorf("GET %s: %d %s", path, r.status, r.body)
+		}
+		if r := get(path+"/comments", readerKey); r.status != http.StatusOK || !strings.Contains(string(r.body), "prefers mornings") {
+			t.Errorf("GET %s/comments: %d %s", path, r.status, r.body)
+		}
+		if r := get(path+"/files", readerKey); r.status != http.StatusOK || strings.TrimSpace(string(r.body)) != "[]" {
+			t.Errorf("GET %s/files: %d %s", path, r.status, r.body)
+		}
+	}
+	r := in.do(t, request{method: http.MethodPost, path: "/v1/locations/1/search/clients", key: readerKey, body: []byte(`{"fields":["id","name"]}`)})
+	if r.status != http.StatusOK || !strings.Contains(string(r.body), `"Ann"`) {
+		t.Errorf("search: %d %s", r.status, r.body)
+	}
+	r = in.do(t, request{method: http.MethodPost, path: "/v1/locations/1/search/visits", key: readerKey,
+		body: []byte(`{"client_ref":"crm-1","from":"2026-01-01","to":"2026-12-31"}`)})
+	if r.status != http.StatusOK {
+		t.Errorf("visits: %d %s", r.status, r.body)
+	}
+
+	for _, tc := range []struct {
+		name, method, path, key, body string
+		status                        int
+	}{
+		{"writing does not imply reading", http.MethodGet, fmt.Sprintf("/v1/locations/1/clients/%d", id), crmKey, "", 403},
+		{"another location", http.MethodGet, fmt.Sprintf("/v1/locations/2/clients/%d", id), readerKey, "", 403},
+		{"no key", http.MethodGet, fmt.Sprintf("/v1/locations/1/clients/%d", id), "", "", 401},
+		{"unknown ref", http.MethodGet, "/v1/locations/1/clients-by-ref/nobody", readerKey, "", 404},
+		{"unknown client", http.MethodGet, "/v1/locations/1/clients/999999", readerKey, "", 404},
+		{"bad search", http.MethodPost, "/v1/locations/1/search/clients", readerKey, `{"page":"one"}`, 400},
+	} {
+		r := in.do(t, request{method: tc.method, path: tc.path, key: tc.key, body: []byte(tc.body)})
+		if r.status != tc.status {
+			t.Errorf("%s: %d %s, want %d", tc.name, r.status, r.body, tc.status)
+		}
+	}
+
+	// No read service running: 503, not a hang.
+	if err := svc.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if r := get(fmt.Sprintf("/v1/locations/1/clients/%d", id), readerKey); r.status != http.StatusServiceUnavailable {
+		t.Errorf("without the read service: %d %s, want 503", r.status, r.body)
+	}
+}
