@@ -18,7 +18,9 @@ import (
 // `worker run --reads`) over NATS request-reply, so that a read uses the
 // workers' session and the shared budget. A producer may read only when its
 // spec says "read": true, and only in its locations; writing does not imply
-// reading.
+// reading. Reads take the bearer API key, not a webhook signature (which
+// does not cover the method and path, so a signed read could be replayed to
+// read another client).
 //
 // Clients are addressed by id under /clients/{client_id} and by client_ref
 // under /clients-by-ref/{client_ref}: one path shape each, since a ref may
@@ -62,11 +64,23 @@ const (
 // client of target, or the request body as the query.
 func (s *Server) readHandler(query string, target readTarget) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get(headerWebhookSignature) != "" && !s.cfg.AuthDisabled {
+			// A webhook signature covers the id, the time and the body, not
+			// the method or the path: one signed read could be replayed to
+			// read any client. Reads take the bearer key only.
+			s.writeProblem(w, r, probUnauth.problem("reads take a bearer API key, not a webhook signature"))
+			return
+		}
 		var body []byte
 		if target == readNoClient {
 			b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-			if err != nil {
+			var mbe *http.MaxBytesError
+			switch {
+			case errors.As(err, &mbe):
 				s.writeProblem(w, r, probTooLarge.problem(fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxBodyBytes)))
+				return
+			case err != nil:
+				s.writeProblem(w, r, probBadRead.problem("read body: "+err.Error()))
 				return
 			}
 			body = b

@@ -19,6 +19,8 @@ import (
 
 const readerKey = "reader-test-key-0123456789"
 
+var readerSecret = []byte("reader-webhook-secret-32-bytes!!")
+
 // The subjects ingest asks are the read service's.
 func TestReadSubjectsAgreeWithTheService(t *testing.T) {
 	if readSubjectPrefix != reads.SubjectPrefix {
@@ -37,7 +39,8 @@ func TestReadsOverHTTP(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t)
 	in := e.start(t, ingestOpts{noOutbox: true, tweak: func(c *Config) {
-		c.Producers = append(c.Producers, Producer{Name: "reader", KeyHashes: [][32]byte{HashAPIKey(readerKey)}, Locations: []int64{1}, Read: true})
+		c.Producers = append(c.Producers, Producer{Name: "reader", KeyHashes: [][32]byte{HashAPIKey(readerKey)},
+			WebhookSecrets: [][]byte{readerSecret}, Locations: []int64{1}, Read: true})
 	}})
 
 	sb, url := testenv.Sandbox(t, sandbox.Config{PartnerToken: "p", Users: []sandbox.User{{Login: "o@example.com", Password: "pw", Token: "u"}},
@@ -102,8 +105,17 @@ func TestReadsOverHTTP(t *testing.T) {
 		{"unknown ref", http.MethodGet, "/v1/locations/1/clients-by-ref/nobody", readerKey, "", 404},
 		{"unknown client", http.MethodGet, "/v1/locations/1/clients/999999", readerKey, "", 404},
 		{"bad search", http.MethodPost, "/v1/locations/1/search/clients", readerKey, `{"page":"one"}`, 400},
+		{"a webhook signature instead of the key", http.MethodGet, fmt.Sprintf("/v1/locations/1/clients/%d", id), "", "", 401},
 	} {
-		r := in.do(t, request{method: tc.method, path: tc.path, key: tc.key, body: []byte(tc.body)})
+		req := request{method: tc.method, path: tc.path, key: tc.key, body: []byte(tc.body)}
+		if strings.HasPrefix(tc.name, "a webhook signature") {
+			// A valid signature of the reader: a signed read could be
+			// replayed on another path, so reads refuse it.
+			ts := time.Now().Unix()
+			req.headers = map[string]string{"webhook-id": "msg_1", "webhook-timestamp": fmt.Sprint(ts),
+				"webhook-signature": SignWebhook(readerSecret, "msg_1", ts, nil)}
+		}
+		r := in.do(t, req)
 		if r.status != tc.status {
 			t.Errorf("%s: %d %s, want %d", tc.name, r.status, r.body, tc.status)
 		}

@@ -8,10 +8,15 @@
 // Subjects carry the location, so that NATS permissions can scope a caller
 // to its locations: altegio.read.<location>.<query>, with the queries of
 // Queries. A request is a JSON object (see each query's request type); the
-// answer is the JSON of the result, or a micro error: the header
-// Nats-Service-Error-Code holds an HTTP-like status (400 bad request, 404
-// not found, 503 the budget wait would exceed the deadline or the API is
-// unavailable, 502 another API failure) and Nats-Service-Error the reason.
+// answer is the JSON of the result (the API's field names, snake_case), or
+// an error in micro's form: the header Nats-Service-Error-Code holds an
+// HTTP-like status (400 bad request, 404 not found, 503 the read could not
+// be done within its deadline, the API is unavailable or rate limited, or
+// too many reads wait; 502 another API failure) and Nats-Service-Error the
+// reason. The answers are sent by the service itself, not through micro's
+// Request (which must be answered before its handler returns), so that a
+// read waiting for the budget does not hold back the next: micro's stats
+// count the requests, not their errors or their time.
 //
 // This is the first part of issue 12: the HTTP endpoints on ingest, read
 // rights per producer, the budget split between reads and commands, export,
@@ -26,7 +31,9 @@ import (
 	"log/slog"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -97,6 +104,9 @@ type Config struct {
 	// Timeout bounds each read, the wait for the budget included; a read
 	// that cannot be done within it answers 503. Default 10s.
 	Timeout time.Duration
+	// MaxConcurrent bounds the reads in progress in this process; more
+	// answer 503 at once. Default 256.
+	MaxConcurrent int
 	// Logger receives a Warn line per failed read. Default: discard.
 	Logger *slog.Logger
 }
@@ -106,7 +116,13 @@ type Service struct {
 	api  API
 	refs Refs
 	cfg  Config
+	nc   *nats.Conn
 	svc  micro.Service
+
+	ctx    context.Context // cancelled by Stop: reads in progress give up
+	cancel context.CancelFunc
+	slots  chan struct{}
+	wg     sync.WaitGroup
 }
 
 // Start adds the micro service to nc. Stop it with Stop.
@@ -120,7 +136,11 @@ func Start(nc *nats.Conn, api API, refs Refs, cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Service{api: api, refs: refs, cfg: cfg}
+	if cfg.MaxConcurrent <= 0 {
+		cfg.MaxConcurrent = 256
+	}
+	s := &Service{api: api, refs: refs, cfg: cfg, nc: nc, slots: make(chan struct{}, cfg.MaxConcurrent)}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        ServiceName,
 		Version:     ServiceVersion,
@@ -144,28 +164,62 @@ func Start(nc *nats.Conn, api API, refs Refs, cfg Config) (*Service, error) {
 	return s, nil
 }
 
-// Stop drains the service's subscriptions.
-func (s *Service) Stop() error { return s.svc.Stop() }
+// Stop stops taking reads, cancels those in progress (they answer 503) and
+// waits for them.
+func (s *Service) Stop() error {
+	err := s.svc.Stop()
+	s.cancel()
+	s.wg.Wait()
+	return err
+}
 
-// handler answers query. Each request runs in its own goroutine: a read may
-// wait for the budget, and the next must not wait behind it.
+// handler answers query. Each request runs in its own goroutine (at most
+// MaxConcurrent): a read may wait for the budget, and the next must not
+// wait behind it.
 func (s *Service) handler(query string) func(micro.Request) {
 	return func(req micro.Request) {
+		reply, subject, data := req.Reply(), req.Subject(), req.Data()
+		select {
+		case s.slots <- struct{}{}:
+		default:
+			s.answerError(reply, 503, fmt.Sprintf("%d reads in progress in this worker; retry later", s.cfg.MaxConcurrent))
+			return
+		}
+		s.wg.Add(1)
 		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+			defer s.wg.Done()
+			defer func() { <-s.slots }()
+			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
 			defer cancel()
-			out, err := s.read(ctx, query, req.Subject(), req.Data())
-			if err != nil {
-				code, msg := status(err)
-				if code >= 500 {
-					s.cfg.Logger.Warn("read failed", "query", query, "subject", req.Subject(), "error", err)
+			out, err := s.read(ctx, query, subject, data)
+			if err == nil {
+				var body []byte
+				if body, err = json.Marshal(apiNames(out)); err == nil {
+					err = s.nc.Publish(reply, body)
 				}
-				_ = req.Error(strconv.Itoa(code), msg, nil)
-				return
+				if err == nil {
+					return
+				}
+				err = fmt.Errorf("answer: %w", err) // e.g. larger than the max payload
 			}
-			_ = req.RespondJSON(out)
+			code, msg := status(err)
+			if code >= 500 {
+				s.cfg.Logger.Warn("read failed", "query", query, "subject", subject, "error", err)
+			}
+			s.answerError(reply, code, msg)
 		}()
 	}
+}
+
+// answerError answers a request with an error in micro's form.
+func (s *Service) answerError(reply string, code int, msg string) {
+	if reply == "" {
+		return
+	}
+	_ = s.nc.PublishMsg(&nats.Msg{Subject: reply, Header: nats.Header{
+		micro.ErrorCodeHeader: []string{strconv.Itoa(code)},
+		micro.ErrorHeader:     []string{msg},
+	}})
 }
 
 // badRequest is a request the service cannot read.
@@ -262,7 +316,9 @@ func location(subject string) (int64, error) {
 	rest := strings.TrimPrefix(subject, SubjectPrefix)
 	tok, _, _ := strings.Cut(rest, ".")
 	loc, err := strconv.ParseInt(tok, 10, 64)
-	if err != nil || loc <= 0 {
+	// Canonical digits only ("01" and "+1" are refused), so that a NATS
+	// permission on altegio.read.<location>.> cannot be bypassed.
+	if err != nil || loc <= 0 || strconv.FormatInt(loc, 10) != tok {
 		return 0, &badRequest{fmt.Sprintf("location %q in the subject is not a positive number", tok)}
 	}
 	return loc, nil
@@ -277,6 +333,9 @@ func decode(data []byte, v any) error {
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		return &badRequest{"request: " + err.Error()}
+	}
+	if dec.More() {
+		return &badRequest{"request: data after the JSON object"}
 	}
 	return nil
 }
@@ -293,10 +352,65 @@ func status(err error) (int, string) {
 		return 404, nf.msg
 	case errors.Is(err, altegio.ErrNotFound):
 		return 404, err.Error()
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, altegio.ErrNotSent):
+	case errors.Is(err, altegio.ErrInvalidRequest):
+		return 400, err.Error()
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, altegio.ErrNotSent):
 		return 503, "the read could not be done within its deadline (the API budget is busy); retry later"
-	case errors.As(err, &apiErr) && apiErr.Status >= 400 && apiErr.Status < 500:
+	case errors.As(err, &apiErr) && apiErr.Status >= 400 && apiErr.Status < 500 && apiErr.Status != 429:
 		return apiErr.Status, apiErr.Error()
+	case altegio.ClassOf(err).Retryable():
+		return 503, "the API is unavailable or rate limited; retry later: " + err.Error()
 	}
 	return 502, err.Error()
+}
+
+// apiNames returns v as JSON values with snake_case object keys: the
+// client's types without JSON tags (comments, files, visits) encode with
+// Go's field names, the API uses snake_case ("CreateDate" is "create_date").
+// Keys that are snake_case already are kept.
+func apiNames(v any) any {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return v
+	}
+	var x any
+	if json.Unmarshal(b, &x) != nil {
+		return v
+	}
+	return snakeKeys(x)
+}
+
+func snakeKeys(x any) any {
+	switch t := x.(type) {
+	case map[string]any:
+		out := make(map[string]any, len(t))
+		for k, v := range t {
+			out[snake(k)] = snakeKeys(v)
+		}
+		return out
+	case []any:
+		for i, v := range t {
+			t[i] = snakeKeys(v)
+		}
+	}
+	return x
+}
+
+// snake turns "CreateDate" into "create_date", "ClientID" into "client_id"
+// and "URL" into "url"; a key without capitals is returned as it is.
+func snake(k string) string {
+	if strings.ToLower(k) == k {
+		return k
+	}
+	var b strings.Builder
+	r := []rune(k)
+	for i, c := range r {
+		upper := unicode.IsUpper(c)
+		if upper && i > 0 && (unicode.IsLower(r[i-1]) || unicode.IsDigit(r[i-1]) ||
+			(i+1 < len(r) && unicode.IsUpper(r[i-1]) && unicode.IsLower(r[i+1]))) {
+			b.WriteByte('_')
+		}
+		b.WriteRune(unicode.ToLower(c))
+	}
+	return b.String()
 }

@@ -104,8 +104,8 @@ func TestReadsOverNATS(t *testing.T) {
 		}
 	}
 	data, code, _ := f.ask(t, reads.Subject(f.loc, reads.QueryComments), `{"client_ref":"crm-1"}`)
-	if code != "" || !strings.Contains(string(data), "prefers mornings") {
-		t.Errorf("client.comments: %s %s", code, data)
+	if code != "" || !strings.Contains(string(data), `"text":"prefers mornings"`) || strings.Contains(string(data), `"Text"`) {
+		t.Errorf("client.comments (the API's snake_case names): %s %s", code, data)
 	}
 	data, code, _ = f.ask(t, reads.Subject(f.loc, reads.QueryFiles), `{"client_id":`+jsonInt(f.id)+`}`)
 	if code != "" || strings.TrimSpace(string(data)) != "[]" {
@@ -129,6 +129,12 @@ func TestReadsOverNATS(t *testing.T) {
 		{reads.Subject(f.loc, reads.QueryClient), `{"client_id":1,"client_ref":"crm-1"}`, "400"},
 		{reads.Subject(f.loc, reads.QueryClient), `{"client":1}`, "400"},
 		{reads.SubjectPrefix + "x." + reads.QueryClient, `{"client_id":1}`, "400"},
+		// Only canonical locations: a permission on altegio.read.1.> must not
+		// be bypassed by altegio.read.01.….
+		{reads.SubjectPrefix + "01." + reads.QueryClient, `{"client_id":1}`, "400"},
+		{reads.Subject(f.loc, reads.QueryClient), `{"client_id":1} {}`, "400"},
+		// The API client refuses it before sending: the caller's mistake.
+		{reads.Subject(f.loc, reads.QuerySearch), `{"page_size":500}`, "400"},
 	} {
 		if _, code, msg := f.ask(t, tc.subject, tc.body); code != tc.code || msg == "" {
 			t.Errorf("%s %s: code %q (%s), want %s with a reason", tc.subject, tc.body, code, msg, tc.code)
