@@ -135,12 +135,8 @@ func (j *job) execute(ctx context.Context, clientID int64, reconcile bool) (outc
 			return outcome{}, &permanentError{err}
 		}
 		if reconcile {
-			found, err := j.findComment(ctx, clientID, p.Text)
-			if err != nil {
-				return outcome{}, err
-			}
-			if found != nil {
-				return outcome{data: commentData(*found), clientID: clientID, note: noteCommentFound}, nil
+			if out, found, err := j.commentAdded(ctx, clientID, p.Text); err != nil || found {
+				return out, err
 			}
 		}
 		c, err := api.AddComment(ctx, loc, clientID, p.Text)
@@ -177,16 +173,8 @@ func (j *job) create(ctx context.Context, f commands.ClientFields, reconcile boo
 	api, loc := j.w.api, j.cmd.LocationID
 	in := inputFromFields(f)
 	if reconcile {
-		row, err := j.findByPhone(ctx, in.Phone, in.Name)
-		if err != nil {
-			return outcome{}, err
-		}
-		if row != nil {
-			card, err := api.GetClient(ctx, loc, row.ID)
-			if err != nil {
-				return outcome{}, err
-			}
-			return outcome{data: marshal(card), clientID: card.ID, note: noteCreateFound}, nil
+		if out, found, err := j.clientCreated(ctx, in); err != nil || found {
+			return out, err
 		}
 	}
 	rec, err := api.CreateClient(ctx, loc, in)
@@ -194,6 +182,30 @@ func (j *job) create(ctx context.Context, f commands.ClientFields, reconcile boo
 		return outcome{}, err
 	}
 	return outcome{data: marshal(rec), clientID: rec.ID}, nil
+}
+
+// clientCreated looks for the client an earlier attempt of a create may
+// have made (by phone, see findByPhone); found is false when there is none.
+func (j *job) clientCreated(ctx context.Context, in altegio.ClientInput) (out outcome, found bool, err error) {
+	row, err := j.findByPhone(ctx, in.Phone, in.Name)
+	if err != nil || row == nil {
+		return outcome{}, false, err
+	}
+	card, err := j.w.api.GetClient(ctx, j.cmd.LocationID, row.ID)
+	if err != nil {
+		return outcome{}, false, err
+	}
+	return outcome{data: marshal(card), clientID: card.ID, note: noteCreateFound}, true, nil
+}
+
+// commentAdded looks for the comment an earlier attempt may have added (by
+// text, see findComment); found is false when there is none.
+func (j *job) commentAdded(ctx context.Context, clientID int64, text string) (out outcome, found bool, err error) {
+	c, err := j.findComment(ctx, clientID, text)
+	if err != nil || c == nil {
+		return outcome{}, false, err
+	}
+	return outcome{data: commentData(*c), clientID: clientID, note: noteCommentFound}, true, nil
 }
 
 // findByPhone searches the location for a client with the same normalized

@@ -47,16 +47,7 @@ func (j *job) lookForEffect(ctx context.Context) (outcome, bool, error) {
 		if err != nil {
 			return outcome{}, false, err
 		}
-		in := inputFromFields(f)
-		row, err := j.findByPhone(ctx, in.Phone, in.Name)
-		if err != nil || row == nil {
-			return outcome{}, false, err
-		}
-		card, err := api.GetClient(ctx, loc, row.ID)
-		if err != nil {
-			return outcome{}, false, err
-		}
-		return outcome{data: marshal(card), clientID: card.ID, note: noteCreateFound}, true, nil
+		return j.clientCreated(ctx, inputFromFields(f))
 
 	case commands.TypeClientUpdate:
 		p, err := cmd.ClientUpdate()
@@ -87,11 +78,7 @@ func (j *job) lookForEffect(ctx context.Context) (outcome, bool, error) {
 		if err != nil || j.rec.ClientID == 0 {
 			return outcome{}, false, err
 		}
-		c, err := j.findComment(ctx, j.rec.ClientID, p.Text)
-		if err != nil || c == nil {
-			return outcome{}, false, err
-		}
-		return outcome{data: commentData(*c), clientID: j.rec.ClientID, note: noteCommentFound}, true, nil
+		return j.commentAdded(ctx, j.rec.ClientID, p.Text)
 	}
 	return outcome{}, false, nil
 }
