@@ -50,8 +50,8 @@ type subscription struct {
 	closing      bool
 	fetchBackoff time.Duration
 	fetchAfter   time.Time
-	pinID        string // the pin this subscription last received messages under
-	// pin mirrors pinID for [Subscriber.Pins], read outside the loop.
+	// pin is the pin this subscription last received messages under
+	// (also read by [Subscriber.Pins], outside the loop).
 	pin atomic.Pointer[string]
 
 	// unpin releases the consumer's pin for the priority group, so that
@@ -305,8 +305,7 @@ func (s *subscription) receive(m jetstream.Msg) {
 		return
 	}
 	seq := meta.Sequence.Stream
-	if pin := m.Headers().Get(pinIDHeader); pin != "" && pin != s.pinID {
-		s.pinID = pin
+	if pin := m.Headers().Get(pinIDHeader); pin != "" && pin != s.pinID() {
 		s.pin.Store(&pin)
 	}
 	if e, ok := s.known[seq]; ok {
@@ -706,6 +705,15 @@ func (s *subscription) handBack(msgs []givenBack) {
 	s.giveBack(rest)
 }
 
+// pinID returns the pin this subscription last received messages under,
+// or "".
+func (s *subscription) pinID() string {
+	if p := s.pin.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 // pinIDHeader carries, on each message of a pinned consumer, the id of the
 // pin it was delivered under.
 const pinIDHeader = "Nats-Pin-Id"
@@ -715,7 +723,7 @@ const pinIDHeader = "Nats-Pin-Id"
 // handBack), so that the next process does not wait for the pinned TTL. If
 // another process took the pin meanwhile, it is left alone.
 func (s *subscription) releasePin() {
-	if s.unpin == nil || s.pinID == "" {
+	if s.unpin == nil || s.pinID() == "" {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckTimeout)
@@ -726,7 +734,7 @@ func (s *subscription) releasePin() {
 		return
 	}
 	for _, g := range info.PriorityGroups {
-		if g.Group != s.cfg.PriorityGroup || g.PinnedClientID != s.pinID {
+		if g.Group != s.cfg.PriorityGroup || g.PinnedClientID != s.pinID() {
 			continue
 		}
 		if err := s.unpin(ctx); err != nil {

@@ -144,19 +144,12 @@ func (w *Worker) storeCommandApart(ctx context.Context, cmd commands.Command, dl
 	return nil
 }
 
-// publishAccountAttention publishes an AccountAttention event.
+// publishAccountAttention publishes the AccountAttention event of a command
+// dead-lettered for its account (once per command delivery: the message id
+// names the command and its stream sequence).
 func (w *Worker) publishAccountAttention(ctx context.Context, cmd commands.Command, seq uint64, account, reason string) error {
-	ev := AccountAttention{
-		SchemaVersion: commands.SchemaVersion, Kind: AccountAttentionKind, LocationID: cmd.LocationID,
-		Account: account, Reason: reason, CommandID: cmd.ID, StreamSeq: seq, At: w.cfg.Now(), WorkerID: w.cfg.WorkerID,
-	}
-	body, err := commands.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("encode account event: %w", err)
-	}
 	id := "account:" + cmd.ID + ":" + strconv.FormatUint(seq, 10)
-	h := map[string][]string{commands.HeaderCommandID: {cmd.ID}}
-	return w.publish(ctx, AccountAttentionSubject(cmd.LocationID), id, h, body)
+	return w.publishAccountEvent(ctx, cmd, seq, account, reason, false, id)
 }
 
 // accountPausedEvery is how often, at most, a paused account's
@@ -166,21 +159,36 @@ const accountPausedEvery = 5 * time.Minute
 
 // publishAccountPaused publishes the AccountAttention event of an account
 // whose commands wait for it: one per account per accountPausedEvery, named
-// after the command that found it first.
+// after the command that found it first. A process that published it in the
+// current period does not publish it again (the stream's deduplication keeps
+// one across processes).
 func (w *Worker) publishAccountPaused(ctx context.Context, cmd commands.Command, seq uint64, account, reason string) error {
+	period := w.cfg.Now().Unix() / int64(accountPausedEvery/time.Second)
+	key := cmp.Or(account, "location-"+strconv.FormatInt(cmd.LocationID, 10))
+	if last, ok := w.pausedPublished.Load(key); ok && last.(int64) == period {
+		return nil
+	}
+	id := "account-paused:" + key + ":" + strconv.FormatInt(period, 10)
+	if err := w.publishAccountEvent(ctx, cmd, seq, account, reason, true, id); err != nil {
+		return err
+	}
+	w.pausedPublished.Store(key, period)
+	return nil
+}
+
+// publishAccountEvent publishes one AccountAttention event under msgID.
+func (w *Worker) publishAccountEvent(ctx context.Context, cmd commands.Command, seq uint64, account, reason string, paused bool, msgID string) error {
 	ev := AccountAttention{
 		SchemaVersion: commands.SchemaVersion, Kind: AccountAttentionKind, LocationID: cmd.LocationID,
 		Account: account, Reason: reason, CommandID: cmd.ID, StreamSeq: seq, At: w.cfg.Now(), WorkerID: w.cfg.WorkerID,
-		Paused: true,
+		Paused: paused,
 	}
 	body, err := commands.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("encode account event: %w", err)
 	}
-	period := w.cfg.Now().Unix() / int64(accountPausedEvery/time.Second)
-	id := "account-paused:" + cmp.Or(account, "location-"+strconv.FormatInt(cmd.LocationID, 10)) + ":" + strconv.FormatInt(period, 10)
 	h := map[string][]string{commands.HeaderCommandID: {cmd.ID}}
-	return w.publish(ctx, AccountAttentionSubject(cmd.LocationID), id, h, body)
+	return w.publish(ctx, AccountAttentionSubject(cmd.LocationID), msgID, h, body)
 }
 
 // publish sends one message through the Watermill publisher and waits for

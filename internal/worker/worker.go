@@ -65,6 +65,9 @@ type Worker struct {
 	stopping chan struct{}
 	creates  *coalescer
 	swept    reportedOnce // stuck commands the sweeper reported
+	// pausedPublished maps an account to the accountPausedEvery period in
+	// which this process last published its paused event.
+	pausedPublished sync.Map
 
 	hooks hooks
 }
