@@ -11,14 +11,14 @@ import (
 // Comment is a note on a client card. Type "default" is a text comment; type
 // "file" records an upload, with empty Text and the files in Files.
 type Comment struct {
-	ID         int64
-	CreateDate string // e.g. "2026-01-01T12:12:12-05:00"; older: "2023-01-01 12:12:12"
-	UpdateDate string
-	Type       string
-	Text       string
-	Files      []CommentFile
+	ID         int64         `json:"id"`
+	CreateDate string        `json:"create_date"` // e.g. "2026-01-01T12:12:12-05:00"; older: "2023-01-01 12:12:12"
+	UpdateDate string        `json:"update_date"`
+	Type       string        `json:"type"`
+	Text       string        `json:"text"`
+	Files      []CommentFile `json:"files"`
 	// User is the author; nil when the API sent null.
-	User *CommentUser
+	User *CommentUser `json:"user"`
 }
 
 // CommentFile is a file attached to a "file" comment.
@@ -29,9 +29,9 @@ type CommentFile struct {
 
 // CommentUser is the author of a comment.
 type CommentUser struct {
-	ID     int64
-	Name   string
-	Avatar string
+	ID     int64  `json:"id"`
+	Name   string `json:"name"`
+	Avatar string `json:"avatar"`
 }
 
 // UnmarshalJSON decodes a comment tolerantly.

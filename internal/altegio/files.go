@@ -8,23 +8,23 @@ import (
 
 // ClientFile is a file attached to a client card.
 type ClientFile struct {
-	ID          int64
-	ClientID    int64
-	Name        string
-	Description string
-	DateCreate  string
-	Extension   string
-	Mime        string
+	ID          int64  `json:"id"`
+	ClientID    int64  `json:"client_id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+	DateCreate  string `json:"date_create"`
+	Extension   string `json:"extension"`
+	Mime        string `json:"mime"`
 	// Link is relative, e.g. "/client_files/download/456/123/".
-	Link string
+	Link string `json:"link"`
 	// FullLink is the absolute download URL (undocumented; empty when absent).
-	FullLink string
+	FullLink string `json:"full_link"`
 	// UserName is the uploader ("user_name", or "username" as the prose says).
-	UserName   string
-	UserAvatar string
+	UserName   string `json:"user_name"`
+	UserAvatar string `json:"user_avatar"`
 	// Size is human-readable, e.g. "96.65 KB", not a byte count.
-	Size    string
-	CanEdit bool
+	Size    string `json:"size"`
+	CanEdit bool   `json:"can_edit"`
 }
 
 // UnmarshalJSON decodes a file record tolerantly.

@@ -82,10 +82,10 @@ func (r VisitSearchRequest) validate() error {
 
 // VisitSearchResult is one page of a client's visit history, newest first.
 type VisitSearchResult struct {
-	Records           []VisitRecord
-	GoodsTransactions []GoodsTransaction
+	Records           []VisitRecord      `json:"records"`
+	GoodsTransactions []GoodsTransaction `json:"goods_transactions"`
 	// Cursor is meta.dateCursor.
-	Cursor DateCursor
+	Cursor DateCursor `json:"cursor"`
 }
 
 // NextRequest returns req moved to the next page (From and To taken from
@@ -100,7 +100,9 @@ func (r VisitSearchResult) NextRequest(req VisitSearchRequest) (VisitSearchReque
 
 // DateCursor pages the visit search by date windows of about 25 visits.
 type DateCursor struct {
-	Previous, Current, Next DateWindow
+	Previous DateWindow `json:"previous"`
+	Current  DateWindow `json:"current"`
+	Next     DateWindow `json:"next"`
 }
 
 // HasNext reports whether Next names a window (both bounds null means the
@@ -109,96 +111,97 @@ func (c DateCursor) HasNext() bool { return c.Next.From != "" || c.Next.To != ""
 
 // DateWindow is one window of a DateCursor; empty bounds were null.
 type DateWindow struct {
-	From, To string
-	Count    int
+	From  string `json:"from"`
+	To    string `json:"to"`
+	Count int    `json:"count"`
 }
 
 // VisitRecord is an appointment in the visit history.
 type VisitRecord struct {
-	ID      int64
-	Comment string
-	Date    string
-	VisitID int64
+	ID      int64  `json:"id"`
+	Comment string `json:"comment"`
+	Date    string `json:"date"`
+	VisitID int64  `json:"visit_id"`
 	// Attendance is -1 no-show, 0 waiting, 1 arrived, 2 confirmed.
-	Attendance int
-	Services   []VisitService
-	Staff      VisitStaff
-	Company    VisitCompany
-	Tips       VisitTips
+	Attendance int            `json:"attendance"`
+	Services   []VisitService `json:"services"`
+	Staff      VisitStaff     `json:"staff"`
+	Company    VisitCompany   `json:"company"`
+	Tips       VisitTips      `json:"tips"`
 	// Comer is who came (person, pet or vehicle); nil when absent.
-	Comer *VisitComer
+	Comer *VisitComer `json:"comer"`
 }
 
 // VisitService is a service of an appointment; money in major units.
 type VisitService struct {
-	ID              int64
-	Title           string
-	FirstCost       float64
-	DiscountPercent float64
-	CostToPay       float64
-	PaidSum         float64
-	PaymentStatus   string
+	ID              int64   `json:"id"`
+	Title           string  `json:"title"`
+	FirstCost       float64 `json:"first_cost"`
+	DiscountPercent float64 `json:"discount_percent"`
+	CostToPay       float64 `json:"cost_to_pay"`
+	PaidSum         float64 `json:"paid_sum"`
+	PaymentStatus   string  `json:"payment_status"`
 	// Consumables are kept as sent.
-	Consumables []json.RawMessage
+	Consumables []json.RawMessage `json:"consumables"`
 }
 
 // VisitStaff is the team member of an appointment or sale.
 type VisitStaff struct {
-	ID             int64
-	Name           string
-	CompanyID      int64
-	Specialization string
-	Avatar         string
-	AvatarBig      string
+	ID             int64  `json:"id"`
+	Name           string `json:"name"`
+	CompanyID      int64  `json:"company_id"`
+	Specialization string `json:"specialization"`
+	Avatar         string `json:"avatar"`
+	AvatarBig      string `json:"avatar_big"`
 	// Position is kept as sent (an object or a string).
-	Position    json.RawMessage
-	IsPaidStaff bool
+	Position    json.RawMessage `json:"position"`
+	IsPaidStaff bool            `json:"is_paid_staff"`
 }
 
 // VisitCompany is the location of an appointment or sale.
 type VisitCompany struct {
-	ID    int64
-	Title string
+	ID    int64  `json:"id"`
+	Title string `json:"title"`
 }
 
 // VisitTips are the tips of an appointment.
 type VisitTips struct {
-	HasTips bool
-	Sum     float64
+	HasTips bool    `json:"has_tips"`
+	Sum     float64 `json:"sum"`
 }
 
 // VisitComer is who the appointment was for; Slug is person, pet or vehicle.
 type VisitComer struct {
-	ID    int64
-	Title string
-	Slug  string
+	ID    int64  `json:"id"`
+	Title string `json:"title"`
+	Slug  string `json:"slug"`
 }
 
 // GoodsTransaction is a product sale in the visit history.
 type GoodsTransaction struct {
-	ID      int64
-	Comment string
-	Date    string
+	ID      int64  `json:"id"`
+	Comment string `json:"comment"`
+	Date    string `json:"date"`
 	// VisitID and RecordID are 0 when the sale is not tied to one.
-	VisitID  int64
-	RecordID int64
-	Goods    []VisitGood
-	Staff    VisitStaff
-	Company  VisitCompany
+	VisitID  int64        `json:"visit_id"`
+	RecordID int64        `json:"record_id"`
+	Goods    []VisitGood  `json:"goods"`
+	Staff    VisitStaff   `json:"staff"`
+	Company  VisitCompany `json:"company"`
 }
 
 // VisitGood is one product line of a sale; money in major units.
 type VisitGood struct {
-	ID              int64
-	Title           string
-	Amount          float64
-	Unit            string
-	CostPerUnit     float64
-	FirstCost       float64
-	DiscountPercent float64
-	CostToPay       float64
-	PaidSum         float64
-	PaymentStatus   string
+	ID              int64   `json:"id"`
+	Title           string  `json:"title"`
+	Amount          float64 `json:"amount"`
+	Unit            string  `json:"unit"`
+	CostPerUnit     float64 `json:"cost_per_unit"`
+	FirstCost       float64 `json:"first_cost"`
+	DiscountPercent float64 `json:"discount_percent"`
+	CostToPay       float64 `json:"cost_to_pay"`
+	PaidSum         float64 `json:"paid_sum"`
+	PaymentStatus   string  `json:"payment_status"`
 }
 
 // Wire shapes of the visit search, tolerant like the client card.

@@ -8,7 +8,7 @@
 // Subjects carry the location, so that NATS permissions can scope a caller
 // to its locations: altegio.read.<location>.<query>, with the queries of
 // Queries. A request is a JSON object (see each query's request type); the
-// answer is the JSON of the result (the API's field names, snake_case), or
+// answer is the JSON of the result (the API's snake_case field names), or
 // an error in micro's form: the header Nats-Service-Error-Code holds an
 // HTTP-like status (400 bad request, 404 not found, 503 the read could not
 // be done within its deadline, the API is unavailable or rate limited, or
@@ -18,9 +18,9 @@
 // read waiting for the budget does not hold back the next: micro's stats
 // count the requests, not their errors or their time.
 //
-// This is the first part of issue 12: the HTTP endpoints on ingest, read
-// rights per producer, the budget split between reads and commands, export,
-// command lookups and webhooks are not built yet.
+// Ingest serves the same reads over HTTP by asking this service
+// (internal/ingest/read.go); docs/design.md, "Reads", lists what is not
+// built yet.
 package reads
 
 import (
@@ -33,7 +33,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
@@ -194,7 +193,7 @@ func (s *Service) handler(query string) func(micro.Request) {
 			out, err := s.read(ctx, query, subject, data)
 			if err == nil {
 				var body []byte
-				if body, err = json.Marshal(apiNames(out)); err == nil {
+				if body, err = json.Marshal(out); err == nil {
 					err = s.nc.Publish(reply, body)
 				}
 				if err == nil {
@@ -362,55 +361,4 @@ func status(err error) (int, string) {
 		return 503, "the API is unavailable or rate limited; retry later: " + err.Error()
 	}
 	return 502, err.Error()
-}
-
-// apiNames returns v as JSON values with snake_case object keys: the
-// client's types without JSON tags (comments, files, visits) encode with
-// Go's field names, the API uses snake_case ("CreateDate" is "create_date").
-// Keys that are snake_case already are kept.
-func apiNames(v any) any {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return v
-	}
-	var x any
-	if json.Unmarshal(b, &x) != nil {
-		return v
-	}
-	return snakeKeys(x)
-}
-
-func snakeKeys(x any) any {
-	switch t := x.(type) {
-	case map[string]any:
-		out := make(map[string]any, len(t))
-		for k, v := range t {
-			out[snake(k)] = snakeKeys(v)
-		}
-		return out
-	case []any:
-		for i, v := range t {
-			t[i] = snakeKeys(v)
-		}
-	}
-	return x
-}
-
-// snake turns "CreateDate" into "create_date", "ClientID" into "client_id"
-// and "URL" into "url"; a key without capitals is returned as it is.
-func snake(k string) string {
-	if strings.ToLower(k) == k {
-		return k
-	}
-	var b strings.Builder
-	r := []rune(k)
-	for i, c := range r {
-		upper := unicode.IsUpper(c)
-		if upper && i > 0 && (unicode.IsLower(r[i-1]) || unicode.IsDigit(r[i-1]) ||
-			(i+1 < len(r) && unicode.IsUpper(r[i-1]) && unicode.IsLower(r[i+1]))) {
-			b.WriteByte('_')
-		}
-		b.WriteRune(unicode.ToLower(c))
-	}
-	return b.String()
 }
