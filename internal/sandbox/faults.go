@@ -61,6 +61,7 @@ func (s *Server) setFaultsLocked(f Faults) {
 	clamp := func(x float64) float64 { return math.Min(math.Max(x, 0), 1) }
 	f.ErrorRate = clamp(f.ErrorRate)
 	f.ResetRate = clamp(f.ResetRate)
+	f.AfterApplyRate = clamp(f.AfterApplyRate)
 	f.Latency = max(f.Latency, 0)
 	f.SlowBody = max(f.SlowBody, 0)
 	s.faults = f
@@ -132,10 +133,17 @@ func (s *Server) removeRuleLocked(id int) {
 	}
 }
 
+// writeOps are the operations that change state: the only ones whose
+// answer AfterApplyRate loses (a search or a login is a POST, not a write).
+var writeOps = map[string]bool{
+	OpClientCreate: true, OpClientBulk: true, OpClientUpdate: true, OpClientDelete: true,
+	OpCommentAdd: true, OpCommentDelete: true, OpFileDelete: true,
+}
+
 // lostAfterApply reports whether the answer of a successful write is to be
 // lost (AfterApplyRate).
-func (s *Server) lostAfterApply(r *http.Request) bool {
-	if r.Method == http.MethodGet {
+func (s *Server) lostAfterApply(op string) bool {
+	if !writeOps[op] {
 		return false
 	}
 	f := s.currentFaults()

@@ -192,6 +192,18 @@ func TestGlobalFaults(t *testing.T) {
 			t.Fatal("no transport error")
 		}
 	})
+	t.Run("after-apply rate", func(t *testing.T) {
+		e := newEnv(t, func(c *Config) { c.Faults = Faults{AfterApplyRate: 1} })
+		// A write is made, and its answer lost.
+		if _, err := e.rawPost("/clients/4242", map[string]any{"name": "Ann", "phone": "79990001122"}); err == nil {
+			t.Fatal("no transport error")
+		}
+		if n := len(e.sb.Clients(testLoc)); n != 1 {
+			t.Fatalf("%d clients after the lost answer, want the one the write made", n)
+		}
+		// A search is a POST, not a write: answered.
+		wantSuccess(t, e.do(http.MethodPost, "/company/4242/clients/search", map[string]any{"fields": []string{"id"}}), http.StatusOK)
+	})
 	t.Run("seeded", func(t *testing.T) {
 		sequence := func() []int {
 			e := newEnv(t, func(c *Config) { c.Faults = Faults{ErrorRate: 0.5, Seed: 42} })

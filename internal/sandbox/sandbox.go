@@ -245,7 +245,7 @@ func (s *Server) serve(r *http.Request, rt *route, params map[string]string, op 
 		if f, ok := s.takeRule(op, true, loc); ok {
 			return f.resp, f.reset
 		}
-		if s.lostAfterApply(r) {
+		if s.lostAfterApply(op) {
 			return response{}, true
 		}
 	}
