@@ -119,8 +119,10 @@ func defineScenario(fs *envflag.Set, name string, cfg *bench.Config) lists {
 			if phases == "" {
 				return nil
 			}
-			c.Phases = strings.Split(phases, ",")
-			for _, p := range c.Phases {
+			c.Phases = nil
+			for p := range strings.SplitSeq(phases, ",") {
+				p = strings.TrimSpace(p)
+				c.Phases = append(c.Phases, p)
 				if !slices.Contains(bench.FaultPhases, p) {
 					return fmt.Errorf("-phases: unknown phase %q", p)
 				}

@@ -2,7 +2,7 @@
 // rows for docs/benchmarks.md.
 //
 //	bench [pipeline] [flags]   the whole pipeline in one process (the default)
-//	bench <scenario> [flags]   budget, bulk, fairness, drain, ingest, growth
+//	bench <scenario> [flags]   budget, bulk, fairness, drain, ingest, growth, faults
 //
 // The pipeline bench starts the development stack in one process (embedded
 // NATS, sandbox, ingest, worker) on free ports with fresh data, sends client

@@ -17,7 +17,7 @@ func TestHelpListsScenarios(t *testing.T) {
 	if err := run(context.Background(), []string{"help"}, func(string) string { return "" }, &out, &out); err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"pipeline", "budget", "bulk", "fairness", "drain", "ingest", "growth"} {
+	for _, want := range []string{"pipeline", "budget", "bulk", "fairness", "drain", "ingest", "growth", "faults"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %q:\n%s", want, out.String())
 		}
@@ -74,6 +74,7 @@ func TestBadArguments(t *testing.T) {
 		{[]string{"growth", "--sizes", "1,x"}, "-sizes"},
 		{[]string{"budget", "--workers", "0"}, "-workers"},
 		{[]string{"drain", "extra"}, "extra"},
+		{[]string{"faults", "--phases", "kill, bogus"}, `unknown phase "bogus"`},
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer

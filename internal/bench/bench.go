@@ -82,7 +82,7 @@ func setDefaultQuick[T comparable](p *T, full, quick T, isQuick bool) {
 // Scenario is one benchmark scenario.
 type Scenario struct {
 	// Name selects the scenario: budget, bulk, fairness, drain, ingest,
-	// growth.
+	// growth, faults.
 	Name string
 	// Summary says in one line what it measures.
 	Summary string

@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
-
-	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
 // clusterSize is the number of nats-server nodes of a cluster phase.
@@ -66,23 +64,8 @@ func (s *stack) startCluster(ctx context.Context) error {
 	if err := s.connect(ctx, nodes[0].proc); err != nil {
 		return err
 	}
-	top, err := topology.Load()
-	if err != nil {
-		return err
-	}
-	// The meta leader may still be settling: apply until it takes.
-	deadline := time.Now().Add(readyTimeout)
-	for {
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		err = topology.Apply(actx, s.js, top.WithReplicas(clusterSize))
-		cancel()
-		if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-	if err != nil {
-		return fmt.Errorf("apply topology on the cluster: %w", err)
+	if err := s.applyTopology(ctx, clusterSize); err != nil {
+		return fmt.Errorf("the cluster: %w", err)
 	}
 	s.workerArgs = append(s.workerArgs, "--replicas", fmt.Sprint(clusterSize))
 	return nil

@@ -13,7 +13,7 @@
 // in the same run (a bare consumer, raw JetStream publishes, direct API
 // calls, or the budget itself) and reports both as Markdown.
 //
-// The scenarios are budget, bulk, fairness, drain, ingest and growth (see
-// Scenarios); Config.Quick shrinks each to seconds, for CI, which checks
+// The scenarios are budget, bulk, fairness, drain, ingest and growth, and
+// the fault suite, faults (see Scenarios and faults.go); Config.Quick shrinks each to seconds, for CI, which checks
 // that they run and report rather than how fast.
 package bench

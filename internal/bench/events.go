@@ -104,8 +104,8 @@ func (ev *events) lookup(id string) (terminal, bool) {
 
 // eventCounts is a snapshot of the counters of events.
 type eventCounts struct {
-	terminal, succeeded, deadLettered, failed, waiting int
-	classes                                            map[commands.ErrorClass]int
+	terminal, succeeded, deadLettered, failed, waiting, reconciled int
+	classes                                                        map[commands.ErrorClass]int
 }
 
 func (ev *events) counts() eventCounts {
@@ -117,6 +117,7 @@ func (ev *events) counts() eventCounts {
 		deadLettered: ev.outcomes[commands.OutcomeDeadLettered],
 		failed:       ev.outcomes[commands.OutcomeFailed],
 		waiting:      ev.waiting,
+		reconciled:   ev.reconciled,
 		classes:      maps.Clone(ev.classes),
 	}
 }

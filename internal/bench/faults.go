@@ -222,6 +222,9 @@ func faultPhase(ctx context.Context, e *env, c FaultsConfig, phase string, run i
 		return res, err
 	}
 	defer s.close()
+	// Whatever the phase starts ends with it (before its processes stop).
+	ctx, cancelPhase := context.WithCancel(ctx)
+	defer cancelPhase()
 	s.sandboxArgs = []string{"-control", "-seed", strconv.Itoa(run + 1)}
 	if phase == "kill" {
 		// Kills and connection resets together, as in the livelock report
@@ -270,7 +273,7 @@ func faultPhase(ctx context.Context, e *env, c FaultsConfig, phase string, run i
 	loadDone := make(chan error, 1)
 	go func() { loadDone <- l.send(loadCtx) }()
 
-	if err := injectFaults(ctx, s, l, ev, c, phase, &res); err != nil {
+	if err := injectFaults(ctx, s, l, ev, c, phase, run, &res); err != nil {
 		return res, err
 	}
 	if err := <-loadDone; err != nil {
@@ -290,9 +293,7 @@ func faultPhase(ctx context.Context, e *env, c FaultsConfig, phase string, run i
 		return res, ctx.Err()
 	}
 	res.accepted = len(ids)
-	ev.mu.Lock()
-	res.reconciled = ev.reconciled
-	ev.mu.Unlock()
+	res.reconciled = ev.counts().reconciled
 	return res, l.check(ctx, ev, &res)
 }
 
@@ -301,7 +302,7 @@ func faultPhase(ctx context.Context, e *env, c FaultsConfig, phase string, run i
 const outboxFileLimit = 192 << 10
 
 // injectFaults runs the phase's faults while the load is being sent.
-func injectFaults(ctx context.Context, s *stack, l *faultLoad, ev *events, c FaultsConfig, phase string, res *faultResult) error {
+func injectFaults(ctx context.Context, s *stack, l *faultLoad, ev *events, c FaultsConfig, phase string, run int, res *faultResult) error {
 	sleep := func(d time.Duration) error {
 		select {
 		case <-time.After(d):
@@ -310,12 +311,12 @@ func injectFaults(ctx context.Context, s *stack, l *faultLoad, ev *events, c Fau
 			return ctx.Err()
 		}
 	}
-	rng := rand.New(rand.NewPCG(uint64(len(phase)), 42))
+	rng := rand.New(rand.NewPCG(uint64(run), uint64(len(phase))))
 	switch phase {
 	case "kill":
 		gap := c.Load / time.Duration(c.Kills+1)
 		for k := range c.Kills {
-			if err := sleep(gap/2 + rand.N(gap)); err != nil {
+			if err := sleep(gap/2 + time.Duration(rng.Int64N(int64(gap)))); err != nil {
 				return err
 			}
 			killed := time.Now()
@@ -490,13 +491,22 @@ func stuckAuditConsumers(ctx context.Context, js jetstream.JetStream) error {
 		}
 		slow := name == "audit-slow"
 		go func() {
-			for ctx.Err() == nil {
+			for {
 				m, err := cons.Next(jetstream.FetchMaxWait(time.Second))
-				if err != nil || !slow {
+				switch {
+				case ctx.Err() != nil:
+					return
+				case err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoMessages):
+					return // the connection is gone: the phase is over
+				case err != nil || !slow:
 					continue // the stuck one holds its message and waits
 				}
-				time.Sleep(time.Second)
-				_ = m.Ack()
+				select {
+				case <-time.After(time.Second):
+					_ = m.Ack()
+				case <-ctx.Done():
+					return
+				}
 			}
 		}()
 	}
@@ -708,7 +718,7 @@ func (l *faultLoad) post(ctx context.Context, cmds []commands.Command) ([]string
 // being worked again (not when it finished, which API faults on the probe
 // itself would lengthen).
 func (l *faultLoad) probe(ctx context.Context, ev *events, kill int, since time.Time) (time.Duration, error) {
-	parts := 8
+	parts := l.s.top.Partitions()
 	byPart := map[string]commands.Command{}
 	for n := 0; len(byPart) < parts && n < 1000; n++ {
 		c := newCommand(commands.TypeClientCreate, 1, fmt.Sprintf("probe%d-%d-%d", l.run, kill, n), 0,
@@ -875,7 +885,7 @@ func sameSet(a, b []string) bool {
 // stalled partition: pending, waiting for an ack, the pin.
 func (s *stack) consumerReport(ctx context.Context) string {
 	var parts []string
-	for p := range 8 {
+	for p := range s.top.Partitions() {
 		cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		c, err := s.js.Consumer(cctx, topology.StreamCommands, topology.WorkerConsumer(p))
 		cancel()

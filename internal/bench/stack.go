@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	istack "github.com/altegio-integrator/integrator/internal/stack"
 	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
@@ -113,7 +115,8 @@ type stack struct {
 	natsURL  string
 	natsPort int
 	nats     *proc
-	cluster  []*clusterNode // instead of nats, in a cluster phase
+	cluster  []*clusterNode     // instead of nats, in a cluster phase
+	top      *topology.Topology // as applied
 	nc       *nats.Conn
 	js       jetstream.JetStream
 
@@ -208,13 +211,17 @@ func (s *stack) startNATS(ctx context.Context) error {
 	if err := s.connect(ctx, p); err != nil {
 		return err
 	}
-	top, err := topology.Load()
+	return s.applyTopology(ctx, 1)
+}
+
+// applyTopology applies the topology with replicas, as the worker does,
+// and keeps it.
+func (s *stack) applyTopology(ctx context.Context, replicas int) error {
+	top, err := istack.ApplyTopology(ctx, s.js, replicas, readyTimeout, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return err
 	}
-	if err := topology.Apply(ctx, s.js, top); err != nil {
-		return fmt.Errorf("apply topology: %w", err)
-	}
+	s.top = top
 	return nil
 }
 
