@@ -75,16 +75,18 @@ type Outbox struct {
 
 	count atomic.Int64 // waiting entries
 	bytes atomic.Int64 // their Entry.Size sum
+	// relayedSeq is the last entry the relay published, and undeleted how
+	// many published entries up to it still have their row (a delete
+	// failed): the relay reads on after relayedSeq, OldestAge looks there
+	// too, and a later Run keeps the progress.
+	relayedSeq atomic.Int64
+	undeleted  atomic.Int64
 
 	mu       sync.Mutex
 	closed   bool
 	relaying bool
-	// The last entry the relay published, and how many published entries
-	// up to it are not deleted yet, kept from one Run to the next.
-	relayedSeq       int64
-	relayedUndeleted int64
-	relayWG          sync.WaitGroup
-	changed          chan struct{} // closed and replaced when entries are removed
+	relayWG  sync.WaitGroup
+	changed  chan struct{} // closed and replaced when entries are removed
 
 	closeOnce sync.Once
 	closeErr  error
@@ -362,7 +364,7 @@ func (o *Outbox) OldestAge() (time.Duration, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), o.cfg.BusyTimeout)
 	defer cancel()
-	created, ok, err := oldestCreated(ctx, o.db)
+	created, ok, err := oldestCreated(ctx, o.db, o.relayedSeq.Load())
 	if err != nil || !ok {
 		return 0, err
 	}

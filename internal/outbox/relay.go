@@ -105,20 +105,11 @@ func (o *Outbox) Run(ctx context.Context, pub Publisher) error {
 		}
 	}()
 
-	// Progress survives a Run that ends: entries it published but could
-	// not delete are not counted, nor published, twice by the next.
-	o.mu.Lock()
-	r := &relay{o: o, pub: pub, log: o.cfg.Logger, ackedSeq: o.relayedSeq, ackedCount: o.relayedUndeleted}
-	o.mu.Unlock()
-	defer func() {
-		o.mu.Lock()
-		o.relayedSeq, o.relayedUndeleted = r.ackedSeq, r.ackedCount
-		o.mu.Unlock()
-	}()
+	r := &relay{o: o, pub: pub, log: o.cfg.Logger}
 	for {
 		// Entries published but not deleted yet (a delete failed: a full
 		// disk) are skipped, so that they never hold back the rest.
-		batch, err := head(ctx, o.db, r.ackedSeq, o.cfg.RelayBatch)
+		batch, err := head(ctx, o.db, o.relayedSeq.Load(), o.cfg.RelayBatch)
 		switch {
 		case ctx.Err() != nil:
 			return o.stopErr()
@@ -144,7 +135,7 @@ func (o *Outbox) Run(ctx context.Context, pub Publisher) error {
 // deleted again every RetryMax meanwhile. It returns false when ctx ended.
 func (r *relay) idle(ctx context.Context) bool {
 	var retry <-chan time.Time
-	if r.ackedCount > 0 {
+	if r.o.undeleted.Load() > 0 {
 		t := time.NewTimer(r.o.cfg.RetryMax)
 		defer t.Stop()
 		retry = t.C
@@ -179,25 +170,18 @@ type relay struct {
 	// since noStreamSince, without another kind of error in between.
 	noStreamSeq   int64
 	noStreamSince time.Time
-
-	// Published but not yet deleted: the last sequence and the count.
-	ackedSeq   int64
-	ackedCount int64
 }
 
 // relayBatch publishes batch in order. It returns false when ctx ended.
 func (r *relay) relayBatch(ctx context.Context, batch []stored) bool {
 	defer r.deleteAcked(ctx)
 	for _, s := range batch {
-		if s.seq <= r.ackedSeq {
-			continue // published already; an earlier delete failed
-		}
 		for attempt := 1; ; attempt++ {
 			err := r.publish(ctx, s)
 			if err == nil {
 				r.failures, r.noStreamSeq = 0, 0
-				r.ackedSeq = s.seq
-				r.ackedCount++
+				r.o.relayedSeq.Store(s.seq)
+				r.o.undeleted.Add(1)
 				r.o.metrics.relayed.Inc()
 				// Relayed: it no longer waits, even while its row stays
 				// (Depth, Flush, and ingest's "spool while entries wait").
@@ -224,8 +208,7 @@ func (r *relay) relayBatch(ctx context.Context, batch []stored) bool {
 				r.log.Log(ctx, level, "outbox publish failed, retrying",
 					"msg_id", s.entry.MsgID, "subject", s.entry.Subject, "outbox_seq", s.seq,
 					"attempt", attempt, "class", class, "error", err)
-				// Progress so far becomes visible to Depth and Flush
-				// while this entry waits.
+				// Delete the rows relayed so far while this entry waits.
 				r.deleteAcked(ctx)
 			}
 			if !r.sleep(ctx) {
@@ -297,25 +280,26 @@ func (r *relay) bury(ctx context.Context, s stored, cause error) bool {
 // entries stay; the next delete covers them, or, after a restart, they are
 // published again, which JetStream drops as duplicates within its window.
 func (r *relay) deleteAcked(ctx context.Context) {
-	if r.ackedCount == 0 {
+	if r.o.undeleted.Load() == 0 {
 		return
 	}
+	upTo := r.o.relayedSeq.Load()
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.o.cfg.BusyTimeout)
 	defer cancel()
-	_, err := r.o.db.ExecContext(ctx, deleteUpTo, r.ackedSeq)
+	_, err := r.o.db.ExecContext(ctx, deleteUpTo, upTo)
 	if err != nil {
 		// The write-ahead log may be what cannot grow (a full disk, a file
 		// size limit): fold it into the database and try once more.
 		if _, cerr := r.o.db.ExecContext(ctx, checkpoint); cerr == nil {
-			_, err = r.o.db.ExecContext(ctx, deleteUpTo, r.ackedSeq)
+			_, err = r.o.db.ExecContext(ctx, deleteUpTo, upTo)
 		}
 	}
 	if err != nil {
 		// Keep the tally: the next successful delete covers these too.
-		r.log.Error("outbox delete of relayed entries failed", "outbox_seq", r.ackedSeq, "error", err)
+		r.log.Error("outbox delete of relayed entries failed", "outbox_seq", upTo, "error", err)
 		return
 	}
-	r.ackedCount = 0 // ackedSeq stays: the next batch starts after it
+	r.o.undeleted.Store(0) // relayedSeq stays: the next batch starts after it
 }
 
 // sleep waits for the next backoff delay. It returns false when ctx ended.

@@ -188,11 +188,11 @@ func head(ctx context.Context, db *sql.DB, after int64, limit int) ([]stored, er
 	return out, nil
 }
 
-// oldestCreated returns when the oldest waiting entry was appended, and
-// false when the outbox is empty.
-func oldestCreated(ctx context.Context, db *sql.DB) (time.Time, bool, error) {
+// oldestCreated returns when the oldest entry after sequence after (the
+// last one relayed) was appended, and false when there is none.
+func oldestCreated(ctx context.Context, db *sql.DB, after int64) (time.Time, bool, error) {
 	var created int64
-	err := db.QueryRowContext(ctx, `SELECT created_at FROM entries ORDER BY seq LIMIT 1`).Scan(&created)
+	err := db.QueryRowContext(ctx, `SELECT created_at FROM entries WHERE seq > ? ORDER BY seq LIMIT 1`, after).Scan(&created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return time.Time{}, false, nil
 	}
