@@ -295,13 +295,7 @@ func (s *Subscriber) Subscribe(ctx context.Context, topic string) (<-chan *messa
 	sub := newSubscription(s.cfg, topic, s.js.Conn(), cons, context.WithoutCancel(ctx))
 	if s.cfg.PriorityGroup != "" {
 		stream, name, group := s.cfg.Stream, sub.consumer, s.cfg.PriorityGroup
-		sub.unpin = func(ctx context.Context) error {
-			st, err := s.js.Stream(ctx, stream)
-			if err != nil {
-				return err
-			}
-			return st.UnpinConsumer(ctx, name, group)
-		}
+		sub.unpin = func(ctx context.Context) error { return Unpin(ctx, s.js, stream, name, group) }
 	}
 	s.mu.Lock()
 	s.live[sub] = struct{}{}

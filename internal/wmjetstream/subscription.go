@@ -733,14 +733,33 @@ func (s *subscription) releasePin() {
 		s.log.Warn("read pin before unpinning", "error", err)
 		return
 	}
+	if PinnedClient(info, s.cfg.PriorityGroup) != s.pinID() {
+		return
+	}
+	if err := s.unpin(ctx); err != nil {
+		s.log.Warn("unpin", "group", s.cfg.PriorityGroup, "error", err)
+	}
+}
+
+// PinnedClient returns the id of the client pinned in group of the
+// consumer described by info, or "" when none is.
+func PinnedClient(info *jetstream.ConsumerInfo, group string) string {
 	for _, g := range info.PriorityGroups {
-		if g.Group != s.cfg.PriorityGroup || g.PinnedClientID != s.pinID() {
-			continue
-		}
-		if err := s.unpin(ctx); err != nil {
-			s.log.Warn("unpin", "group", g.Group, "error", err)
+		if g.Group == group {
+			return g.PinnedClientID
 		}
 	}
+	return ""
+}
+
+// Unpin releases the pin of group on consumer of stream, so that the
+// server pins the next pull request.
+func Unpin(ctx context.Context, js jetstream.JetStream, stream, consumer, group string) error {
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		return err
+	}
+	return st.UnpinConsumer(ctx, consumer, group)
 }
 
 // giveBack nacks msgs for immediate redelivery in stream order and waits

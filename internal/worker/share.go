@@ -352,12 +352,7 @@ func (sh *share) pin(ctx context.Context, p int) (pin string, waiting bool, err 
 		return "", false, err
 	}
 	info := c.CachedInfo()
-	for _, g := range info.PriorityGroups {
-		if g.Group == topology.PriorityGroup {
-			pin = g.PinnedClientID
-		}
-	}
-	return pin, info.NumPending > 0 || info.NumAckPending > 0, nil
+	return wmjetstream.PinnedClient(info, topology.PriorityGroup), info.NumPending > 0 || info.NumAckPending > 0, nil
 }
 
 // releaseOrphans unpins the partitions of this worker whose pin no live
@@ -422,11 +417,7 @@ func (sh *share) releaseOrphans(ctx context.Context) {
 func (sh *share) unpin(ctx context.Context, p int) error {
 	cctx, cancel := context.WithTimeout(ctx, sh.w.cfg.BookkeepingTimeout)
 	defer cancel()
-	s, err := sh.w.js.Stream(cctx, topology.StreamCommands)
-	if err != nil {
-		return err
-	}
-	return s.UnpinConsumer(cctx, topology.WorkerConsumer(p), topology.PriorityGroup)
+	return wmjetstream.Unpin(cctx, sh.w.js, topology.StreamCommands, topology.WorkerConsumer(p), topology.PriorityGroup)
 }
 
 // partitionSubscriber is the Watermill subscriber of one partition's
