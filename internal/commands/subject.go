@@ -263,3 +263,26 @@ func CommandHeaders(c Command) map[string][]string {
 func ReplayMsgID(commandID string, replay int) string {
 	return commandID + ":replay:" + strconv.Itoa(replay)
 }
+
+// Read subjects: altegio.read.<location>.<query>, answered by the workers'
+// read service (internal/reads) and asked by ingest's HTTP reads. The
+// location is a token of its own so that NATS permissions can scope a
+// caller to its locations.
+const ReadSubjectPrefix = "altegio.read."
+
+// The read queries.
+const (
+	ReadClient   = "client.get"
+	ReadComments = "client.comments"
+	ReadFiles    = "client.files"
+	ReadSearch   = "clients.search"
+	ReadVisits   = "visits.search"
+)
+
+// ReadQueries lists every read query.
+var ReadQueries = []string{ReadClient, ReadComments, ReadFiles, ReadSearch, ReadVisits}
+
+// ReadSubject returns the subject of a read query in a location.
+func ReadSubject(location int64, query string) string {
+	return ReadSubjectPrefix + strconv.FormatInt(location, 10) + "." + query
+}

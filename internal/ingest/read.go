@@ -11,6 +11,9 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/altegio-integrator/integrator/internal/commands"
 )
 
 // Reads over HTTP. Ingest holds no Altegio credentials: it asks the workers'
@@ -25,21 +28,6 @@ import (
 // Clients are addressed by id under /clients/{client_id} and by client_ref
 // under /clients-by-ref/{client_ref}: one path shape each, since a ref may
 // look like anything an id path segment could be followed by.
-
-// The read service's subject scheme (internal/reads.Subject), mirrored so
-// that ingest does not link the API client; a test checks them against
-// the service's.
-const (
-	readSubjectPrefix = "altegio.read."
-	readClient        = "client.get"
-	readComments      = "client.comments"
-	readFiles         = "client.files"
-	readSearch        = "clients.search"
-	readVisits        = "visits.search"
-	// readErrorCode and readError are the micro error headers.
-	readErrorCode = "Nats-Service-Error-Code"
-	readError     = "Nats-Service-Error"
-)
 
 // readTimeout bounds the wait for the read service's answer; the service
 // itself gives up (503) after 10 s.
@@ -106,7 +94,7 @@ func (s *Server) readHandler(query string, target readTarget) http.HandlerFunc {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 		defer cancel()
-		msg, err := s.nc.RequestWithContext(ctx, readSubjectPrefix+strconv.FormatInt(loc, 10)+"."+query, req)
+		msg, err := s.nc.RequestWithContext(ctx, commands.ReadSubject(loc, query), req)
 		switch {
 		case errors.Is(err, nats.ErrNoResponders):
 			s.writeProblem(w, r, probUnavailable.problem("no read service is running (start a worker with --reads)"))
@@ -118,8 +106,8 @@ func (s *Server) readHandler(query string, target readTarget) http.HandlerFunc {
 			s.writeProblem(w, r, probUnavailable.problem("the read service did not answer: "+err.Error()))
 			return
 		}
-		if code := msg.Header.Get(readErrorCode); code != "" {
-			s.writeProblem(w, r, readProblem(code, msg.Header.Get(readError)))
+		if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+			s.writeProblem(w, r, readProblem(code, msg.Header.Get(micro.ErrorHeader)))
 			return
 		}
 		w.Header().Set("Content-Type", "application/json")

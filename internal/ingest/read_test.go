@@ -21,17 +21,6 @@ const readerKey = "reader-test-key-0123456789"
 
 var readerSecret = []byte("reader-webhook-secret-32-bytes!!")
 
-// The subjects ingest asks are the read service's.
-func TestReadSubjectsAgreeWithTheService(t *testing.T) {
-	if readSubjectPrefix != reads.SubjectPrefix {
-		t.Errorf("prefix %q, service %q", readSubjectPrefix, reads.SubjectPrefix)
-	}
-	mine := []string{readClient, readComments, readFiles, readSearch, readVisits}
-	if fmt.Sprint(mine) != fmt.Sprint(reads.Queries) {
-		t.Errorf("queries %v, service %v", mine, reads.Queries)
-	}
-}
-
 // Reads over HTTP go to the read service over NATS: every query, by id and
 // by client_ref, only for a producer allowed to read in the location, with
 // the service's errors as problems.

@@ -7,7 +7,7 @@
 //
 // Subjects carry the location, so that NATS permissions can scope a caller
 // to its locations: altegio.read.<location>.<query>, with the queries of
-// Queries. A request is a JSON object (see each query's request type); the
+// commands.ReadQueries. A request is a JSON object (see each query's request type); the
 // answer is the JSON of the result (the API's snake_case field names), or
 // an error in micro's form: the header Nats-Service-Error-Code holds an
 // HTTP-like status (400 bad request, 404 not found, 503 the read could not
@@ -38,6 +38,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
+	"github.com/altegio-integrator/integrator/internal/commands"
 )
 
 // API is the part of the Altegio client reads use.
@@ -53,32 +54,13 @@ type API interface {
 // mapped it to; ok is false when it maps to none.
 type Refs func(ctx context.Context, locationID int64, ref string) (clientID int64, ok bool, err error)
 
-// Service names and subjects.
+// Service names.
 const (
 	ServiceName    = "altegio-reads"
 	ServiceVersion = "1.0.0"
-	// SubjectPrefix + "<location>." + query is a query's subject.
-	SubjectPrefix = "altegio.read."
 	// QueueGroup balances the reads over the worker processes.
 	QueueGroup = "altegio-reads"
 )
-
-// The queries.
-const (
-	QueryClient   = "client.get"
-	QueryComments = "client.comments"
-	QueryFiles    = "client.files"
-	QuerySearch   = "clients.search"
-	QueryVisits   = "visits.search"
-)
-
-// Queries lists every query, in the order of the service's endpoints.
-var Queries = []string{QueryClient, QueryComments, QueryFiles, QuerySearch, QueryVisits}
-
-// Subject returns the subject of query for location.
-func Subject(location int64, query string) string {
-	return SubjectPrefix + strconv.FormatInt(location, 10) + "." + query
-}
 
 // ClientRequest names a client by id or by client_ref (one of them).
 type ClientRequest struct {
@@ -150,11 +132,11 @@ func Start(nc *nats.Conn, api API, refs Refs, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("reads: add service: %w", err)
 	}
 	s.svc = svc
-	for _, q := range Queries {
+	for _, q := range commands.ReadQueries {
 		name := strings.ReplaceAll(q, ".", "-")
 		err := svc.AddEndpoint(name, micro.HandlerFunc(s.handler(q)),
-			micro.WithEndpointSubject(SubjectPrefix+"*."+q),
-			micro.WithEndpointMetadata(map[string]string{"subject": SubjectPrefix + "<location>." + q}))
+			micro.WithEndpointSubject(commands.ReadSubjectPrefix+"*."+q),
+			micro.WithEndpointMetadata(map[string]string{"subject": commands.ReadSubjectPrefix + "<location>." + q}))
 		if err != nil {
 			_ = svc.Stop()
 			return nil, fmt.Errorf("reads: add endpoint %s: %w", q, err)
@@ -238,7 +220,7 @@ func (s *Service) read(ctx context.Context, query, subject string, data []byte) 
 		return nil, err
 	}
 	switch query {
-	case QuerySearch:
+	case commands.ReadSearch:
 		var r altegio.SearchClientsRequest
 		if err := decode(data, &r); err != nil {
 			return nil, err
@@ -255,7 +237,7 @@ func (s *Service) read(ctx context.Context, query, subject string, data []byte) 
 			Clients    []map[string]json.RawMessage `json:"clients"`
 			TotalCount int                          `json:"total_count"`
 		}{rows, res.TotalCount}, nil
-	case QueryVisits:
+	case commands.ReadVisits:
 		var r VisitsRequest
 		if err := decode(data, &r); err != nil {
 			return nil, err
@@ -280,11 +262,11 @@ func (s *Service) read(ctx context.Context, query, subject string, data []byte) 
 		return nil, err
 	}
 	switch query {
-	case QueryClient:
+	case commands.ReadClient:
 		return s.api.GetClient(ctx, loc, id)
-	case QueryComments:
+	case commands.ReadComments:
 		return s.api.ListComments(ctx, loc, id)
-	case QueryFiles:
+	case commands.ReadFiles:
 		return s.api.ListFiles(ctx, loc, id)
 	}
 	return nil, &badRequest{"unknown query " + query}
@@ -312,7 +294,7 @@ func (s *Service) client(ctx context.Context, loc int64, r ClientRequest) (int64
 
 // location reads the location token of altegio.read.<location>.<query>.
 func location(subject string) (int64, error) {
-	rest := strings.TrimPrefix(subject, SubjectPrefix)
+	rest := strings.TrimPrefix(subject, commands.ReadSubjectPrefix)
 	tok, _, _ := strings.Cut(rest, ".")
 	loc, err := strconv.ParseInt(tok, 10, 64)
 	// Canonical digits only ("01" and "+1" are refused), so that a NATS

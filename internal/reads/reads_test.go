@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/micro"
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
+	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/reads"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
@@ -97,25 +98,25 @@ func TestReadsOverNATS(t *testing.T) {
 	f := setup(t, reads.Config{}, nil)
 
 	for _, body := range []string{`{"client_id":` + jsonInt(f.id) + `}`, `{"client_ref":"crm-1"}`} {
-		data, code, msg := f.ask(t, reads.Subject(f.loc, reads.QueryClient), body)
+		data, code, msg := f.ask(t, commands.ReadSubject(f.loc, commands.ReadClient), body)
 		var c altegio.ClientRecord
 		if code != "" || json.Unmarshal(data, &c) != nil || c.ID != f.id || c.Name != "Ann" {
 			t.Errorf("client.get %s: %s %s %s", body, code, msg, data)
 		}
 	}
-	data, code, _ := f.ask(t, reads.Subject(f.loc, reads.QueryComments), `{"client_ref":"crm-1"}`)
+	data, code, _ := f.ask(t, commands.ReadSubject(f.loc, commands.ReadComments), `{"client_ref":"crm-1"}`)
 	if code != "" || !strings.Contains(string(data), `"text":"prefers mornings"`) || strings.Contains(string(data), `"Text"`) {
 		t.Errorf("client.comments (the API's snake_case names): %s %s", code, data)
 	}
-	data, code, _ = f.ask(t, reads.Subject(f.loc, reads.QueryFiles), `{"client_id":`+jsonInt(f.id)+`}`)
+	data, code, _ = f.ask(t, commands.ReadSubject(f.loc, commands.ReadFiles), `{"client_id":`+jsonInt(f.id)+`}`)
 	if code != "" || strings.TrimSpace(string(data)) != "[]" {
 		t.Errorf("client.files: %s %s", code, data)
 	}
-	data, code, _ = f.ask(t, reads.Subject(f.loc, reads.QuerySearch), `{"fields":["id","name","phone"]}`)
+	data, code, _ = f.ask(t, commands.ReadSubject(f.loc, commands.ReadSearch), `{"fields":["id","name","phone"]}`)
 	if code != "" || !strings.Contains(string(data), `"Ann"`) || !strings.Contains(string(data), `"total_count":1`) {
 		t.Errorf("clients.search: %s %s", code, data)
 	}
-	data, code, msg := f.ask(t, reads.Subject(f.loc, reads.QueryVisits), `{"client_ref":"crm-1","from":"2026-01-01","to":"2026-12-31"}`)
+	data, code, msg := f.ask(t, commands.ReadSubject(f.loc, commands.ReadVisits), `{"client_ref":"crm-1","from":"2026-01-01","to":"2026-12-31"}`)
 	if code != "" {
 		t.Errorf("visits.search: %s %s %s", code, msg, data)
 	}
@@ -123,18 +124,18 @@ func TestReadsOverNATS(t *testing.T) {
 	for _, tc := range []struct {
 		subject, body, code string
 	}{
-		{reads.Subject(f.loc, reads.QueryClient), `{"client_ref":"nobody"}`, "404"},
-		{reads.Subject(f.loc, reads.QueryClient), `{"client_id":999999}`, "404"},
-		{reads.Subject(f.loc, reads.QueryClient), `{}`, "400"},
-		{reads.Subject(f.loc, reads.QueryClient), `{"client_id":1,"client_ref":"crm-1"}`, "400"},
-		{reads.Subject(f.loc, reads.QueryClient), `{"client":1}`, "400"},
-		{reads.SubjectPrefix + "x." + reads.QueryClient, `{"client_id":1}`, "400"},
+		{commands.ReadSubject(f.loc, commands.ReadClient), `{"client_ref":"nobody"}`, "404"},
+		{commands.ReadSubject(f.loc, commands.ReadClient), `{"client_id":999999}`, "404"},
+		{commands.ReadSubject(f.loc, commands.ReadClient), `{}`, "400"},
+		{commands.ReadSubject(f.loc, commands.ReadClient), `{"client_id":1,"client_ref":"crm-1"}`, "400"},
+		{commands.ReadSubject(f.loc, commands.ReadClient), `{"client":1}`, "400"},
+		{commands.ReadSubjectPrefix + "x." + commands.ReadClient, `{"client_id":1}`, "400"},
 		// Only canonical locations: a permission on altegio.read.1.> must not
 		// be bypassed by altegio.read.01.….
-		{reads.SubjectPrefix + "01." + reads.QueryClient, `{"client_id":1}`, "400"},
-		{reads.Subject(f.loc, reads.QueryClient), `{"client_id":1} {}`, "400"},
+		{commands.ReadSubjectPrefix + "01." + commands.ReadClient, `{"client_id":1}`, "400"},
+		{commands.ReadSubject(f.loc, commands.ReadClient), `{"client_id":1} {}`, "400"},
 		// The API client refuses it before sending: the caller's mistake.
-		{reads.Subject(f.loc, reads.QuerySearch), `{"page_size":500}`, "400"},
+		{commands.ReadSubject(f.loc, commands.ReadSearch), `{"page_size":500}`, "400"},
 	} {
 		if _, code, msg := f.ask(t, tc.subject, tc.body); code != tc.code || msg == "" {
 			t.Errorf("%s %s: code %q (%s), want %s with a reason", tc.subject, tc.body, code, msg, tc.code)
@@ -147,12 +148,12 @@ func TestReadsOverNATS(t *testing.T) {
 		t.Fatal(err)
 	}
 	var info micro.Info
-	if err := json.Unmarshal(m.Data, &info); err != nil || len(info.Endpoints) != len(reads.Queries) {
+	if err := json.Unmarshal(m.Data, &info); err != nil || len(info.Endpoints) != len(commands.ReadQueries) {
 		t.Fatalf("$SRV.INFO: %v %s", err, m.Data)
 	}
-	for i, q := range reads.Queries {
-		if info.Endpoints[i].Subject != reads.SubjectPrefix+"*."+q {
-			t.Errorf("endpoint %d subject %q, want %q", i, info.Endpoints[i].Subject, reads.SubjectPrefix+"*."+q)
+	for i, q := range commands.ReadQueries {
+		if info.Endpoints[i].Subject != commands.ReadSubjectPrefix+"*."+q {
+			t.Errorf("endpoint %d subject %q, want %q", i, info.Endpoints[i].Subject, commands.ReadSubjectPrefix+"*."+q)
 		}
 	}
 }
@@ -162,7 +163,7 @@ func TestReadsOverNATS(t *testing.T) {
 func TestReadPastItsDeadlineIs503(t *testing.T) {
 	t.Parallel()
 	f := setup(t, reads.Config{Timeout: 200 * time.Millisecond}, func(c *sandbox.Config) { c.Faults.Latency = 2 * time.Second })
-	if _, code, msg := f.ask(t, reads.Subject(f.loc, reads.QueryClient), `{"client_id":`+jsonInt(f.id)+`}`); code != "503" {
+	if _, code, msg := f.ask(t, commands.ReadSubject(f.loc, commands.ReadClient), `{"client_id":`+jsonInt(f.id)+`}`); code != "503" {
 		t.Errorf("code %q (%s), want 503", code, msg)
 	}
 }

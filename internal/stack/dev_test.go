@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
-	"github.com/altegio-integrator/integrator/internal/reads"
+	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 	"github.com/altegio-integrator/integrator/internal/worker"
@@ -139,7 +139,7 @@ func TestDevStackRunsTheREADMETour(t *testing.T) {
 	// The client read back over NATS by its client_ref, through the
 	// worker's session and budget.
 	nc, _ := testenv.Connect(t, st.NATSURL)
-	m, err := nc.Request(reads.Subject(DevLocationID, reads.QueryClient), []byte(`{"client_ref":"crm-42"}`), 10*time.Second)
+	m, err := nc.Request(commands.ReadSubject(DevLocationID, commands.ReadClient), []byte(`{"client_ref":"crm-42"}`), 10*time.Second)
 	if err != nil {
 		t.Fatalf("read client: %v", err)
 	}
