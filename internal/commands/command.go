@@ -244,11 +244,6 @@ func NewID() string {
 	return id.String()
 }
 
-// Encode returns c as JSON without HTML escaping (json.Marshal would turn
-// every <, > and & into a six-byte \u003c escape, inflating the stored
-// command): the form ingest publishes and the worker dead-letters.
-func Encode(c Command) ([]byte, error) { return Marshal(c) }
-
 // Marshal is json.Marshal without HTML escaping, for everything the
 // integrator stores or publishes (commands, results, DLQ records): text is
 // kept as sent instead of every <, > and & growing to six bytes.

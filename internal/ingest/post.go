@@ -218,7 +218,7 @@ func (s *Server) message(p *Producer, c *commands.Command) (*nats.Msg, error) {
 	}
 	// Without HTML escaping, so that a command within the size limit here
 	// is within it at the worker too.
-	data, err := commands.Encode(*c)
+	data, err := commands.Marshal(*c)
 	if err != nil {
 		return nil, fmt.Errorf("encode command %s: %w", c.ID, err)
 	}

@@ -29,7 +29,7 @@ func (j *job) deadLetterItems(ctx context.Context, items []refusedItem) error {
 		if err := cmd.SetPayload(it.fields); err != nil {
 			return fmt.Errorf("bulk item %d: %w", it.index, err)
 		}
-		body, err := commands.Encode(cmd)
+		body, err := commands.Marshal(cmd)
 		if err != nil {
 			return fmt.Errorf("bulk item %d: encode command: %w", it.index, err)
 		}
