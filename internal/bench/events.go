@@ -38,6 +38,8 @@ type events struct {
 	// waiting counts failed events whose API message says the attempt
 	// ran out of time waiting for the rate limiter.
 	waiting int
+	// last is when the latest event of any kind was read.
+	last time.Time
 	// reconciled counts terminal events whose note says the outcome was
 	// found by reconciliation: an earlier attempt's answer was lost (a
 	// crash between the API's answer and the ack, or a reset after the
@@ -73,6 +75,7 @@ func (ev *events) handle(m jetstream.Msg) {
 	}
 	ev.mu.Lock()
 	defer ev.mu.Unlock()
+	ev.last = now
 	ev.outcomes[r.Outcome]++
 	if r.ErrorClass != "" {
 		ev.classes[r.ErrorClass]++
@@ -202,6 +205,28 @@ func (ev *events) waitAll(ctx context.Context, s *stack, ids []string, label str
 		case <-ctx.Done():
 			return fmt.Errorf("%s: %d of %d commands finished: %w", label, done, len(ids), ctx.Err())
 		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// waitQuiet polls until no event has been read for quiet, or fails after
+// limit.
+func (ev *events) waitQuiet(ctx context.Context, quiet, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	for {
+		ev.mu.Lock()
+		last := ev.last
+		ev.mu.Unlock()
+		if time.Since(last) >= quiet {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("EVENTS not quiet for %v within %v", quiet, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }

@@ -285,12 +285,11 @@ func faultPhase(ctx context.Context, e *env, c FaultsConfig, phase string, run i
 	if err := ev.waitAll(settle, s, ids, phase); err != nil && !errors.Is(err, context.DeadlineExceeded) {
 		return res, err
 	}
-	// A second terminal event of a command would come right after the
-	// first (a redelivery racing the ack): give it a moment to show.
-	select {
-	case <-time.After(2 * time.Second):
-	case <-ctx.Done():
-		return res, ctx.Err()
+	// A second terminal event of a command would come soon after the first
+	// (a redelivery racing the ack): wait until EVENTS has been quiet for a
+	// while before counting.
+	if err := ev.waitQuiet(ctx, 2*time.Second, time.Minute); err != nil {
+		return res, err
 	}
 	res.accepted = len(ids)
 	res.reconciled = ev.counts().reconciled
