@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -434,7 +433,7 @@ func (l *faultLoad) fill(ctx context.Context) (int, error) {
 			k := 800000 + l.run*10000 + b*50 + j
 			cmds = append(cmds, newCommand(commands.TypeClientCreate, 2, fmt.Sprintf("fill%d-%d", l.run, k), 0, newClient(seriesSeed, k)))
 		}
-		ids, err := l.post(ctx, cmds)
+		ids, err := l.ingest.send(ctx, cmds, true)
 		if err != nil {
 			return 0, err
 		}
@@ -598,7 +597,7 @@ func (l *faultLoad) sendClient(ctx context.Context, k int) error {
 	l.mu.Lock()
 	l.clients = append(l.clients, fc)
 	l.mu.Unlock()
-	ids, err := l.post(ctx, fc.cmds)
+	ids, err := l.ingest.send(ctx, fc.cmds, true)
 	if err != nil {
 		return err
 	}
@@ -612,7 +611,7 @@ func (l *faultLoad) sendClient(ctx context.Context, k int) error {
 		b := newCommand(commands.TypeClientBulkCreate, 1, "", 0, struct {
 			Clients []clientFields `json:"clients"`
 		}{clients})
-		ids, err := l.post(ctx, []commands.Command{b})
+		ids, err := l.ingest.send(ctx, []commands.Command{b}, true)
 		if err != nil {
 			return err
 		}
@@ -671,47 +670,6 @@ func (l *faultLoad) acceptedIDs() []string {
 	return ids
 }
 
-// post sends cmds as one array and returns the ids ingest accepted: all of
-// them with a 202; with a problem (503: NATS down and the outbox full), the
-// prefix it lists. A refused request is not an error; a transport error
-// accepts nothing.
-func (l *faultLoad) post(ctx context.Context, cmds []commands.Command) ([]string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.ingest.url+"/v1/commands", bytes.NewReader(mustJSON(cmds)))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Authorization", "Bearer "+benchProducerKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := l.ingest.http.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
-		}
-		return nil, nil // unknown: nothing counted as accepted; a retry would be the producer's
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return nil, nil // as a transport error
-	}
-	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusServiceUnavailable {
-		return nil, fmt.Errorf("POST /v1/commands: status %d: %.500s", resp.StatusCode, body)
-	}
-	var out struct {
-		Commands []struct {
-			ID string `json:"id"`
-		} `json:"commands"`
-	}
-	if err := json.Unmarshal(body, &out); err != nil {
-		return nil, fmt.Errorf("POST /v1/commands: status %d: %w", resp.StatusCode, err)
-	}
-	ids := make([]string, len(out.Commands))
-	for i, c := range out.Commands {
-		ids[i] = c.ID
-	}
-	return ids, nil
-}
-
 // probe sends a fresh create to every partition and returns how long after
 // since the last of them was first attempted: when every partition was
 // being worked again (not when it finished, which API faults on the probe
@@ -731,7 +689,7 @@ func (l *faultLoad) probe(ctx context.Context, ev *events, kill int, since time.
 	for _, c := range byPart {
 		cmds = append(cmds, c)
 	}
-	ids, err := l.post(ctx, cmds)
+	ids, err := l.ingest.send(ctx, cmds, true)
 	if err != nil {
 		return 0, err
 	}

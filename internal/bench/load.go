@@ -104,6 +104,15 @@ func newIngestClient(url string, conns int) ingestClient {
 // post sends one command (as an object) or several (as an array) and
 // returns how many ingest accepted (accepted or duplicate).
 func (c ingestClient) post(ctx context.Context, cmds []commands.Command) (int, error) {
+	ids, err := c.send(ctx, cmds, false)
+	return len(ids), err
+}
+
+// send posts cmds like post and returns the ids ingest accepted. With
+// partial, a 503 (NATS down and the outbox full) is an answer, not an
+// error: the ids its problem lists, the prefix ingest took; and so is a
+// lost connection: nothing counted as accepted.
+func (c ingestClient) send(ctx context.Context, cmds []commands.Command, partial bool) ([]string, error) {
 	var body []byte
 	if len(cmds) == 1 {
 		body = mustJSON(cmds[0])
@@ -112,28 +121,41 @@ func (c ingestClient) post(ctx context.Context, cmds []commands.Command) (int, e
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url+"/v1/commands", bytes.NewReader(body))
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	req.Header.Set("Authorization", "Bearer "+benchProducerKey)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return 0, err
+		if partial && ctx.Err() == nil {
+			return nil, nil
+		}
+		return nil, err
 	}
 	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusAccepted {
-		b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-		return 0, fmt.Errorf("POST /v1/commands: status %d: %s", resp.StatusCode, b)
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		if partial && ctx.Err() == nil {
+			return nil, nil
+		}
+		return nil, err
+	}
+	if resp.StatusCode != http.StatusAccepted && !(partial && resp.StatusCode == http.StatusServiceUnavailable) {
+		return nil, fmt.Errorf("POST /v1/commands: status %d: %.500s", resp.StatusCode, b)
 	}
 	var out struct {
 		Commands []struct {
 			ID string `json:"id"`
 		} `json:"commands"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-		return 0, fmt.Errorf("POST /v1/commands: %w", err)
+	if err := json.Unmarshal(b, &out); err != nil {
+		return nil, fmt.Errorf("POST /v1/commands: status %d: %w", resp.StatusCode, err)
 	}
-	return len(out.Commands), nil
+	ids := make([]string, len(out.Commands))
+	for i, cs := range out.Commands {
+		ids[i] = cs.ID
+	}
+	return ids, nil
 }
 
 // postAll sends cmds in posts of batch commands from producers concurrent
