@@ -227,6 +227,7 @@ type Limiter struct {
 	penaltyAt time.Time
 	notBefore int64             // no slot is handed out or sent before this (a 429's push), Unix ns
 	lateness  [64]time.Duration // recent send lateness, a ring
+	sorted    [64]time.Duration // scratch for the percentile, not allocated per send
 	lateN     int
 	margin    time.Duration // this process's margin, from lateness
 
@@ -452,7 +453,8 @@ func (l *Limiter) observeLocked(late time.Duration) {
 	// Twice the 95th percentile, not the maximum: one slow send (a login,
 	// a slow KV write before it) is refused as late by its own check, and
 	// should not widen the margin of every process for the next minute.
-	recent := slices.Clone(l.lateness[:min(l.lateN, len(l.lateness))])
+	n := copy(l.sorted[:], l.lateness[:min(l.lateN, len(l.lateness))])
+	recent := l.sorted[:n]
 	slices.Sort(recent)
 	p95 := recent[(len(recent)*95+99)/100-1]
 	l.margin = min(max(2*p95, l.cfg.MinMargin), l.cfg.MaxMargin)

@@ -166,7 +166,7 @@ func TestScheduleKeepsBothWindows(t *testing.T) {
 	}
 	// 1000 requests need five full minutes, and not much more.
 	if got := times[999].Sub(time.Unix(0, start)); got < 4*time.Minute || got > 5*time.Minute+10*time.Second {
-		t.Errorf("1000th request at +%v, want between 4 and 5 minutes", got)
+		t.Errorf("1000th request at +%v, want between 4 minutes and 5 minutes 10 s", got)
 	}
 	// Paced: no pause is longer than about MinuteBurst intervals (no 20 s
 	// stall once 200 were spent).
