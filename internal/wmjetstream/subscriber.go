@@ -65,8 +65,11 @@ type SubscriberConfig struct {
 	// except to collect a parked message that has come due, one message at
 	// a time (the server hands out redeliveries first); such a fetch may
 	// exceed the bound by one message. The default consumer config also sets
-	// MaxAckPending to MaxInFlight+MaxHeld so that the server enforces it.
-	// Default: 256.
+	// MaxAckPending to MaxInFlight+MaxHeld so that the server enforces it
+	// (at least one held). -1 holds nothing: the subscriber fetches only
+	// for free handler slots, as without KeyFunc, which leaves a lane's
+	// later messages on the server while its active one runs (the worker's
+	// tests use it to make another process receive them). Default: 256.
 	MaxHeld int
 
 	// KeepAlive is the interval at which every message in the subscriber's
