@@ -6,40 +6,66 @@ import (
 	"strings"
 )
 
+// Class is the kind of work a request serves. Commands and reads share the
+// budget by the limiter's CommandShare: each class keeps its share while
+// both have requests waiting, and takes every slot the other leaves idle.
+type Class int
+
+// The classes.
+const (
+	// Commands are requests that carry out commands (the default).
+	Commands Class = iota
+	// Reads are requests that answer reads and exports.
+	Reads
+)
+
+// String names the class, as in the metrics.
+func (c Class) String() string {
+	if c == Reads {
+		return "reads"
+	}
+	return "commands"
+}
+
+// levels of the fair queue: class, group (an account) and member (a
+// location).
+const levels = 3
+
 // fairQueue orders the requests waiting in one process by hierarchical
-// weighted fair queueing (virtual finish tags): groups (accounts) share the
-// slots by their weights, and inside a group its members (locations) share
-// the group's slots by theirs. A flow name "account/location" names both; a
-// name without "/" is a group of one member. Urgent requests go before every
-// request of their group and member that is not. Not safe for concurrent
-// use: the Limiter holds its mutex.
+// weighted fair queueing (virtual finish tags) on a tree of three levels:
+// the classes share the slots by their shares; inside a class, groups
+// (accounts) share the class's slots by their weights; inside a group, its
+// members (locations) share the group's slots by theirs. A flow name
+// "account/location" names a group and a member; a name without "/" is a
+// group of one member. Urgent requests go before every request of their
+// class, group and member that is not. Not safe for concurrent use: the
+// Limiter holds its mutex.
 type fairQueue struct {
-	weights map[string]float64
-	vtime   float64 // virtual time across groups: the tag of the last slot given
-	groups  map[string]*group
+	weights map[string]float64 // of groups and members, by name
+	share   [2]float64         // of the classes, by Class
+	root    node
 	n       int // waiters queued
 }
 
-// group is one account's share: a tag per waiter, and its members.
-type group struct {
-	name    string
-	weight  float64
-	finish  float64   // the group's latest tag
-	tags    []float64 // one per waiter, ascending
-	vtime   float64   // virtual time among the members
-	members map[string]*member
+// node is one share of the slots: a class, a group or a member. It keeps
+// one tag (at its own level) per waiter below it, ascending; a member also
+// keeps its waiters.
+type node struct {
+	name     string
+	weight   float64
+	finish   float64   // the latest tag given at this node
+	tags     []float64 // one per waiter below, ascending
+	vtime    float64   // virtual time among the children: the tag of the last one served
+	children map[string]*node
+	queue    []*waiter // members only: ascending by their member tag
 }
 
-// member is one location's queue inside its group.
-type member struct {
-	name   string
-	weight float64
-	finish float64   // the member's latest tag
-	queue  []*waiter // ascending tags
-}
-
-func newFairQueue(weights map[string]float64) fairQueue {
-	return fairQueue{weights: weights, groups: make(map[string]*group)}
+func newFairQueue(weights map[string]float64, commandShare float64) fairQueue {
+	return fairQueue{
+		weights: weights,
+		share:   [2]float64{commandShare, 1 - commandShare},
+		root:    node{children: make(map[string]*node)},
+	}
 }
 
 // split returns the group and member of a flow name.
@@ -50,37 +76,41 @@ func split(flow string) (string, string) {
 	return flow, flow
 }
 
-// push queues w (whose flow is set).
+// path names the nodes of w, class first, and their weights.
+func (q *fairQueue) path(w *waiter) (names [levels]string, weights [levels]float64) {
+	g, m := split(w.flow)
+	names = [levels]string{w.class.String(), g, m}
+	weights = [levels]float64{q.share[w.class], cmp.Or(q.weights[g], 1), 1}
+	if m != g {
+		weights[2] = cmp.Or(q.weights[m], 1)
+	}
+	return names, weights
+}
+
+// push queues w (whose flow and class are set).
 func (q *fairQueue) push(w *waiter, urgent bool) {
-	gname, mname := split(w.flow)
-	g := q.groups[gname]
-	if g == nil {
-		g = &group{name: gname, weight: cmp.Or(q.weights[gname], 1), members: make(map[string]*member)}
-		q.groups[gname] = g
-	}
-	m := g.members[mname]
-	if m == nil {
-		m = &member{name: mname, weight: 1}
-		if mname != gname {
-			m.weight = cmp.Or(q.weights[mname], 1)
+	names, weights := q.path(w)
+	parent := &q.root
+	for lvl, name := range names {
+		n := parent.children[name]
+		if n == nil {
+			n = &node{name: name, weight: weights[lvl], children: make(map[string]*node)}
+			parent.children[name] = n
 		}
-		g.members[mname] = m
+		if urgent {
+			// Ahead of every tag waiting (they are all above the virtual
+			// time), after the urgent ones already there; the node still
+			// pays for it with its next tags.
+			w.tags[lvl] = parent.vtime
+			n.finish = max(parent.vtime, n.finish) + 1/n.weight
+		} else {
+			w.tags[lvl] = max(parent.vtime, n.finish) + 1/n.weight
+			n.finish = w.tags[lvl]
+		}
+		n.tags = insertSorted(n.tags, w.tags[lvl], func(t float64) float64 { return t })
+		parent = n
 	}
-	if urgent {
-		// Ahead of every tag waiting (they are all above the virtual
-		// times), after the urgent ones already there; the group and the
-		// member still pay for it with their next tags.
-		w.gtag, w.tag = q.vtime, g.vtime
-		g.finish = max(q.vtime, g.finish) + 1/g.weight
-		m.finish = max(g.vtime, m.finish) + 1/m.weight
-	} else {
-		w.gtag = max(q.vtime, g.finish) + 1/g.weight
-		g.finish = w.gtag
-		w.tag = max(g.vtime, m.finish) + 1/m.weight
-		m.finish = w.tag
-	}
-	g.tags = insertSorted(g.tags, w.gtag, func(t float64) float64 { return t })
-	m.queue = insertSorted(m.queue, w, func(w *waiter) float64 { return w.tag })
+	parent.queue = insertSorted(parent.queue, w, func(w *waiter) float64 { return w.tags[levels-1] })
 	q.n++
 }
 
@@ -93,71 +123,80 @@ func insertSorted[T any](s []T, v T, key func(T) float64) []T {
 	return slices.Insert(s, i, v)
 }
 
-// pop removes and returns the next waiter: of the group whose next tag is
-// smallest, the member whose next tag is smallest; q.n > 0.
+// pop removes and returns the next waiter: at each level, the child whose
+// next tag is smallest; q.n > 0.
 func (q *fairQueue) pop() *waiter {
-	var g *group
-	for _, c := range q.groups {
-		if g == nil || c.tags[0] < g.tags[0] || (c.tags[0] == g.tags[0] && c.name < g.name) {
-			g = c
+	var path [levels]*node
+	parent := &q.root
+	for lvl := range levels {
+		var next *node
+		for _, c := range parent.children {
+			if next == nil || c.tags[0] < next.tags[0] || (c.tags[0] == next.tags[0] && c.name < next.name) {
+				next = c
+			}
 		}
+		parent.vtime, next.tags = next.tags[0], next.tags[1:]
+		path[lvl], parent = next, next
 	}
-	var m *member
-	for _, c := range g.members {
-		if m == nil || c.queue[0].tag < m.queue[0].tag || (c.queue[0].tag == m.queue[0].tag && c.name < m.name) {
-			m = c
-		}
-	}
-	q.vtime, g.tags = g.tags[0], g.tags[1:]
-	w := m.queue[0]
-	m.queue = m.queue[1:]
-	g.vtime = w.tag
-	q.drop(g, m)
+	w := parent.queue[0]
+	parent.queue = parent.queue[1:]
+	q.prune(path)
 	return w
 }
 
 // remove takes w out of the queue; false when it is not queued (it was
-// popped). Its group and member give its tags back: a request that left
-// does not charge the ones that stay.
+// popped). Its nodes give its tags back: a request that left does not
+// charge the ones that stay.
 func (q *fairQueue) remove(w *waiter) bool {
-	gname, mname := split(w.flow)
-	g := q.groups[gname]
-	if g == nil {
-		return false
+	names, _ := q.path(w)
+	var path [levels]*node
+	parent := &q.root
+	for lvl, name := range names {
+		if parent = parent.children[name]; parent == nil {
+			return false
+		}
+		path[lvl] = parent
 	}
-	m := g.members[mname]
-	if m == nil {
-		return false
-	}
-	i := slices.Index(m.queue, w)
+	i := slices.Index(parent.queue, w)
 	if i < 0 {
 		return false
 	}
-	m.queue = slices.Delete(m.queue, i, i+1)
-	if j := slices.Index(g.tags, w.gtag); j >= 0 {
-		g.tags = slices.Delete(g.tags, j, j+1)
+	parent.queue = slices.Delete(parent.queue, i, i+1)
+	for lvl, n := range path {
+		if j := slices.Index(n.tags, w.tags[lvl]); j >= 0 {
+			n.tags = slices.Delete(n.tags, j, j+1)
+		}
+		// The latest tag left is the one the next requests follow (a push
+		// starts from the virtual time when nothing is left).
+		n.finish = 0
+		if len(n.tags) > 0 {
+			n.finish = n.tags[len(n.tags)-1]
+		}
 	}
-	// The latest tags left are the ones the next requests follow (a
-	// push starts from the virtual time when nothing is left).
-	g.finish, m.finish = 0, 0
-	if len(g.tags) > 0 {
-		g.finish = g.tags[len(g.tags)-1]
-	}
-	if len(m.queue) > 0 {
-		m.finish = m.queue[len(m.queue)-1].tag
-	}
-	q.drop(g, m)
+	q.prune(path)
 	return true
 }
 
-// drop forgets a member and a group left without waiters, and counts one
+// prune forgets the nodes of path left without waiters, and counts one
 // waiter less.
-func (q *fairQueue) drop(g *group, m *member) {
+func (q *fairQueue) prune(path [levels]*node) {
 	q.n--
-	if len(m.queue) == 0 {
-		delete(g.members, m.name)
+	for lvl := levels - 1; lvl >= 0; lvl-- {
+		if len(path[lvl].tags) > 0 {
+			return
+		}
+		parent := &q.root
+		if lvl > 0 {
+			parent = path[lvl-1]
+		}
+		delete(parent.children, path[lvl].name)
 	}
-	if len(g.tags) == 0 {
-		delete(q.groups, g.name)
+}
+
+// waiting returns how many requests of class c wait.
+func (q *fairQueue) waiting(c Class) int {
+	if n := q.root.children[c.String()]; n != nil {
+		return len(n.tags)
 	}
+	return 0
 }

@@ -125,6 +125,11 @@ type Config struct {
 	// theirs (keyed by the location). A location with weight 2 gets twice
 	// the slots of one with weight 1 while both have requests waiting.
 	Weights map[string]float64
+	// CommandShare is the share of the budget commands keep while reads
+	// wait too; reads keep the rest. Either class takes every slot the
+	// other leaves idle. Between 0 and 1, both excluded; default 0.6. A
+	// request is a read when its context says so (WithClass).
+	CommandShare float64
 	// Logger receives the fallback warnings. Default slog.Default().
 	Logger *slog.Logger
 	// Registerer receives the metrics; nil registers nothing.
@@ -161,6 +166,9 @@ func (c *Config) setDefaults() {
 	if c.RecoverAfter == 0 {
 		c.RecoverAfter = 30 * time.Second
 	}
+	if c.CommandShare == 0 {
+		c.CommandShare = 0.6
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -182,6 +190,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("ratelimit: max margin %v, want below 1s", c.MaxMargin)
 	case c.LeaseHorizon < 0:
 		return fmt.Errorf("ratelimit: lease horizon %v, want at least 0", c.LeaseHorizon)
+	case !(c.CommandShare > 0 && c.CommandShare < 1):
+		return fmt.Errorf("ratelimit: command share %v, want above 0 and below 1", c.CommandShare)
 	}
 	for f, w := range c.Weights {
 		if w <= 0 {
@@ -246,7 +256,15 @@ type metrics struct {
 	leases      prometheus.Counter
 	dropped     *prometheus.CounterVec
 	margin      prometheus.Gauge
-	waiting     prometheus.Gauge
+	waiting     *prometheus.GaugeVec
+	refused     prometheus.Counter
+}
+
+// setWaiting sets the waiting gauge of each class from q.
+func (m *metrics) setWaiting(q *fairQueue) {
+	for _, c := range []Class{Commands, Reads} {
+		m.waiting.WithLabelValues(c.String()).Set(float64(q.waiting(c)))
+	}
 }
 
 // slot is one leased grant and the margin it was booked with.
@@ -258,8 +276,8 @@ type slot struct {
 // waiter is one Wait call.
 type waiter struct {
 	flow  string
-	gtag  float64 // its group's tag (fairQueue)
-	tag   float64 // its member's tag (fairQueue)
+	class Class
+	tags  [levels]float64 // its tag at each level of the fairQueue
 	since time.Time
 	ready chan slot // buffered; receives the slot once
 }
@@ -303,7 +321,7 @@ func New(kv jetstream.KeyValue, cfg Config) (*Limiter, error) {
 	l := &Limiter{
 		cfg:    cfg,
 		kv:     kv,
-		queue:  newFairQueue(cfg.Weights),
+		queue:  newFairQueue(cfg.Weights, cfg.CommandShare),
 		margin: cfg.MinMargin,
 		kick:   make(chan struct{}, 1),
 		done:   make(chan struct{}),
@@ -334,15 +352,19 @@ func New(kv jetstream.KeyValue, cfg Config) (*Limiter, error) {
 			Name: "altegio_ratelimit_margin_seconds",
 			Help: "This process's margin on both windows, from its measured send lateness.",
 		}),
-		waiting: prometheus.NewGauge(prometheus.GaugeOpts{
+		waiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "altegio_ratelimit_waiting",
-			Help: "Requests waiting for a slot in this process.",
+			Help: "Requests waiting for a slot in this process, by class (commands, reads).",
+		}, []string{"class"}),
+		refused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "altegio_ratelimit_reads_refused_total",
+			Help: "Reads refused at once because the wait they expected would pass their deadline.",
 		}),
 	}
 	l.m.margin.Set(l.margin.Seconds())
 	if cfg.Registerer != nil {
 		for _, c := range []prometheus.Collector{l.m.waitSeconds, l.m.fallbacks, l.m.penalties, l.m.leases,
-			l.m.dropped, l.m.margin, l.m.waiting} {
+			l.m.dropped, l.m.margin, l.m.waiting, l.m.refused} {
 			if err := cfg.Registerer.Register(c); err != nil {
 				return nil, fmt.Errorf("ratelimit: register metrics: %w", err)
 			}
@@ -376,16 +398,26 @@ func (l *Limiter) Close() {
 // at most once.
 //
 // Wait returns ctx.Err() when ctx ends first and ErrClosed after Close; no
-// request may be sent then. A wait has no deadline of its own.
+// request may be sent then. A wait has no deadline of its own, but a read
+// (WithClass) whose context has a deadline is refused at once with a
+// *TooLongError when the wait it expects would pass the deadline: the
+// caller can answer "retry later" now instead of holding the request.
 func (l *Limiter) Wait(ctx context.Context, flowName string, urgent bool) (func() bool, error) {
-	w := &waiter{flow: flowName, since: l.cfg.Now(), ready: make(chan slot, 1)}
+	w := &waiter{flow: flowName, class: ClassOf(ctx), since: l.cfg.Now(), ready: make(chan slot, 1)}
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()
 		return nil, ErrClosed
 	}
+	if deadline, ok := ctx.Deadline(); ok && w.class == Reads && !urgent {
+		if expect := l.expectedWaitLocked(w.class, w.since); w.since.Add(expect).After(deadline) {
+			l.mu.Unlock()
+			l.m.refused.Inc()
+			return nil, &TooLongError{Wait: expect}
+		}
+	}
 	l.queue.push(w, urgent)
-	l.m.waiting.Set(float64(l.queue.n))
+	l.m.setWaiting(&l.queue)
 	l.mu.Unlock()
 	l.poke()
 
@@ -407,6 +439,52 @@ func (l *Limiter) Wait(ctx context.Context, flowName string, urgent bool) (func(
 	}
 }
 
+// classKey carries a request's Class in its context.
+type classKey struct{}
+
+// WithClass returns a context whose requests are of class c.
+func WithClass(ctx context.Context, c Class) context.Context {
+	return context.WithValue(ctx, classKey{}, c)
+}
+
+// ClassOf returns the class of ctx's requests: Commands unless WithClass
+// said otherwise.
+func ClassOf(ctx context.Context) Class {
+	c, _ := ctx.Value(classKey{}).(Class)
+	return c
+}
+
+// TooLongError is Wait's answer to a read that would wait past its
+// deadline.
+type TooLongError struct {
+	// Wait is the expected wait: a good Retry-After.
+	Wait time.Duration
+}
+
+func (e *TooLongError) Error() string {
+	return fmt.Sprintf("ratelimit: the read would wait about %v for the API budget, past its deadline", e.Wait.Round(100*time.Millisecond))
+}
+
+// expectedWaitLocked estimates the wait of a new request of class c: the
+// requests of its class waiting before it, at the rate the class gets (its
+// share while the other class waits, the whole rate otherwise), after a
+// 429's push. It counts this process's queue only, so with several
+// processes it may come short; the deadline still ends a longer wait.
+func (l *Limiter) expectedWaitLocked(c Class, now time.Time) time.Duration {
+	rate := float64(l.cfg.PerSecond)
+	if l.cfg.PerMinute > 0 {
+		rate = min(rate, float64(l.cfg.PerMinute)/60)
+	}
+	if l.queue.waiting(1-c) > 0 {
+		rate *= l.queue.share[c]
+	}
+	d := time.Duration(float64(l.queue.waiting(c)+1) / rate * float64(time.Second))
+	if push := time.Unix(0, l.notBefore).Sub(now); push > 0 {
+		d += push
+	}
+	return d
+}
+
 // leave removes w from the queue; it reports false when w was dispatched.
 func (l *Limiter) leave(w *waiter) bool {
 	l.mu.Lock()
@@ -414,7 +492,7 @@ func (l *Limiter) leave(w *waiter) bool {
 	if !l.queue.remove(w) {
 		return false
 	}
-	l.m.waiting.Set(float64(l.queue.n))
+	l.m.setWaiting(&l.queue)
 	return true
 }
 
@@ -556,7 +634,7 @@ func (l *Limiter) leaseSizeLocked() int {
 // l.queue.n > 0.
 func (l *Limiter) nextLocked() *waiter {
 	w := l.queue.pop()
-	l.m.waiting.Set(float64(l.queue.n))
+	l.m.setWaiting(&l.queue)
 	return w
 }
 

@@ -262,9 +262,7 @@ func TestFairnessAcrossFlows(t *testing.T) {
 			})
 		}
 		testenv.WaitFor(t, 10*time.Second, func() error {
-			l.mu.Lock()
-			defer l.mu.Unlock()
-			if g := l.queue.groups[flow]; g == nil || len(g.tags) < n {
+			if got := queued(l, Commands, flow); got < n {
 				return fmt.Errorf("flow %s not queued yet", flow)
 			}
 			return nil
@@ -363,7 +361,7 @@ func TestWaitEndsWithContextAndClose(t *testing.T) {
 		t.Errorf("wait past the deadline = %v, want DeadlineExceeded", err)
 	}
 	testenv.WaitFor(t, 5*time.Second, func() error {
-		if got := testutil.ToFloat64(l.m.waiting); got != 0 {
+		if got := testutil.ToFloat64(l.m.waiting.WithLabelValues("commands")); got != 0 {
 			return fmt.Errorf("waiting = %v", got)
 		}
 		return nil
@@ -478,7 +476,7 @@ func TestUrgentGoesFirst(t *testing.T) {
 	l.mu.Lock()
 	for l.queue.n > 0 {
 		w := l.nextLocked()
-		order = append(order, fmt.Sprintf("%s%v", w.flow, w.tag == 0))
+		order = append(order, fmt.Sprintf("%s%v", w.flow, w.tags[levels-1] == 0))
 		w.ready <- slot{at: time.Now().UnixNano(), margin: time.Second}
 	}
 	l.mu.Unlock()
@@ -559,7 +557,7 @@ func TestPenaltyRefusesSlotsHandedOut(t *testing.T) {
 // TestFairQueueRemoveGivesTagsBack: requests that leave do not charge the
 // ones of their flow that stay.
 func TestFairQueueRemoveGivesTagsBack(t *testing.T) {
-	q := newFairQueue(nil)
+	q := newFairQueue(nil, 0.6)
 	var a []*waiter
 	for range 5 {
 		w := &waiter{flow: "a"}
@@ -583,5 +581,162 @@ func TestFairQueueRemoveGivesTagsBack(t *testing.T) {
 	// place after every request b queued meanwhile.
 	if want := []string{"a", "b", "a", "b", "a", "b", "b"}; !slices.Equal(order, want) {
 		t.Errorf("order %v, want %v", order, want)
+	}
+}
+
+// queued returns how many requests of class c and group flow wait in l.
+func queued(l *Limiter, c Class, flow string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if cn := l.queue.root.children[c.String()]; cn != nil {
+		if g := cn.children[flow]; g != nil {
+			return len(g.tags)
+		}
+	}
+	return 0
+}
+
+// handOut queues n waits of class c and flow on l (whose slots the test
+// hands out itself), in goroutines of wg.
+func handOut(t *testing.T, ctx context.Context, l *Limiter, c Class, flow string, n int, wg *sync.WaitGroup) {
+	t.Helper()
+	before := queued(l, c, flow)
+	for range n {
+		wg.Go(func() {
+			if _, err := l.Wait(WithClass(ctx, c), flow, false); err != nil && !errors.Is(err, ErrClosed) {
+				t.Errorf("wait: %v", err)
+			}
+		})
+	}
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if got := queued(l, c, flow); got != before+n {
+			return fmt.Errorf("%d of %s %s queued", got, c, flow)
+		}
+		return nil
+	})
+}
+
+// dispatchAll hands every queued request its slot, in the dispatcher's
+// order, and returns the classes in that order.
+func dispatchAll(l *Limiter) []Class {
+	var order []Class
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for l.queue.n > 0 {
+		w := l.nextLocked()
+		order = append(order, w.class)
+		w.ready <- slot{at: time.Now().UnixNano(), margin: time.Second}
+	}
+	return order
+}
+
+// count returns how many of order are c.
+func count(order []Class, c Class) int {
+	n := 0
+	for _, o := range order {
+		if o == c {
+			n++
+		}
+	}
+	return n
+}
+
+// TestCommandsKeepTheirShareUnderReads: 1,000 reads in flight (over three
+// locations) cannot take more than the reads' share while commands wait,
+// and a command queued behind them goes within the first slots.
+func TestCommandsKeepTheirShareUnderReads(t *testing.T) {
+	l := newLimiter(t, nil, Config{PerSecond: 100, PerMinute: -1}) // CommandShare 0.6
+	l.Penalize(time.Hour)                                           // the test hands the slots out
+	ctx, cancel := context.WithCancel(context.Background()) // no deadline: reads would be refused
+	defer cancel()
+	var wg sync.WaitGroup
+	for loc := range 3 {
+		handOut(t, ctx, l, Reads, fmt.Sprint(loc), 334, &wg)
+	}
+	handOut(t, ctx, l, Commands, "7", 100, &wg)
+	order := dispatchAll(l)
+	wg.Wait()
+	if i := slices.Index(order, Commands); i < 0 || i > 1 {
+		t.Errorf("the first command went as number %d behind 1,002 reads, want among the first two", i+1)
+	}
+	if got := count(order[:100], Commands); got < 57 || got > 63 {
+		t.Errorf("commands got %d of the first 100 slots while both waited, want about 60 (their share)", got)
+	}
+	if got := count(order[len(order)-100:], Reads); got != 100 {
+		t.Errorf("reads got %d of the last 100 slots after the commands were done, want all of them", got)
+	}
+}
+
+// TestReadsKeepTheirShareUnderCommands: the reverse, a command backlog of
+// 1,000 does not starve an interactive read.
+func TestReadsKeepTheirShareUnderCommands(t *testing.T) {
+	l := newLimiter(t, nil, Config{PerSecond: 100, PerMinute: -1, CommandShare: 0.75})
+	l.Penalize(time.Hour)
+	ctx, cancel := context.WithCancel(context.Background()) // no deadline: reads would be refused
+	defer cancel()
+	var wg sync.WaitGroup
+	handOut(t, ctx, l, Commands, "7", 1000, &wg)
+	handOut(t, ctx, l, Reads, "7", 100, &wg)
+	order := dispatchAll(l)
+	wg.Wait()
+	if i := slices.Index(order, Reads); i < 0 || i > 4 {
+		t.Errorf("the first read went as number %d behind 1,000 commands, want among the first four (share 25%%)", i+1)
+	}
+	if got := count(order[:200], Reads); got < 47 || got > 53 {
+		t.Errorf("reads got %d of the first 200 slots, want about 50 (25%% share)", got)
+	}
+}
+
+// TestReadPastItsDeadlineIsRefusedAtOnce: a read that would wait longer
+// than its deadline allows gets a TooLongError with the expected wait
+// right away; a command with the same deadline waits.
+func TestReadPastItsDeadlineIsRefusedAtOnce(t *testing.T) {
+	l := newLimiter(t, nil, Config{}) // 5/s, 200/min: 3.33 a second at length
+	l.Penalize(time.Hour)
+	ctx, cancel := context.WithCancel(context.Background()) // no deadline: reads would be refused
+	defer cancel()
+	var wg sync.WaitGroup
+	handOut(t, ctx, l, Reads, "7", 30, &wg)
+	defer func() { l.Close(); wg.Wait() }()
+
+	rctx, rcancel := context.WithTimeout(WithClass(context.Background(), Reads), 5*time.Second)
+	defer rcancel()
+	start := time.Now()
+	_, err := l.Wait(rctx, "8", false)
+	var tl *TooLongError
+	switch {
+	case !errors.As(err, &tl):
+		t.Fatalf("read behind 30 others with 5 s left = %v, want a TooLongError", err)
+	case time.Since(start) > time.Second:
+		t.Errorf("the refusal took %v, want it at once", time.Since(start))
+	case tl.Wait < time.Hour:
+		t.Errorf("expected wait %v, want the hour the 429 push holds everything back plus the queue", tl.Wait)
+	}
+	if got := testutil.ToFloat64(l.m.refused); got != 1 {
+		t.Errorf("refused reads = %v, want 1", got)
+	}
+	cctx, ccancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer ccancel()
+	if _, err := l.Wait(cctx, "8", false); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a command with a short deadline = %v, want it to wait until DeadlineExceeded", err)
+	}
+}
+
+// TestExpectedWaitCountsTheClassShare: the estimate is the class's queue at
+// the class's rate: the whole rate alone, its share while the other waits.
+func TestExpectedWaitCountsTheClassShare(t *testing.T) {
+	now := time.Now()
+	l := newLimiter(t, nil, Config{PerSecond: 10, PerMinute: -1, CommandShare: 0.5})
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for range 9 {
+		l.queue.push(&waiter{flow: "7", class: Reads}, false)
+	}
+	if got := l.expectedWaitLocked(Reads, now); got != time.Second {
+		t.Errorf("10th read alone at 10/s: expected %v, want 1s", got)
+	}
+	l.queue.push(&waiter{flow: "7", class: Commands}, false)
+	if got := l.expectedWaitLocked(Reads, now); got != 2*time.Second {
+		t.Errorf("10th read at half of 10/s: expected %v, want 2s", got)
 	}
 }
