@@ -646,8 +646,8 @@ func count(order []Class, c Class) int {
 // and a command queued behind them goes within the first slots.
 func TestCommandsKeepTheirShareUnderReads(t *testing.T) {
 	l := newLimiter(t, nil, Config{PerSecond: 100, PerMinute: -1}) // CommandShare 0.6
-	l.Penalize(time.Hour)                                           // the test hands the slots out
-	ctx, cancel := context.WithCancel(context.Background()) // no deadline: reads would be refused
+	l.Penalize(time.Hour)                                          // the test hands the slots out
+	ctx, cancel := context.WithCancel(context.Background())        // no deadline: reads would be refused
 	defer cancel()
 	var wg sync.WaitGroup
 	for loc := range 3 {
