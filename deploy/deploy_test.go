@@ -58,6 +58,7 @@ var users = map[string]struct{ env, password string }{
 	"audit":    {"AUDIT_PASSWORD", "test-audit-password"},
 	"operator": {"OPERATOR_PASSWORD", "test-operator-password"},
 	"producer": {"PRODUCER_PASSWORD", "test-producer-password"},
+	"reader":   {"READER_PASSWORD", "test-reader-password"},
 	"sys":      {"SYS_PASSWORD", "test-sys-password"},
 }
 
@@ -441,6 +442,41 @@ func TestSingleNodeUsersHaveLeastPrivilege(t *testing.T) {
 		pr.denySubscribe(t, topology.SubjectWorkers)
 	})
 
+	t.Run("reader", func(t *testing.T) {
+		rd := connectAs(t, url, "reader")
+		// Allowed: a read request (nobody answers here: no responders, not
+		// a permissions violation).
+		log.take()
+		if _, err := rd.nc.Request("altegio.read.1.client.get", []byte(`{"client_id":1}`), 2*time.Second); !errors.Is(err, nats.ErrNoResponders) {
+			t.Errorf("reader asks a read: %v, want no responders", err)
+		}
+		if v := log.take(); len(v) > 0 {
+			t.Errorf("a read hit violations: %v", v)
+		}
+		rd.denyPublish(t, "altegio.cmd.1.ref_r.create")
+		rd.denyPublish(t, "altegio.evt.1.webhook.client.create")
+		rd.denyPublish(t, "$JS.API.STREAM.INFO.EVENTS")
+		rd.denyPublish(t, "$KV.altegio_command_history.x")
+		rd.denySubscribe(t, "altegio.>")
+		rd.denySubscribe(t, "_INBOX_worker.>")
+	})
+
+	t.Run("ingest publishes webhook events and reads own changes", func(t *testing.T) {
+		msg := &nats.Msg{Subject: "altegio.evt.1.webhook.client.update", Data: []byte(`{}`)}
+		if ack, err := in.js.PublishMsg(ctx, msg, jetstream.WithMsgID("deploy-test-webhook")); err != nil || ack.Stream != topology.StreamEvents {
+			t.Fatalf("ingest publishes a webhook event: ack %+v, err %v", ack, err)
+		}
+		kv, err := in.js.KeyValue(ctx, topology.BucketOwnChanges)
+		if err != nil {
+			t.Fatalf("ingest opens %s: %v", topology.BucketOwnChanges, err)
+		}
+		if _, err := kv.Get(ctx, "1.1"); !errors.Is(err, jetstream.ErrKeyNotFound) {
+			t.Errorf("ingest reads an own change: %v, want not found", err)
+		}
+		in.denyPublish(t, "altegio.evt.1.client_create.succeeded")
+		in.denyPublish(t, "$KV.altegio_own_changes.1.1")
+	})
+
 	t.Run("worker", func(t *testing.T) {
 		for _, b := range top.Buckets {
 			kv, err := wk.js.KeyValue(ctx, b.Bucket)
@@ -504,7 +540,8 @@ func TestSingleNodeUsersHaveLeastPrivilege(t *testing.T) {
 		if _, err := wk.js.Publish(ctx, "altegio.evt.1.client_create.succeeded", []byte(`{"outcome":"succeeded"}`)); err != nil {
 			t.Fatalf("worker publishes an event: %v", err)
 		}
-		oc, err := au.js.OrderedConsumer(ctx, topology.StreamEvents, jetstream.OrderedConsumerConfig{})
+		// Results only (webhook events have six tokens).
+		oc, err := au.js.OrderedConsumer(ctx, topology.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"altegio.evt.*.*.*"}})
 		if err != nil {
 			t.Fatalf("audit creates an ordered consumer: %v", err)
 		}

@@ -67,6 +67,11 @@ type options struct {
 	operatorKeysFile string
 	operatorNATS     stack.NATSConfig
 
+	webhookSecretFile string
+	webhookAllow      string
+	webhookProxies    string
+	webhookOwn        string
+
 	cfg ingest.Config
 
 	logLevel   string
@@ -118,6 +123,16 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	duration(&c.WriteTimeout, "write-timeout", "INGEST_WRITE_TIMEOUT", ingest.DefaultWriteTimeout, "HTTP write timeout")
 	duration(&c.IdleTimeout, "idle-timeout", "INGEST_IDLE_TIMEOUT", ingest.DefaultIdleTimeout, "HTTP idle timeout")
 
+	// The secret's value never appears in --help, only that one is set.
+	c.AltegioWebhookSecret = getenv("INGEST_ALTEGIO_WEBHOOK_SECRET")
+	fs.Var(secretValue{&c.AltegioWebhookSecret}, "altegio-webhook-secret",
+		"the `secret` path segment of POST /v1/altegio/webhooks/{secret}, the URL to give Altegio; empty: the route is off ($INGEST_ALTEGIO_WEBHOOK_SECRET)")
+	str(&o.webhookSecretFile, "altegio-webhook-secret-file", "INGEST_ALTEGIO_WEBHOOK_SECRET_FILE", "", "file holding the Altegio webhook secret, instead of --altegio-webhook-secret")
+	str(&o.webhookAllow, "altegio-webhook-allow", "INGEST_ALTEGIO_WEBHOOK_ALLOW", "", "source CIDRs or IPs allowed to call the Altegio webhook route, comma-separated (empty: any source)")
+	str(&o.webhookProxies, "altegio-webhook-trusted-proxies", "INGEST_ALTEGIO_WEBHOOK_TRUSTED_PROXIES", "", "proxy CIDRs whose X-Forwarded-For the webhook allow-list believes, comma-separated (empty: X-Forwarded-For is ignored)")
+	str(&o.webhookOwn, "altegio-webhook-own", "INGEST_ALTEGIO_WEBHOOK_OWN", string(ingest.DefaultAltegioWebhookOwn), "webhooks of the integrator's own changes: mark (published with origin.integrator true) or skip (acknowledged, not published)")
+	duration(&c.AltegioWebhookOwnWindow, "altegio-webhook-own-window", "INGEST_ALTEGIO_WEBHOOK_OWN_WINDOW", ingest.DefaultAltegioWebhookOwnWindow, "how long before a webhook an own change of its client counts")
+
 	str(&o.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&o.logFormat, "log-format", "LOG_FORMAT", "json", "json or text")
 	str(&o.cpuProfile, "cpu-profile", "INGEST_CPU_PROFILE", "", "write a CPU profile of the whole run to this file (diagnosing the hot path)")
@@ -154,6 +169,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	operatorKeys, err := loadOperatorKeys(o.operatorKeys, o.operatorKeysFile)
 	if err != nil {
+		return err
+	}
+	if err := loadWebhookSettings(o, &cfg); err != nil {
 		return err
 	}
 	// Settings are checked before any network or disk work, so that a bad
@@ -219,6 +237,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	if cfg.AltegioWebhookSecret != "" {
+		log.Info("altegio webhooks enabled", "route", "POST /v1/altegio/webhooks/{secret}",
+			"allowed_networks", len(cfg.AltegioWebhookAllow), "own", cfg.AltegioWebhookOwn)
+	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
@@ -260,6 +282,45 @@ func loadOperatorKeys(hexList, file string) ([][sha256.Size]byte, error) {
 		}
 	}
 	return keys, nil
+}
+
+// secretValue is a string flag that --help shows only as set or not.
+type secretValue struct{ p *string }
+
+func (v secretValue) String() string {
+	if v.p == nil || *v.p == "" {
+		return ""
+	}
+	return "(set)"
+}
+
+func (v secretValue) Set(s string) error { *v.p = s; return nil }
+
+// loadWebhookSettings completes cfg's Altegio webhook settings from o: the
+// secret from its file, the allow-list, the trusted proxies and the
+// own-change mode.
+func loadWebhookSettings(o *options, cfg *ingest.Config) error {
+	if o.webhookSecretFile != "" {
+		if cfg.AltegioWebhookSecret != "" {
+			return errors.New("set the Altegio webhook secret or its file, not both")
+		}
+		data, err := os.ReadFile(o.webhookSecretFile)
+		if err != nil {
+			return fmt.Errorf("read altegio webhook secret: %w", err)
+		}
+		if cfg.AltegioWebhookSecret = strings.TrimSpace(string(data)); cfg.AltegioWebhookSecret == "" {
+			return errors.New("altegio webhook secret file is empty")
+		}
+	}
+	var err error
+	if cfg.AltegioWebhookAllow, err = ingest.ParseCIDRs(o.webhookAllow); err != nil {
+		return fmt.Errorf("altegio webhook allow-list: %w", err)
+	}
+	if cfg.AltegioWebhookTrustedProxies, err = ingest.ParseCIDRs(o.webhookProxies); err != nil {
+		return fmt.Errorf("altegio webhook trusted proxies: %w", err)
+	}
+	cfg.AltegioWebhookOwn = ingest.OwnChangeMode(o.webhookOwn)
+	return nil
 }
 
 // loadProducers reads producers from inline JSON or a file (not both).

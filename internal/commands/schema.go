@@ -20,3 +20,11 @@ func CommandSchema() []byte { return commandSchema }
 // committed in schema/result.schema.json. The caller must not modify the
 // returned slice.
 func ResultSchema() []byte { return resultSchema }
+
+//go:embed schema/webhook.schema.json
+var webhookSchema []byte
+
+// WebhookEventSchema returns the JSON Schema (draft 2020-12) of a
+// WebhookEvent, as committed in schema/webhook.schema.json, for ingest to
+// serve. The caller must not modify the returned slice.
+func WebhookEventSchema() []byte { return webhookSchema }

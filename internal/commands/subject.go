@@ -276,13 +276,42 @@ const (
 	ReadComments = "client.comments"
 	ReadFiles    = "client.files"
 	ReadSearch   = "clients.search"
+	ReadList     = "clients.list"   // the deprecated list, full cards
+	ReadExport   = "clients.export" // a page of the deprecated list, throttled for exports
 	ReadVisits   = "visits.search"
+	ReadCommands = "commands.list" // a client's commands and outcomes, from the workers' history
 )
 
 // ReadQueries lists every read query.
-var ReadQueries = []string{ReadClient, ReadComments, ReadFiles, ReadSearch, ReadVisits}
+var ReadQueries = []string{ReadClient, ReadComments, ReadFiles, ReadSearch, ReadList, ReadExport, ReadVisits, ReadCommands}
+
+// Headers of read requests and answers.
+const (
+	// HeaderReadTimeout, on a read request, is how long the caller waits
+	// for the answer (a Go duration such as "5s"); the read service
+	// answers 503 rather than let the read outlive it.
+	HeaderReadTimeout = "Altegio-Read-Timeout"
+	// HeaderRetryAfter, on a 503 answer of the read service, is when to
+	// retry, in whole seconds (as HTTP's Retry-After).
+	HeaderRetryAfter = "Retry-After"
+)
 
 // ReadSubject returns the subject of a read query in a location.
 func ReadSubject(location int64, query string) string {
 	return ReadSubjectPrefix + strconv.FormatInt(location, 10) + "." + query
+}
+
+// WebhookEventFilter matches every webhook event ingest publishes on the
+// EVENTS stream (WebhookEventSubject), and no result event.
+const WebhookEventFilter = "altegio.evt.*.webhook.>"
+
+// WebhookEventSubject returns the subject of the WebhookEvent of a client
+// webhook: altegio.evt.<location>.webhook.client.<status>. Invalid parts
+// become "unknown", so the subject is always well-formed.
+func WebhookEventSubject(location int64, status WebhookStatus) string {
+	op := opUnknown
+	if status.Valid() {
+		op = string(status)
+	}
+	return "altegio.evt." + locationToken(location) + ".webhook." + WebhookResourceClient + "." + op
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,13 @@ const (
 	DefaultWriteTimeout = 30 * time.Second
 	// DefaultIdleTimeout is http.Server.IdleTimeout.
 	DefaultIdleTimeout = 2 * time.Minute
+	// DefaultAltegioWebhookOwn is what becomes of an Altegio webhook that
+	// reports a change the integrator made: it is published, marked.
+	DefaultAltegioWebhookOwn = OwnChangeMark
+	// DefaultAltegioWebhookOwnWindow is how long before a webhook's receipt
+	// an own change of its client counts: 2 minutes (Altegio sends about 5
+	// seconds after the change, and retries within seconds).
+	DefaultAltegioWebhookOwnWindow = 2 * time.Minute
 )
 
 // Config configures a Server. The zero value is valid except that it has no
@@ -122,6 +130,39 @@ type Config struct {
 	// a prometheus.Gatherer (a *prometheus.Registry), else a new registry's.
 	Gatherer prometheus.Gatherer
 
+	// AltegioWebhookSecret turns on POST /v1/altegio/webhooks/{secret},
+	// the receiver of Altegio's client webhooks, and is the {secret} the
+	// URL configured in Altegio must carry (compared in constant time;
+	// Altegio signs nothing). At least 16 characters of A-Z, a-z, 0-9, '-',
+	// '_', '.' and '~'. Default empty: the route answers like an unknown
+	// path. Producer authentication does not apply to the route.
+	AltegioWebhookSecret string
+
+	// AltegioWebhookAllow, when not empty, limits the webhook route to
+	// these source networks (the connection's address, or the client
+	// address a trusted proxy reports; see AltegioWebhookTrustedProxies).
+	// Other sources get the answer of an unknown path. Default: any source.
+	AltegioWebhookAllow []netip.Prefix
+
+	// AltegioWebhookTrustedProxies are the proxies whose X-Forwarded-For
+	// the allow-list believes: when the connection comes from one, the
+	// source is the right-most X-Forwarded-For address that is not a
+	// trusted proxy. Default none: X-Forwarded-For is ignored.
+	AltegioWebhookTrustedProxies []netip.Prefix
+
+	// AltegioWebhookOwn decides what becomes of a client webhook reporting
+	// a change a command of the integrator made (an OwnChange of the same
+	// client, within AltegioWebhookOwnWindow, with a matching type):
+	// OwnChangeMark publishes it with origin.integrator true, OwnChangeSkip
+	// acknowledges it without publishing. Default DefaultAltegioWebhookOwn
+	// (mark).
+	AltegioWebhookOwn OwnChangeMode
+
+	// AltegioWebhookOwnWindow is how long before a webhook's receipt an own
+	// change may have been made to count. Keep it below the own-changes
+	// bucket's TTL (10m). Default DefaultAltegioWebhookOwnWindow (2m).
+	AltegioWebhookOwnWindow time.Duration
+
 	// Operator is served under /v1/dlq and /v1/dlq/ when set: the DLQ
 	// operations for tools that cannot run the CLI (dlq.Handler, which
 	// checks operator keys itself; producer authentication does not apply).
@@ -147,6 +188,8 @@ func (c *Config) setDefaults() {
 	setDefault(&c.ReadTimeout, DefaultReadTimeout)
 	setDefault(&c.WriteTimeout, DefaultWriteTimeout)
 	setDefault(&c.IdleTimeout, DefaultIdleTimeout)
+	setDefault(&c.AltegioWebhookOwn, DefaultAltegioWebhookOwn)
+	setDefault(&c.AltegioWebhookOwnWindow, DefaultAltegioWebhookOwnWindow)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -214,6 +257,7 @@ func (c Config) Validate() error {
 	if c.RecentSize < 0 {
 		errs = append(errs, fmt.Errorf("recent size %d is negative", c.RecentSize))
 	}
+	errs = append(errs, c.validateAltegioWebhook()...)
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("invalid ingest config: %w", err)
 	}

@@ -24,6 +24,10 @@ type metrics struct {
 	commands *prometheus.CounterVec
 	publish  prometheus.Histogram
 	inFlight prometheus.Gauge
+
+	// Altegio webhooks (altegio_webhook.go).
+	webhooks   *prometheus.CounterVec
+	ownLookups *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -45,6 +49,14 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "ingest_http_requests_in_flight",
 			Help: "HTTP requests being served.",
 		}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ingest_altegio_webhooks_total",
+			Help: "Altegio webhook deliveries by result and reason: published or duplicate (reason external or own), skipped (own_change), ignored (the resource), rejected (malformed_json, invalid, too_large), refused with 404 (disabled, source, secret), failed (unavailable, too_large).",
+		}, []string{"result", "reason"}),
+		ownLookups: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ingest_altegio_webhook_own_lookups_total",
+			Help: "Own-change lookups of client webhooks by result: own, none, stale (outside the window), other_type (a command type that does not match the status), error (bucket unreadable; published unmarked).",
+		}, []string{"result"}),
 	}
 	for _, r := range []string{resultAccepted, resultDuplicate, resultSpooled} {
 		m.commands.WithLabelValues(r, "")
@@ -52,7 +64,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, reason := range rejectionReasons {
 		m.commands.WithLabelValues(resultRejected, reason)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.commands, m.publish, m.inFlight} {
+	for _, l := range webhookMetricLabels {
+		m.webhooks.WithLabelValues(l[0], l[1])
+	}
+	for _, r := range ownLookupResults {
+		m.ownLookups.WithLabelValues(r)
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.commands, m.publish, m.inFlight, m.webhooks, m.ownLookups} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

@@ -36,6 +36,8 @@ type Server struct {
 
 	kvMu sync.Mutex
 	kv   jetstream.KeyValue // the idempotency bucket, once looked up
+
+	ownChanges lazyBucket // the own-changes bucket (altegio_webhook.go)
 }
 
 // route is one endpoint: the ServeMux pattern, and the statuses it answers
@@ -79,6 +81,10 @@ var routes = []route{
 	{http.MethodGet, "/schemas/result.json", []int{200}, func(s *Server) http.HandlerFunc {
 		return serveBytes("application/schema+json", commands.ResultSchema())
 	}},
+	{http.MethodGet, "/schemas/webhook-event.json", []int{200}, func(s *Server) http.HandlerFunc {
+		return serveBytes("application/schema+json", commands.WebhookEventSchema())
+	}},
+	{http.MethodPost, "/v1/altegio/webhooks/{secret}", altegioWebhookStatuses, func(s *Server) http.HandlerFunc { return s.altegioWebhook }},
 }
 
 // New returns a Server publishing to js over nc and spooling to ob while

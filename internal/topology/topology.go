@@ -37,9 +37,16 @@ const (
 	BucketClientRefs  = "altegio_client_refs"
 	BucketTokens      = "altegio_tokens"
 	BucketRateLimit   = "altegio_ratelimit"
+	// BucketCommandHistory holds the terminal result of each command under
+	// its client (see worker.HistoryKey), for lookups of a client's commands.
+	BucketCommandHistory = "altegio_command_history"
 	// BucketDLQState holds the DLQ tooling's replay marks, keyed by DLQ
 	// stream sequence (see internal/dlq).
 	BucketDLQState = "altegio_dlq_state"
+	// BucketOwnChanges holds, per client (commands.OwnChangeKey), the last
+	// change a command of the integrator made (commands.OwnChange); ingest
+	// reads it to mark or skip the Altegio webhooks of its own changes.
+	BucketOwnChanges = "altegio_own_changes"
 
 	// SubjectWorkers is the core NATS subject on which worker processes
 	// announce themselves to share the partitions (not stored by any

@@ -44,6 +44,9 @@ type metrics struct {
 	// refused counts publishes on altegio.cmd subjects of a form COMMANDS
 	// does not store (refused.go).
 	refused prometheus.Counter
+	// indexErrors counts failed writes of the client history and the own
+	// changes (history.go), by index.
+	indexErrors *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -98,9 +101,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "worker_partition_takeovers_total",
 			Help: "Pins of gone workers released by this worker to take their partitions over.",
 		}),
+		indexErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "worker_index_errors_total",
+			Help: "Failed writes of the client history or the own changes (the command's result is stored regardless), by index.",
+		}, []string{"index"}),
 	}
 	for _, c := range []prometheus.Collector{m.commands, m.retries, m.dlq, m.inFlight, m.pending, m.duration, m.createBatch, m.accountPaused,
-		m.members, m.owned, m.takeovers, m.refused} {
+		m.members, m.owned, m.takeovers, m.refused, m.indexErrors} {
 		if err := reg.Register(c); err != nil {
 			var are prometheus.AlreadyRegisteredError
 			if errors.As(err, &are) {

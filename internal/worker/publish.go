@@ -67,13 +67,18 @@ func EventMsgID(r commands.Result) string {
 	return r.MsgID() + ":seq:" + strconv.FormatUint(r.StreamSeq, 10)
 }
 
-// publishResult publishes a result event on commands.EventSubject(r).
+// publishResult publishes a result event on commands.EventSubject(r) and,
+// once it is stored, indexes a terminal one (history.go).
 func (w *Worker) publishResult(ctx context.Context, r commands.Result) error {
 	body, err := commands.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
-	return w.publish(ctx, commands.EventSubject(r), EventMsgID(r), commands.ResultHeaders(r), body)
+	if err := w.publish(ctx, commands.EventSubject(r), EventMsgID(r), commands.ResultHeaders(r), body); err != nil {
+		return err
+	}
+	w.index(ctx, r)
+	return nil
 }
 
 // publishDLQ publishes a DLQ record on commands.DLQSubject(cmd), with

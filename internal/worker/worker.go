@@ -53,9 +53,11 @@ type Worker struct {
 	pinned     map[int]bool
 
 	// Bound by Run.
-	idem     recordStore
-	refs     refStore
-	pub      *wmjetstream.Publisher
+	idem       recordStore
+	refs       refStore
+	history    jetstream.KeyValue // the client history (history.go)
+	ownChanges jetstream.KeyValue // the own changes (history.go)
+	pub        *wmjetstream.Publisher
 	commands jetstream.Stream
 
 	started atomic.Bool
@@ -232,7 +234,16 @@ func (w *Worker) bind(ctx context.Context) error {
 		return fmt.Errorf("bind stream %s: it has replicas and allows direct gets; the worker reads it through "+
 			"the stream leader (apply the topology: allow_direct false)", topology.StreamCommands)
 	}
+	history, err := w.js.KeyValue(bctx, topology.BucketCommandHistory)
+	if err != nil {
+		return fmt.Errorf("bind bucket %s: %w", topology.BucketCommandHistory, err)
+	}
+	own, err := w.js.KeyValue(bctx, topology.BucketOwnChanges)
+	if err != nil {
+		return fmt.Errorf("bind bucket %s: %w", topology.BucketOwnChanges, err)
+	}
 	w.idem, w.refs, w.commands = recordStore{kv: idem}, refStore{kv: refs}, s
+	w.history, w.ownChanges = history, own
 	return nil
 }
 
