@@ -58,7 +58,7 @@ type Worker struct {
 	history    jetstream.KeyValue // the client history (history.go)
 	ownChanges jetstream.KeyValue // the own changes (history.go)
 	pub        *wmjetstream.Publisher
-	commands jetstream.Stream
+	commands   jetstream.Stream
 
 	started atomic.Bool
 	running atomic.Bool
