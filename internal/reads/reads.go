@@ -24,6 +24,7 @@
 package reads
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -36,15 +37,19 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
+	"golang.org/x/time/rate"
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/ratelimit"
+	"github.com/altegio-integrator/integrator/internal/worker"
 )
 
 // API is the part of the Altegio client reads use.
 type API interface {
 	GetClient(ctx context.Context, locationID, clientID int64) (altegio.ClientRecord, error)
 	SearchClients(ctx context.Context, locationID int64, req altegio.SearchClientsRequest) (altegio.SearchClientsResult, error)
+	ListClientsDeprecated(ctx context.Context, locationID int64, p altegio.ListClientsParams) (altegio.ListClientsResult, error)
 	ListComments(ctx context.Context, locationID, clientID int64) ([]altegio.Comment, error)
 	ListFiles(ctx context.Context, locationID, clientID int64) ([]altegio.ClientFile, error)
 	SearchVisits(ctx context.Context, locationID int64, req altegio.VisitSearchRequest) (altegio.VisitSearchResult, error)
@@ -53,6 +58,10 @@ type API interface {
 // Refs resolves a client_ref of a location to the client id the worker
 // mapped it to; ok is false when it maps to none.
 type Refs func(ctx context.Context, locationID int64, ref string) (clientID int64, ok bool, err error)
+
+// History lists the commands of a client of a location from the workers'
+// client history (worker.ClientHistory).
+type History func(ctx context.Context, locationID int64, q worker.HistoryQuery) (worker.HistoryPage, error)
 
 // Service names.
 const (
@@ -88,6 +97,18 @@ type Config struct {
 	// MaxConcurrent bounds the reads in progress in this process; more
 	// answer 503 at once. Default 256.
 	MaxConcurrent int
+	// ExportRate bounds the pages of clients.export this process reads per
+	// second (exports take a share of the budget, not all of it); the
+	// stack sets it to ExportShare of the budget. Zero: no bound.
+	ExportRate rate.Limit
+	// CacheTTL keeps the answers of client.get this long; zero (the
+	// default) caches nothing. A command result or an Altegio webhook
+	// about the client drops its entry (see cache.go).
+	CacheTTL time.Duration
+	// CacheSize bounds the cached clients. Default 10,000.
+	CacheSize int
+	// History answers commands.list; nil answers 503.
+	History History
 	// Logger receives a Warn line per failed read. Default: discard.
 	Logger *slog.Logger
 }
@@ -104,6 +125,8 @@ type Service struct {
 	cancel context.CancelFunc
 	slots  chan struct{}
 	wg     sync.WaitGroup
+	export *rate.Limiter // nil: exports are not bounded
+	cache  *cache        // nil: client.get is not cached
 }
 
 // Start adds the micro service to nc. Stop it with Stop.
@@ -122,6 +145,16 @@ func Start(nc *nats.Conn, api API, refs Refs, cfg Config) (*Service, error) {
 	}
 	s := &Service{api: api, refs: refs, cfg: cfg, nc: nc, slots: make(chan struct{}, cfg.MaxConcurrent)}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
+	if cfg.ExportRate > 0 {
+		s.export = rate.NewLimiter(cfg.ExportRate, 1)
+	}
+	if cfg.CacheTTL > 0 {
+		c, err := startCache(nc, cfg.CacheTTL, cmp.Or(cfg.CacheSize, 10000))
+		if err != nil {
+			return nil, err
+		}
+		s.cache = c
+	}
 	svc, err := micro.AddService(nc, micro.Config{
 		Name:        ServiceName,
 		Version:     ServiceVersion,
@@ -129,6 +162,7 @@ func Start(nc *nats.Conn, api API, refs Refs, cfg Config) (*Service, error) {
 		QueueGroup:  QueueGroup,
 	})
 	if err != nil {
+		s.cache.stop()
 		return nil, fmt.Errorf("reads: add service: %w", err)
 	}
 	s.svc = svc
@@ -139,6 +173,7 @@ func Start(nc *nats.Conn, api API, refs Refs, cfg Config) (*Service, error) {
 			micro.WithEndpointMetadata(map[string]string{"subject": commands.ReadSubjectPrefix + "<location>." + q}))
 		if err != nil {
 			_ = svc.Stop()
+			s.cache.stop()
 			return nil, fmt.Errorf("reads: add endpoint %s: %w", q, err)
 		}
 	}
@@ -151,6 +186,7 @@ func (s *Service) Stop() error {
 	err := s.svc.Stop()
 	s.cancel()
 	s.wg.Wait()
+	s.cache.stop()
 	return err
 }
 
@@ -160,17 +196,23 @@ func (s *Service) Stop() error {
 func (s *Service) handler(query string) func(micro.Request) {
 	return func(req micro.Request) {
 		reply, subject, data := req.Reply(), req.Subject(), req.Data()
+		timeout := s.cfg.Timeout
+		if d, err := time.ParseDuration(req.Headers().Get(commands.HeaderReadTimeout)); err == nil && d > 0 {
+			timeout = min(timeout, d)
+		}
 		select {
 		case s.slots <- struct{}{}:
 		default:
-			s.answerError(reply, 503, fmt.Sprintf("%d reads in progress in this worker; retry later", s.cfg.MaxConcurrent))
+			s.answerError(reply, failure{503, fmt.Sprintf("%d reads in progress in this worker; retry later", s.cfg.MaxConcurrent), time.Second})
 			return
 		}
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer func() { <-s.slots }()
-			ctx, cancel := context.WithTimeout(s.ctx, s.cfg.Timeout)
+			// Reads take the reads' share of the budget (ratelimit.Reads),
+			// and one that would wait past its deadline is refused at once.
+			ctx, cancel := context.WithTimeout(ratelimit.WithClass(s.ctx, ratelimit.Reads), timeout)
 			defer cancel()
 			out, err := s.read(ctx, query, subject, data)
 			if err == nil {
@@ -183,24 +225,37 @@ func (s *Service) handler(query string) func(micro.Request) {
 				}
 				err = fmt.Errorf("answer: %w", err) // e.g. larger than the max payload
 			}
-			code, msg := status(err)
-			if code >= 500 {
+			a := status(err)
+			if a.code >= 500 {
 				s.cfg.Logger.Warn("read failed", "query", query, "subject", subject, "error", err)
 			}
-			s.answerError(reply, code, msg)
+			s.answerError(reply, a)
 		}()
 	}
 }
 
-// answerError answers a request with an error in micro's form.
-func (s *Service) answerError(reply string, code int, msg string) {
+// failure is a read's error as answered: an HTTP-like code, the reason,
+// and for a 503 when to retry.
+type failure struct {
+	code  int
+	msg   string
+	retry time.Duration
+}
+
+// answerError answers a request with an error in micro's form, and a 503
+// with commands.HeaderRetryAfter.
+func (s *Service) answerError(reply string, f failure) {
 	if reply == "" {
 		return
 	}
-	_ = s.nc.PublishMsg(&nats.Msg{Subject: reply, Header: nats.Header{
-		micro.ErrorCodeHeader: []string{strconv.Itoa(code)},
-		micro.ErrorHeader:     []string{msg},
-	}})
+	h := nats.Header{
+		micro.ErrorCodeHeader: []string{strconv.Itoa(f.code)},
+		micro.ErrorHeader:     []string{f.msg},
+	}
+	if f.code == 503 {
+		h.Set(commands.HeaderRetryAfter, strconv.Itoa(int(max(time.Second, f.retry+time.Second-1)/time.Second)))
+	}
+	_ = s.nc.PublishMsg(&nats.Msg{Subject: reply, Header: h})
 }
 
 // badRequest is a request the service cannot read.
@@ -237,6 +292,18 @@ func (s *Service) read(ctx context.Context, query, subject string, data []byte) 
 			Clients    []map[string]json.RawMessage `json:"clients"`
 			TotalCount int                          `json:"total_count"`
 		}{rows, res.TotalCount}, nil
+	case commands.ReadList:
+		var r ListRequest
+		if err := decode(data, &r); err != nil {
+			return nil, err
+		}
+		return s.list(ctx, loc, r)
+	case commands.ReadExport:
+		var r ExportRequest
+		if err := decode(data, &r); err != nil {
+			return nil, err
+		}
+		return s.exportPage(ctx, loc, r)
 	case commands.ReadVisits:
 		var r VisitsRequest
 		if err := decode(data, &r); err != nil {
@@ -252,6 +319,12 @@ func (s *Service) read(ctx context.Context, query, subject string, data []byte) 
 			ClientID: id, ClientPhone: r.ClientPhone, From: r.From, To: r.To,
 			PaymentStatuses: r.PaymentStatuses, Attendance: r.Attendance,
 		})
+	case commands.ReadCommands:
+		var r CommandsRequest
+		if err := decode(data, &r); err != nil {
+			return nil, err
+		}
+		return s.commands(ctx, loc, r)
 	}
 	var r ClientRequest
 	if err := decode(data, &r); err != nil {
@@ -263,13 +336,64 @@ func (s *Service) read(ctx context.Context, query, subject string, data []byte) 
 	}
 	switch query {
 	case commands.ReadClient:
-		return s.api.GetClient(ctx, loc, id)
+		return s.getClient(ctx, loc, id)
 	case commands.ReadComments:
 		return s.api.ListComments(ctx, loc, id)
 	case commands.ReadFiles:
 		return s.api.ListFiles(ctx, loc, id)
 	}
 	return nil, &badRequest{"unknown query " + query}
+}
+
+// getClient reads a client card, from the cache when it holds it.
+func (s *Service) getClient(ctx context.Context, loc, id int64) (altegio.ClientRecord, error) {
+	if rec, ok := s.cache.get(loc, id); ok {
+		return rec, nil
+	}
+	fetched := s.cache.now()
+	rec, err := s.api.GetClient(ctx, loc, id)
+	if err == nil {
+		s.cache.put(loc, id, rec, fetched)
+	}
+	return rec, err
+}
+
+// errNoHistory answers commands.list in a service started without History.
+var errNoHistory = errors.New("the client history is not available in this worker")
+
+// CommandsRequest is the request of commands.list: the client (by id or by
+// client_ref), and optionally since (RFC 3339), limit and the cursor of
+// the previous page.
+type CommandsRequest struct {
+	ClientRequest
+	Since  string `json:"since,omitempty"`
+	Limit  int    `json:"limit,omitempty"`
+	Cursor string `json:"cursor,omitempty"`
+}
+
+// commands lists the commands of a client from the workers' history.
+func (s *Service) commands(ctx context.Context, loc int64, r CommandsRequest) (worker.HistoryPage, error) {
+	if s.cfg.History == nil {
+		return worker.HistoryPage{}, errNoHistory
+	}
+	q := worker.HistoryQuery{ClientRef: r.ClientRef, ClientID: r.ClientID, Limit: r.Limit, Cursor: r.Cursor}
+	switch {
+	case (r.ClientID > 0) == (r.ClientRef != ""):
+		return worker.HistoryPage{}, &badRequest{"name the client by client_id or by client_ref (one of them)"}
+	case r.Limit < 0 || r.Limit > 500:
+		return worker.HistoryPage{}, &badRequest{"limit must be 1 to 500"}
+	case r.Since != "":
+		t, err := time.Parse(time.RFC3339, r.Since)
+		if err != nil {
+			return worker.HistoryPage{}, &badRequest{"since must be an RFC 3339 time, e.g. 2026-12-01T00:00:00Z"}
+		}
+		q.Since = t
+	}
+	page, err := s.cfg.History(ctx, loc, q)
+	if errors.Is(err, worker.ErrBadCursor) {
+		return page, &badRequest{err.Error()}
+	}
+	return page, err
 }
 
 // client resolves the client a request names.
@@ -321,26 +445,31 @@ func decode(data []byte, v any) error {
 	return nil
 }
 
-// status maps a read's error to an HTTP-like status and a message.
-func status(err error) (int, string) {
+// status maps a read's error to its answer.
+func status(err error) failure {
 	var br *badRequest
 	var nf *notFound
 	var apiErr *altegio.APIError
+	var tooLong *ratelimit.TooLongError
 	switch {
 	case errors.As(err, &br):
-		return 400, br.msg
+		return failure{code: 400, msg: br.msg}
 	case errors.As(err, &nf):
-		return 404, nf.msg
+		return failure{code: 404, msg: nf.msg}
 	case errors.Is(err, altegio.ErrNotFound):
-		return 404, err.Error()
+		return failure{code: 404, msg: err.Error()}
 	case errors.Is(err, altegio.ErrInvalidRequest):
-		return 400, err.Error()
+		return failure{code: 400, msg: err.Error()}
+	case errors.As(err, &tooLong):
+		return failure{503, fmt.Sprintf("the API budget is busy: this read would wait about %v, longer than its deadline; retry later", tooLong.Wait.Round(time.Second)), tooLong.Wait}
+	case errors.Is(err, errExportBusy), errors.Is(err, errNoHistory):
+		return failure{503, err.Error(), time.Second}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, altegio.ErrNotSent):
-		return 503, "the read could not be done within its deadline (the API budget is busy); retry later"
+		return failure{503, "the read could not be done within its deadline (the API budget is busy); retry later", time.Second}
 	case errors.As(err, &apiErr) && apiErr.Status >= 400 && apiErr.Status < 500 && apiErr.Status != 429:
-		return apiErr.Status, apiErr.Error()
+		return failure{code: apiErr.Status, msg: apiErr.Error()}
 	case altegio.ClassOf(err).Retryable():
-		return 503, "the API is unavailable or rate limited; retry later: " + err.Error()
+		return failure{503, "the API is unavailable or rate limited; retry later: " + err.Error(), 5 * time.Second}
 	}
-	return 502, err.Error()
+	return failure{code: 502, msg: err.Error()}
 }

@@ -33,6 +33,12 @@ type fixture struct {
 
 func setup(t *testing.T, cfg reads.Config, sbCfg func(*sandbox.Config)) fixture {
 	t.Helper()
+	return setupWith(t, cfg, sbCfg, nil)
+}
+
+// setupWith is setup with the API client's budget.
+func setupWith(t *testing.T, cfg reads.Config, sbCfg func(*sandbox.Config), lim altegio.Limiter) fixture {
+	t.Helper()
 	n := testenv.RunJetStream(t)
 	nc, js := testenv.Connect(t, n.URL())
 	scfg := sandbox.Config{PartnerToken: partner, Users: []sandbox.User{{Login: "o@example.com", Password: "pw", Token: user}},
@@ -41,7 +47,7 @@ func setup(t *testing.T, cfg reads.Config, sbCfg func(*sandbox.Config)) fixture 
 		sbCfg(&scfg)
 	}
 	sb, url := testenv.Sandbox(t, scfg)
-	api, err := altegio.New(altegio.Config{BaseURL: url}, altegio.StaticAuthorizer{PartnerToken: partner, UserToken: user}, nil)
+	api, err := altegio.New(altegio.Config{BaseURL: url}, altegio.StaticAuthorizer{PartnerToken: partner, UserToken: user}, lim)
 	if err != nil {
 		t.Fatal(err)
 	}

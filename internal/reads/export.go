@@ -1,0 +1,180 @@
+package reads
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/micro"
+
+	"github.com/altegio-integrator/integrator/internal/altegio"
+	"github.com/altegio-integrator/integrator/internal/commands"
+)
+
+// Exports are driven by the caller (ingest's HTTP export, the worker CLI),
+// one clients.export page at a time, so that they run at the export share
+// of whichever workers answer, and a caller that goes away stops asking.
+//
+// The deprecated list orders cards by ascending id, so the last id
+// exported is the cursor: an export resumed after id N finds the first
+// page holding a larger id by a binary search over the pages (about
+// log2(pages) requests) and skips what it already has. Cards created
+// during an export are exported when their id is above the cursor; a
+// card deleted during one shifts the later ones back one place, so a page
+// boundary may skip a card: follow an export with the client webhooks or a
+// changed_after list.
+
+// ExportProgress is where an export stands, after each page.
+type ExportProgress struct {
+	Page, Pages int   // pages read and the total known (0: unknown)
+	Exported    int   // cards emitted so far
+	LastID      int64 // the id of the last card emitted: the cursor to resume from
+}
+
+// ReadError is an error answer of the read service.
+type ReadError struct {
+	Code   int
+	Reason string
+}
+
+func (e *ReadError) Error() string { return fmt.Sprintf("read service: %d %s", e.Code, e.Reason) }
+
+// pageTimeout bounds one page's request, the wait for the export share
+// included.
+const pageTimeout = 15 * time.Second
+
+// Export emits every client card of location with an id above afterID, in
+// ascending id, read through the read service over nc, and calls progress
+// (if not nil) after each page. A page answered 503 is asked again after
+// its Retry-After until ctx ends; another error answer ends the export
+// with a *ReadError. emit's error ends it too.
+func Export(ctx context.Context, nc *nats.Conn, location, afterID int64, emit func(altegio.ClientRecord) error, progress func(ExportProgress)) error {
+	x := exporter{nc: nc, loc: location}
+	page, res, err := x.start(ctx, afterID)
+	if err != nil {
+		return err
+	}
+	p := ExportProgress{LastID: afterID, Pages: pages(res.TotalCount)}
+	for {
+		for _, c := range res.Clients {
+			if c.ID <= p.LastID {
+				continue
+			}
+			if err := emit(c); err != nil {
+				return err
+			}
+			p.Exported++
+			p.LastID = c.ID
+		}
+		p.Page = page
+		if progress != nil {
+			progress(p)
+		}
+		if len(res.Clients) < ExportPageSize {
+			return nil
+		}
+		page++
+		if res, err = x.page(ctx, page); err != nil {
+			return err
+		}
+	}
+}
+
+// pages is the number of pages of total cards; 0 when unknown.
+func pages(total int) int {
+	if total < 0 {
+		return 0
+	}
+	return (total + ExportPageSize - 1) / ExportPageSize
+}
+
+// exporter asks the read service for export pages.
+type exporter struct {
+	nc  *nats.Conn
+	loc int64
+}
+
+// start finds the first page holding an id above afterID: page 1 when
+// afterID is 0, else a binary search over the pages, whose last ids
+// ascend.
+func (x exporter) start(ctx context.Context, afterID int64) (int, ListResult, error) {
+	first, err := x.page(ctx, 1)
+	if err != nil || afterID <= 0 || len(first.Clients) == 0 || last(first) > afterID || first.TotalCount < 0 {
+		return 1, first, err
+	}
+	lo, hi := 2, max(2, pages(first.TotalCount))
+	var found *ListResult
+	for lo < hi {
+		mid := (lo + hi) / 2
+		res, err := x.page(ctx, mid)
+		if err != nil {
+			return 0, ListResult{}, err
+		}
+		if len(res.Clients) == 0 || last(res) > afterID {
+			hi, found = mid, &res
+		} else {
+			lo = mid + 1
+		}
+	}
+	if found != nil && hi == lo {
+		return lo, *found, nil
+	}
+	res, err := x.page(ctx, lo)
+	return lo, res, err
+}
+
+func last(r ListResult) int64 { return r.Clients[len(r.Clients)-1].ID }
+
+// page asks for one page, again after each 503's Retry-After.
+func (x exporter) page(ctx context.Context, page int) (ListResult, error) {
+	body, _ := json.Marshal(ExportRequest{Page: page, Count: ExportPageSize})
+	for {
+		res, retry, err := x.ask(ctx, body)
+		if retry == 0 {
+			return res, err
+		}
+		t := time.NewTimer(retry)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ListResult{}, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+// ask makes one request; retry > 0 when it should be asked again then.
+func (x exporter) ask(ctx context.Context, body []byte) (ListResult, time.Duration, error) {
+	rctx, cancel := context.WithTimeout(ctx, pageTimeout)
+	defer cancel()
+	msg, err := x.nc.RequestMsgWithContext(rctx, &nats.Msg{
+		Subject: commands.ReadSubject(x.loc, commands.ReadExport),
+		Header:  nats.Header{commands.HeaderReadTimeout: []string{(pageTimeout - time.Second).String()}},
+		Data:    body,
+	})
+	switch {
+	case ctx.Err() != nil:
+		return ListResult{}, 0, ctx.Err()
+	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return ListResult{}, time.Second, nil // no worker answers right now
+	case err != nil:
+		return ListResult{}, 0, fmt.Errorf("export page: %w", err)
+	}
+	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+		if code == "503" {
+			secs, _ := strconv.Atoi(msg.Header.Get(commands.HeaderRetryAfter))
+			return ListResult{}, time.Duration(max(secs, 1)) * time.Second, nil
+		}
+		n, _ := strconv.Atoi(code)
+		return ListResult{}, 0, &ReadError{Code: n, Reason: msg.Header.Get(micro.ErrorHeader)}
+	}
+	var res ListResult
+	if err := json.Unmarshal(msg.Data, &res); err != nil {
+		return ListResult{}, 0, fmt.Errorf("export page: decode: %w", err)
+	}
+	return res, 0, nil
+}
