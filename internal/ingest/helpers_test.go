@@ -191,9 +191,10 @@ type request struct {
 
 // response is an answer, checked against the OpenAPI document.
 type response struct {
-	status int
-	header http.Header
-	body   []byte
+	status  int
+	header  http.Header
+	trailer http.Header
+	body    []byte
 }
 
 func (r response) decode(t testing.TB, v any) {
@@ -264,7 +265,7 @@ func (in *ingest) send(req request) (response, error) {
 	if err != nil {
 		return response{}, err
 	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+	return response{status: resp.StatusCode, header: resp.Header, trailer: resp.Trailer, body: b}, nil
 }
 
 // post posts body with the crm key.
@@ -452,7 +453,16 @@ func checkAgainstOpenAPI(method, path string, resp response) error {
 	if _, ok := media["schema"]; !ok || ct == "text/plain" {
 		return nil
 	}
-	return validateAt(base+"/content/"+escapePointer(ct)+"/schema", resp.body)
+	pointer := base + "/content/" + escapePointer(ct) + "/schema"
+	if ct == "application/x-ndjson" { // the schema is each line's
+		for line := range bytes.Lines(resp.body) {
+			if err := validateAt(pointer, line); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	return validateAt(pointer, resp.body)
 }
 
 func validateAt(pointer string, body []byte) error {

@@ -77,7 +77,8 @@ func (k problemKind) problem(detail string) *Problem {
 	return &Problem{Type: problemTypePrefix + k.slug, Title: k.title, Status: k.status, Detail: detail}
 }
 
-// writeProblem sends p; a 503 carries Retry-After, a 401 WWW-Authenticate.
+// writeProblem sends p; a 503 carries Retry-After (the one already set, or
+// Config.RetryAfter), a 401 WWW-Authenticate.
 func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, p *Problem) {
 	p.Instance = "urn:uuid:" + requestID(r)
 	h := w.Header()
@@ -85,7 +86,9 @@ func (s *Server) writeProblem(w http.ResponseWriter, r *http.Request, p *Problem
 	h.Set("Cache-Control", "no-store")
 	switch p.Status {
 	case http.StatusServiceUnavailable:
-		h.Set("Retry-After", strconv.Itoa(int((s.cfg.RetryAfter+time.Second-1)/time.Second)))
+		if h.Get("Retry-After") == "" { // a handler may know better (a read's expected wait)
+			h.Set("Retry-After", strconv.Itoa(int((s.cfg.RetryAfter+time.Second-1)/time.Second)))
+		}
 	case http.StatusUnauthorized:
 		h.Set("WWW-Authenticate", `Bearer realm="ingest"`)
 	case http.StatusUnsupportedMediaType:

@@ -7,13 +7,18 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
+	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/reads"
 )
 
 // Reads over HTTP. Ingest holds no Altegio credentials: it asks the workers'
@@ -46,45 +51,24 @@ const (
 	readNoClient readTarget = iota // the body is the query
 	readByID                       // path value client_id
 	readByRef                      // path value client_ref
+	readByQuery                    // the URL's query parameters are the query (listQuery)
 )
 
 // readHandler answers a read route: query on the read service, with the
 // client of target, or the request body as the query.
 func (s *Server) readHandler(query string, target readTarget) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get(headerWebhookSignature) != "" && !s.cfg.AuthDisabled {
-			// A webhook signature covers the id, the time and the body, not
-			// the method or the path: one signed read could be replayed to
-			// read any client. Reads take the bearer key only.
-			s.writeProblem(w, r, probUnauth.problem("reads take a bearer API key, not a webhook signature"))
-			return
-		}
 		var body []byte
 		if target == readNoClient {
-			b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-			var mbe *http.MaxBytesError
-			switch {
-			case errors.As(err, &mbe):
-				s.writeProblem(w, r, probTooLarge.problem(fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxBodyBytes)))
-				return
-			case err != nil:
-				s.writeProblem(w, r, probBadRead.problem("read body: "+err.Error()))
+			b, prob := s.readBody(w, r)
+			if prob != nil {
+				s.writeProblem(w, r, prob)
 				return
 			}
 			body = b
 		}
-		id, err := s.auth.authenticate(r.Header, body)
-		if err != nil {
-			s.writeProblem(w, r, probUnauth.problem(err.Error()))
-			return
-		}
-		loc, err := strconv.ParseInt(r.PathValue("location_id"), 10, 64)
-		if err != nil || loc <= 0 {
-			s.writeProblem(w, r, probNotFound.problem("location_id must be a positive number"))
-			return
-		}
-		if !id.producer.Read || !id.producer.allowsLocation(loc) {
-			s.writeProblem(w, r, probForbidden.problem(fmt.Sprintf("producer %s may not read in location %d", id.producer.Name, loc)))
+		loc, ok := s.readAccess(w, r, body, r.PathValue("location_id"))
+		if !ok {
 			return
 		}
 		req, prob := readRequest(r, target, body)
@@ -92,27 +76,81 @@ func (s *Server) readHandler(query string, target readTarget) http.HandlerFunc {
 			s.writeProblem(w, r, prob)
 			return
 		}
-		ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
-		defer cancel()
-		msg, err := s.nc.RequestWithContext(ctx, commands.ReadSubject(loc, query), req)
-		switch {
-		case errors.Is(err, nats.ErrNoResponders):
-			s.writeProblem(w, r, probUnavailable.problem("no read service is running (start a worker with --reads)"))
-			return
-		case r.Context().Err() != nil:
-			w.WriteHeader(statusClientClosedRequest)
-			return
-		case err != nil:
-			s.writeProblem(w, r, probUnavailable.problem("the read service did not answer: "+err.Error()))
-			return
-		}
-		if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
-			s.writeProblem(w, r, readProblem(code, msg.Header.Get(micro.ErrorHeader)))
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(msg.Data)
+		s.askRead(w, r, loc, query, req)
 	}
+}
+
+// readBody reads a read's request body.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Problem) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		return nil, probTooLarge.problem(fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxBodyBytes))
+	case err != nil:
+		return nil, probBadRead.problem("read body: " + err.Error())
+	}
+	return b, nil
+}
+
+// readAccess authenticates a read in location (as written in the request)
+// and checks the producer's right to read there; it answers the problem
+// itself when not.
+func (s *Server) readAccess(w http.ResponseWriter, r *http.Request, body []byte, location string) (int64, bool) {
+	if r.Header.Get(headerWebhookSignature) != "" && !s.cfg.AuthDisabled {
+		// A webhook signature covers the id, the time and the body, not
+		// the method or the path: one signed read could be replayed to
+		// read any client. Reads take the bearer key only.
+		s.writeProblem(w, r, probUnauth.problem("reads take a bearer API key, not a webhook signature"))
+		return 0, false
+	}
+	id, err := s.auth.authenticate(r.Header, body)
+	if err != nil {
+		s.writeProblem(w, r, probUnauth.problem(err.Error()))
+		return 0, false
+	}
+	loc, err := strconv.ParseInt(location, 10, 64)
+	if err != nil || loc <= 0 {
+		s.writeProblem(w, r, probNotFound.problem("location_id must be a positive number"))
+		return 0, false
+	}
+	if !id.producer.Read || !id.producer.allowsLocation(loc) {
+		s.writeProblem(w, r, probForbidden.problem(fmt.Sprintf("producer %s may not read in location %d", id.producer.Name, loc)))
+		return 0, false
+	}
+	return loc, true
+}
+
+// askRead asks the read service query in loc and writes its answer.
+func (s *Server) askRead(w http.ResponseWriter, r *http.Request, loc int64, query string, req []byte) {
+	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
+	defer cancel()
+	msg, err := s.nc.RequestMsgWithContext(ctx, &nats.Msg{
+		Subject: commands.ReadSubject(loc, query),
+		Data:    req,
+		// The service gives up (503) before this process stops waiting.
+		Header: nats.Header{commands.HeaderReadTimeout: []string{(readTimeout - 5*time.Second).String()}},
+	})
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		s.writeProblem(w, r, probUnavailable.problem("no read service is running (start a worker with --reads)"))
+		return
+	case r.Context().Err() != nil:
+		w.WriteHeader(statusClientClosedRequest)
+		return
+	case err != nil:
+		s.writeProblem(w, r, probUnavailable.problem("the read service did not answer: "+err.Error()))
+		return
+	}
+	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
+		if retry := msg.Header.Get(commands.HeaderRetryAfter); retry != "" && code == "503" {
+			w.Header().Set("Retry-After", retry) // kept by writeProblem
+		}
+		s.writeProblem(w, r, readProblem(code, msg.Header.Get(micro.ErrorHeader)))
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(msg.Data)
 }
 
 // readRequest builds the read service's request.
@@ -127,6 +165,8 @@ func readRequest(r *http.Request, target readTarget, body []byte) ([]byte, *Prob
 	case readByRef:
 		b, _ := json.Marshal(map[string]string{"client_ref": r.PathValue("client_ref")})
 		return b, nil
+	case readByQuery:
+		return listQuery(r.URL.Query())
 	}
 	if len(body) > 0 && !isJSON(r.Header.Get("Content-Type")) {
 		return nil, probMediaType.problem("Content-Type must be application/json")
@@ -134,7 +174,155 @@ func readRequest(r *http.Request, target readTarget, body []byte) ([]byte, *Prob
 	return body, nil
 }
 
-// readProblem maps a micro error of the read service to a problem.
+// listQuery turns the query parameters of GET …/clients into the request
+// of clients.list (reads.ListRequest): numbers as numbers, id repeated.
+func listQuery(q url.Values) ([]byte, *Problem) {
+	req := map[string]any{}
+	var errs []commands.Problem
+	for key, vals := range q {
+		v := vals[len(vals)-1]
+		switch key {
+		case "page", "count":
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				errs = append(errs, commands.Problem{Path: key, Reason: "must be a positive whole number"})
+			}
+			req[key] = n
+		case "paid_min", "paid_max":
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				errs = append(errs, commands.Problem{Path: key, Reason: "must be a number"})
+			}
+			req[key] = f
+		case "id":
+			ids := make([]int64, 0, len(vals))
+			for _, v := range vals {
+				id, err := strconv.ParseInt(v, 10, 64)
+				if err != nil || id < 1 {
+					errs = append(errs, commands.Problem{Path: key, Reason: "must be client ids"})
+				}
+				ids = append(ids, id)
+			}
+			req["ids"] = ids
+		case "fullname", "phone", "email", "card", "changed_after", "changed_before":
+			req[key] = v
+		default:
+			errs = append(errs, commands.Problem{Path: key, Reason: "unknown query parameter"})
+		}
+	}
+	if len(errs) > 0 {
+		slices.SortFunc(errs, func(a, b commands.Problem) int { return strings.Compare(a.Path, b.Path) })
+		p := probBadRead.problem("invalid query parameters")
+		p.Errors = errs
+		return nil, p
+	}
+	b, _ := json.Marshal(req)
+	return b, nil
+}
+
+// getClientCommands answers GET /v1/commands?location_id=…&client_ref=…
+// (or client_id=…), with since, limit and cursor: the commands of a
+// client and their outcomes, newest first, from the workers' history.
+func (s *Server) getClientCommands(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	loc, ok := s.readAccess(w, r, nil, q.Get("location_id"))
+	if !ok {
+		return
+	}
+	req := map[string]any{}
+	var errs []commands.Problem
+	for key, vals := range q {
+		switch v := vals[len(vals)-1]; key {
+		case "location_id":
+		case "client_ref", "since", "cursor":
+			req[key] = v
+		case "client_id", "limit":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 1 {
+				errs = append(errs, commands.Problem{Path: key, Reason: "must be a positive whole number"})
+			}
+			req[key] = n
+		default:
+			errs = append(errs, commands.Problem{Path: key, Reason: "unknown query parameter"})
+		}
+	}
+	if len(errs) > 0 {
+		p := probBadRead.problem("invalid query parameters")
+		p.Errors = errs
+		s.writeProblem(w, r, p)
+		return
+	}
+	b, _ := json.Marshal(req)
+	s.askRead(w, r, loc, commands.ReadCommands, b)
+}
+
+// exportClients answers GET /v1/locations/{location_id}/export/clients:
+// every client card as JSON lines (application/x-ndjson), in ascending id,
+// streamed as the pages come at the export share of the budget; after_id
+// resumes after the last card a previous export wrote. The trailer
+// Altegio-Export-Complete says "true" when every card was sent; a stream
+// that fails after it began is cut off (an incomplete chunked body), so
+// the caller resumes from its last id.
+func (s *Server) exportClients(w http.ResponseWriter, r *http.Request) {
+	loc, ok := s.readAccess(w, r, nil, r.PathValue("location_id"))
+	if !ok {
+		return
+	}
+	var after int64
+	if v := r.URL.Query().Get("after_id"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 0 {
+			p := probBadRead.problem("invalid query parameters")
+			p.Errors = []commands.Problem{{Path: "after_id", Reason: "must be a client id"}}
+			s.writeProblem(w, r, p)
+			return
+		}
+		after = n
+	}
+	rc := http.NewResponseController(w)
+	enc := json.NewEncoder(w)
+	started := false
+	begin := func() {
+		if !started {
+			started = true
+			h := w.Header()
+			h.Set("Content-Type", "application/x-ndjson")
+			h.Set("Trailer", headerExportComplete)
+			w.WriteHeader(http.StatusOK)
+		}
+	}
+	err := reads.Export(r.Context(), s.nc, loc, after, func(c altegio.ClientRecord) error {
+		begin()
+		_ = rc.SetWriteDeadline(time.Now().Add(exportWriteTimeout))
+		return enc.Encode(c)
+	}, func(reads.ExportProgress) { _ = rc.Flush() })
+	var re *reads.ReadError
+	switch {
+	case err == nil:
+		begin()
+		w.Header().Set(headerExportComplete, "true")
+	case started || r.Context().Err() != nil:
+		s.log.Warn("export cut off", "location_id", loc, "error", err)
+		panic(http.ErrAbortHandler)
+	case errors.Is(err, reads.ErrNoReadService):
+		s.writeProblem(w, r, probUnavailable.problem("no read service is running (start a worker with --reads)"))
+	case errors.As(err, &re):
+		s.writeProblem(w, r, readProblem(strconv.Itoa(re.Code), re.Reason))
+	default:
+		s.writeProblem(w, r, probUnavailable.problem("export: "+err.Error()))
+	}
+}
+
+// headerExportComplete is the export's trailer.
+const headerExportComplete = "Altegio-Export-Complete"
+
+// exportWriteTimeout bounds the write of one card of an export (the
+// server's WriteTimeout would end a long export).
+const exportWriteTimeout = 30 * time.Second
+
+// readProblem maps a micro error of the read service to a problem: an API
+// error keeps its status when it is a client error (400, 402, 403, 404),
+// other failures are 502 or 503.
 func readProblem(code, reason string) *Problem {
 	switch code {
 	case "400":
@@ -143,6 +331,11 @@ func readProblem(code, reason string) *Problem {
 		return probNotFound.problem(reason)
 	case "503":
 		return probUnavailable.problem(reason)
+	}
+	if n, err := strconv.Atoi(code); err == nil && n > 400 && n < 500 {
+		p := probUpstream.problem(fmt.Sprintf("%s (%s)", reason, code))
+		p.Status = n
+		return p
 	}
 	return probUpstream.problem(fmt.Sprintf("%s (%s)", reason, code))
 }

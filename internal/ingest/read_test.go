@@ -51,9 +51,15 @@ func TestReadsOverHTTP(t *testing.T) {
 	if _, err := kv.Put(ctx, worker.RefKey(1, "ref_crm-1"), fmt.Appendf(nil, `{"client_id":%d}`, id)); err != nil {
 		t.Fatal(err)
 	}
+	history, err := in.js.KeyValue(ctx, topology.BucketCommandHistory)
+	if err != nil {
+		t.Fatal(err)
+	}
 	svc, err := reads.Start(in.nc, api, func(ctx context.Context, loc int64, ref string) (int64, bool, error) {
 		return worker.LookupClientRef(ctx, kv, loc, ref)
-	}, reads.Config{})
+	}, reads.Config{History: func(ctx context.Context, loc int64, q worker.HistoryQuery) (worker.HistoryPage, error) {
+		return worker.ClientHistory(ctx, history, loc, q)
+	}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +88,50 @@ func TestReadsOverHTTP(t *testing.T) {
 		body: []byte(`{"client_ref":"crm-1","from":"2026-01-01","to":"2026-12-31"}`)})
 	if r.status != http.StatusOK {
 		t.Errorf("visits: %d %s", r.status, r.body)
+	}
+
+	// The deprecated list, its query parameters checked.
+	r = get("/v1/locations/1/clients?fullname=ann&count=10&id="+fmt.Sprint(id), readerKey)
+	var list reads.ListResult
+	if r.status != http.StatusOK || json.Unmarshal(r.body, &list) != nil || len(list.Clients) != 1 || list.Clients[0].ID != id {
+		t.Errorf("list: %d %s", r.status, r.body)
+	}
+	if r := get("/v1/locations/1/clients?count=many&colour=red", readerKey); r.status != http.StatusBadRequest ||
+		len(r.problem(t).Errors) != 2 {
+		t.Errorf("list with bad parameters: %d %s, want 400 naming both", r.status, r.body)
+	}
+
+	// The export: JSON lines, resumable after an id.
+	second := sb.SeedClient(1, sandbox.ClientRecord{Name: "Bea", Phone: "15550000002"})
+	r = get("/v1/locations/1/export/clients", readerKey)
+	if lines := strings.Split(strings.TrimSpace(string(r.body)), "\n"); r.status != http.StatusOK || len(lines) != 2 ||
+		r.header.Get("Content-Type") != "application/x-ndjson" || !strings.Contains(lines[1], `"Bea"`) {
+		t.Errorf("export: %d %s %q", r.status, r.header.Get("Content-Type"), r.body)
+	}
+	if r.trailer.Get("Altegio-Export-Complete") != "true" {
+		t.Errorf("export trailer %v, want Altegio-Export-Complete: true", r.trailer)
+	}
+	r = get(fmt.Sprintf("/v1/locations/1/export/clients?after_id=%d", id), readerKey)
+	var card altegio.ClientRecord
+	if r.status != http.StatusOK || json.Unmarshal(r.body, &card) != nil || card.ID != second {
+		t.Errorf("export after %d: %d %s, want only client %d", id, r.status, r.body, second)
+	}
+
+	// The commands of a client, from the workers' history.
+	res := fmt.Appendf(nil, `{"schema_version":1,"command_id":"c-1","type":"client.update","location_id":1,"client_id":%d,"client_ref":"crm-1","outcome":"succeeded","attempts":1,"completed_at":"2026-12-07T10:00:00Z"}`, id)
+	if _, err := history.Put(ctx, worker.HistoryKey(1, "ref_crm-1", "c-1"), res); err != nil {
+		t.Fatal(err)
+	}
+	r = get("/v1/commands?location_id=1&client_ref=crm-1", readerKey)
+	var page worker.HistoryPage
+	if r.status != http.StatusOK || json.Unmarshal(r.body, &page) != nil || len(page.Commands) != 1 || page.Commands[0].CommandID != "c-1" {
+		t.Errorf("commands of crm-1: %d %s", r.status, r.body)
+	}
+	if r := get("/v1/commands?location_id=1&client_ref=crm-1", crmKey); r.status != http.StatusForbidden {
+		t.Errorf("commands by a producer that may not read: %d, want 403", r.status)
+	}
+	if r := get("/v1/commands?location_id=1&client_id=x", readerKey); r.status != http.StatusBadRequest {
+		t.Errorf("commands with client_id=x: %d, want 400", r.status)
 	}
 
 	for _, tc := range []struct {

@@ -51,8 +51,8 @@ type route struct {
 
 // Statuses of the read routes (read.go).
 var (
-	readStatuses   = []int{200, 400, 401, 403, 404, 502, 503}
-	searchStatuses = []int{200, 400, 401, 403, 404, 413, 415, 502, 503}
+	readStatuses   = []int{200, 400, 401, 402, 403, 404, 502, 503}
+	searchStatuses = []int{200, 400, 401, 402, 403, 404, 413, 415, 502, 503}
 )
 
 func readRoute(query string, target readTarget) func(*Server) http.HandlerFunc {
@@ -62,7 +62,10 @@ func readRoute(query string, target readTarget) func(*Server) http.HandlerFunc {
 // routes is the router's table; Handler registers exactly these.
 var routes = []route{
 	{http.MethodPost, "/v1/commands", []int{202, 400, 401, 403, 413, 415, 422, 503}, func(s *Server) http.HandlerFunc { return s.postCommands }},
+	{http.MethodGet, "/v1/commands", readStatuses, func(s *Server) http.HandlerFunc { return s.getClientCommands }},
 	{http.MethodGet, "/v1/commands/{id}", []int{200, 401, 404, 503}, func(s *Server) http.HandlerFunc { return s.getCommand }},
+	{http.MethodGet, "/v1/locations/{location_id}/clients", readStatuses, readRoute(commands.ReadList, readByQuery)},
+	{http.MethodGet, "/v1/locations/{location_id}/export/clients", readStatuses, func(s *Server) http.HandlerFunc { return s.exportClients }},
 	{http.MethodGet, "/v1/locations/{location_id}/clients/{client_id}", readStatuses, readRoute(commands.ReadClient, readByID)},
 	{http.MethodGet, "/v1/locations/{location_id}/clients/{client_id}/comments", readStatuses, readRoute(commands.ReadComments, readByID)},
 	{http.MethodGet, "/v1/locations/{location_id}/clients/{client_id}/files", readStatuses, readRoute(commands.ReadFiles, readByID)},

@@ -43,6 +43,9 @@ type ReadError struct {
 
 func (e *ReadError) Error() string { return fmt.Sprintf("read service: %d %s", e.Code, e.Reason) }
 
+// ErrNoReadService is Export's error when no worker runs the read service.
+var ErrNoReadService = errors.New("no read service is running (start a worker with --reads)")
+
 // pageTimeout bounds one page's request, the wait for the export share
 // included.
 const pageTimeout = 15 * time.Second
@@ -159,8 +162,10 @@ func (x exporter) ask(ctx context.Context, body []byte) (ListResult, time.Durati
 	switch {
 	case ctx.Err() != nil:
 		return ListResult{}, 0, ctx.Err()
-	case errors.Is(err, nats.ErrNoResponders), errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return ListResult{}, time.Second, nil // no worker answers right now
+	case errors.Is(err, nats.ErrNoResponders):
+		return ListResult{}, 0, ErrNoReadService
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return ListResult{}, time.Second, nil // the worker did not answer in time: ask again
 	case err != nil:
 		return ListResult{}, 0, fmt.Errorf("export page: %w", err)
 	}
