@@ -13,9 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/micro"
-
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/reads"
@@ -125,32 +122,25 @@ func (s *Server) readAccess(w http.ResponseWriter, r *http.Request, body []byte,
 func (s *Server) askRead(w http.ResponseWriter, r *http.Request, loc int64, query string, req []byte) {
 	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 	defer cancel()
-	msg, err := s.nc.RequestMsgWithContext(ctx, &nats.Msg{
-		Subject: commands.ReadSubject(loc, query),
-		Data:    req,
-		// The service gives up (503) before this process stops waiting.
-		Header: nats.Header{commands.HeaderReadTimeout: []string{(readTimeout - 5*time.Second).String()}},
-	})
+	var answer json.RawMessage
+	err := reads.Ask(ctx, s.nc, loc, query, req, &answer)
+	var re *reads.ReadError
 	switch {
-	case errors.Is(err, nats.ErrNoResponders):
-		s.writeProblem(w, r, probUnavailable.problem("no read service is running (start a worker with --reads)"))
-		return
+	case err == nil:
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(answer)
+	case errors.Is(err, reads.ErrNoReadService):
+		s.writeProblem(w, r, probUnavailable.problem(err.Error()))
 	case r.Context().Err() != nil:
 		w.WriteHeader(statusClientClosedRequest)
-		return
-	case err != nil:
-		s.writeProblem(w, r, probUnavailable.problem("the read service did not answer: "+err.Error()))
-		return
-	}
-	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
-		if retry := msg.Header.Get(commands.HeaderRetryAfter); retry != "" && code == "503" {
-			w.Header().Set("Retry-After", retry) // kept by writeProblem
+	case errors.As(err, &re):
+		if re.Code == http.StatusServiceUnavailable && re.RetryAfter > 0 {
+			w.Header().Set("Retry-After", strconv.Itoa(int(re.RetryAfter/time.Second))) // kept by writeProblem
 		}
-		s.writeProblem(w, r, readProblem(code, msg.Header.Get(micro.ErrorHeader)))
-		return
+		s.writeProblem(w, r, readProblem(strconv.Itoa(re.Code), re.Reason))
+	default:
+		s.writeProblem(w, r, probUnavailable.problem("the read service did not answer: "+err.Error()))
 	}
-	w.Header().Set("Content-Type", "application/json")
-	_, _ = w.Write(msg.Data)
 }
 
 // readRequest builds the read service's request.

@@ -35,10 +35,12 @@ type ExportProgress struct {
 	LastID      int64 // the id of the last card emitted: the cursor to resume from
 }
 
-// ReadError is an error answer of the read service.
+// ReadError is an error answer of the read service: an HTTP-like code,
+// the reason, and for a 503 when to retry.
 type ReadError struct {
-	Code   int
-	Reason string
+	Code       int
+	Reason     string
+	RetryAfter time.Duration
 }
 
 func (e *ReadError) Error() string { return fmt.Sprintf("read service: %d %s", e.Code, e.Reason) }
@@ -154,32 +156,45 @@ func (x exporter) page(ctx context.Context, page int) (ListResult, error) {
 func (x exporter) ask(ctx context.Context, body []byte) (ListResult, time.Duration, error) {
 	rctx, cancel := context.WithTimeout(ctx, pageTimeout)
 	defer cancel()
-	msg, err := x.nc.RequestMsgWithContext(rctx, &nats.Msg{
-		Subject: commands.ReadSubject(x.loc, commands.ReadExport),
-		Header:  nats.Header{commands.HeaderReadTimeout: []string{(pageTimeout - time.Second).String()}},
-		Data:    body,
-	})
+	var res ListResult
+	err := Ask(rctx, x.nc, x.loc, commands.ReadExport, body, &res)
+	var re *ReadError
 	switch {
+	case err == nil:
+		return res, 0, nil
 	case ctx.Err() != nil:
 		return ListResult{}, 0, ctx.Err()
-	case errors.Is(err, nats.ErrNoResponders):
-		return ListResult{}, 0, ErrNoReadService
-	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+	case errors.As(err, &re) && re.Code == 503:
+		return ListResult{}, max(re.RetryAfter, time.Second), nil
+	case errors.Is(err, context.DeadlineExceeded):
 		return ListResult{}, time.Second, nil // the worker did not answer in time: ask again
+	}
+	return ListResult{}, 0, fmt.Errorf("export page: %w", err)
+}
+
+// Ask sends one read, query in location with the JSON request body, to the
+// read service over nc, and decodes its answer into out. The service is
+// told to give up a second before ctx's deadline. An error answer is a
+// *ReadError; no worker running the service is ErrNoReadService.
+func Ask(ctx context.Context, nc *nats.Conn, location int64, query string, body []byte, out any) error {
+	m := &nats.Msg{Subject: commands.ReadSubject(location, query), Data: body, Header: nats.Header{}}
+	if deadline, ok := ctx.Deadline(); ok {
+		m.Header.Set(commands.HeaderReadTimeout, max(time.Until(deadline)-time.Second, 100*time.Millisecond).String())
+	}
+	msg, err := nc.RequestMsgWithContext(ctx, m)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return ErrNoReadService
 	case err != nil:
-		return ListResult{}, 0, fmt.Errorf("export page: %w", err)
+		return err
 	}
 	if code := msg.Header.Get(micro.ErrorCodeHeader); code != "" {
-		if code == "503" {
-			secs, _ := strconv.Atoi(msg.Header.Get(commands.HeaderRetryAfter))
-			return ListResult{}, time.Duration(max(secs, 1)) * time.Second, nil
-		}
 		n, _ := strconv.Atoi(code)
-		return ListResult{}, 0, &ReadError{Code: n, Reason: msg.Header.Get(micro.ErrorHeader)}
+		secs, _ := strconv.Atoi(msg.Header.Get(commands.HeaderRetryAfter))
+		return &ReadError{Code: n, Reason: msg.Header.Get(micro.ErrorHeader), RetryAfter: time.Duration(secs) * time.Second}
 	}
-	var res ListResult
-	if err := json.Unmarshal(msg.Data, &res); err != nil {
-		return ListResult{}, 0, fmt.Errorf("export page: decode: %w", err)
+	if err := json.Unmarshal(msg.Data, out); err != nil {
+		return fmt.Errorf("decode the answer of %s: %w", query, err)
 	}
-	return res, 0, nil
+	return nil
 }
