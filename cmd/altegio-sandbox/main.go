@@ -10,6 +10,11 @@
 //	                             "after_apply_rate":0.5,"storm":"10s","seed":1}
 //	POST /control/rotate-token  a new user token; the old one answers 401
 //	GET  /control/clients?location=1  every client with its comments
+//	GET  /control/webhooks      recent webhook deliveries, oldest first: url,
+//	                            status, attempts, http_status, payload, …
+//
+// Client webhooks (ref §7) are sent to the URLs set with POST
+// /api/v1/hooks_settings/{location_id}, -webhook-delay after each change.
 //
 // Every setting is a flag and an environment variable; run with --help to
 // list them with their defaults. Flags override the environment.
@@ -67,6 +72,9 @@ type config struct {
 	publishedCommentPaths bool
 	control               bool
 	faults                sandbox.Faults
+	webhookDelay          time.Duration
+	webhookRetryDelay     time.Duration
+	webhookBearer         string
 }
 
 // parseConfig reads flags over environment variables. It returns
@@ -96,6 +104,9 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	fs.DurationVar(&c.faults.SlowBody, "slow-body", 0, "spread writing each body over this duration")
 	fs.BoolVar(&c.control, "control", false, "serve /control/… to change faults, rotate the token and read the state (tests only)")
 	fs.Int64Var(&c.faults.Seed, "seed", 1, "seed of the random faults")
+	fs.DurationVar(&c.webhookDelay, "webhook-delay", sandbox.DefaultWebhookDelay, "how long after a client change its webhooks are sent (negative: at once)")
+	fs.DurationVar(&c.webhookRetryDelay, "webhook-retry-delay", sandbox.DefaultWebhookRetryDelay, "pause before each of the two retries of a webhook after a transport error, 429 or 5xx")
+	fs.StringVar(&c.webhookBearer, "webhook-bearer", "", "send \"Authorization: Bearer <this>\" with every webhook (empty: no header)")
 
 	fs.Usage = func() {
 		fmt.Fprintf(out, "Usage: altegio-sandbox [flags]\n\nRuns the Altegio API sandbox; the API is under /api/v1.\n"+
@@ -160,6 +171,9 @@ func (c config) sandboxConfig(logger *slog.Logger) (sandbox.Config, error) {
 		Faults:                     c.faults,
 		RetryAfter:                 c.retryAfter,
 		ServePublishedCommentPaths: c.publishedCommentPaths,
+		WebhookDelay:               c.webhookDelay,
+		WebhookRetryDelay:          c.webhookRetryDelay,
+		WebhookBearer:              c.webhookBearer,
 	}, nil
 }
 
@@ -182,6 +196,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	defer sb.Close() // after the HTTP server: no change can queue a webhook then
 
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -239,6 +254,10 @@ type statsView struct {
 	MaxConcurrent    int            `json:"max_concurrent"`
 	ClientsCreated   int            `json:"clients_created"`
 	DuplicateCreates int            `json:"duplicate_creates"`
+	// Webhook deliveries that ended, those that failed, and the POSTs made.
+	WebhookDeliveries int `json:"webhook_deliveries"`
+	WebhookFailures   int `json:"webhook_failures"`
+	WebhookAttempts   int `json:"webhook_attempts"`
 }
 
 func newStatsView(st sandbox.Stats) statsView {
@@ -251,6 +270,10 @@ func newStatsView(st sandbox.Stats) statsView {
 		Unauthorized:  st.Unauthorized,
 		Resets:        st.Resets,
 		MaxConcurrent: st.MaxConcurrent,
+
+		WebhookDeliveries: st.WebhookDeliveries,
+		WebhookFailures:   st.WebhookFailures,
+		WebhookAttempts:   st.WebhookAttempts,
 	}
 	for _, n := range st.CreatesByPhone {
 		v.ClientsCreated += n
@@ -326,5 +349,9 @@ func serveControl(mux *http.ServeMux, sb *sandbox.Server, login string, initial 
 		}
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(out)
+	})
+	mux.HandleFunc("GET /control/webhooks", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(sb.Webhooks())
 	})
 }

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -170,4 +172,84 @@ func TestControlEndpoints(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// Webhook settings written through the API send client events to a
+// receiver, with the flags' delay and bearer, and /control/webhooks lists
+// the delivery.
+func TestWebhooksAndControl(t *testing.T) {
+	var help bytes.Buffer
+	if err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, &help); err != nil {
+		t.Fatalf("run --help: %v", err)
+	}
+	for _, want := range []string{"ALTEGIO_SANDBOX_WEBHOOK_DELAY", "ALTEGIO_SANDBOX_WEBHOOK_RETRY_DELAY", "ALTEGIO_SANDBOX_WEBHOOK_BEARER", `default "5s"`, `default "1.5s"`} {
+		if !strings.Contains(help.String(), want) {
+			t.Errorf("help lacks %q", want)
+		}
+	}
+
+	auths := make(chan string, 4)
+	receiver := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		auths <- r.Header.Get("Authorization")
+	}))
+	defer receiver.Close()
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	env := map[string]string{"ALTEGIO_SANDBOX_WEBHOOK_BEARER": "hook-tok"}
+	base, done := startRun(ctx, t, addr, []string{"-addr", addr, "-control", "-user-token", "tok-1", "-partner-token", "p",
+		"-log-level", "error", "-webhook-delay", "1ms", "-webhook-retry-delay", "1ms"}, func(k string) string { return env[k] })
+	call := func(method, path, body string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Accept", "application/vnd.api.v2+json")
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer p, User tok-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := call(http.MethodPost, "/api/v1/hooks_settings/1", `{"urls":["`+receiver.URL+`/hook"],"active":1,"client":1,"self_sending":1}`); got != http.StatusCreated {
+		t.Fatalf("POST hooks_settings: %d", got)
+	}
+	if got := call(http.MethodPost, "/api/v1/clients/1", `{"name":"Ann","phone":"+15550001234"}`); got != http.StatusCreated {
+		t.Fatalf("create: %d", got)
+	}
+	select {
+	case got := <-auths:
+		if got != "Bearer hook-tok" {
+			t.Errorf("webhook Authorization = %q, want the bearer from the environment", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no webhook arrived")
+	}
+	type delivery struct {
+		URL      string         `json:"url"`
+		Status   string         `json:"status"`
+		Attempts int            `json:"attempts"`
+		Payload  map[string]any `json:"payload"`
+	}
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		resp, err := http.Get(base + "/control/webhooks")
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var got []delivery
+		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+			return err
+		}
+		if len(got) != 1 || got[0].Status != "delivered" || got[0].Attempts != 1 || got[0].URL != receiver.URL+"/hook" ||
+			got[0].Payload["status"] != "create" || got[0].Payload["resource"] != "client" {
+			return fmt.Errorf("GET /control/webhooks = %+v", got)
+		}
+		return nil
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Errorf("run: %v", err)
+	}
 }

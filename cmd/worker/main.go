@@ -4,6 +4,7 @@
 //	worker [run] [flags]     consume commands (the default)
 //	worker dlq …             inspect, replay and purge dead letters
 //	worker events tail …     follow result events
+//	worker webhooks …        register this integrator for Altegio's client webhooks
 //
 // Every flag can also be set by the environment variable named in --help.
 // Altegio credentials come only from the environment (see internal/auth).
@@ -90,6 +91,12 @@ func runIO(ctx context.Context, args []string, getenv func(string) string, stdin
 			return runDLQ(ctx, args[1:], cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
 		case "events":
 			return runEvents(ctx, args[1:], cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
+		case "webhooks":
+			return runWebhooks(ctx, args[1:], cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
+		case "export":
+			return runExport(ctx, args[1:], cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
+		case "commands":
+			return runCommands(ctx, args[1:], cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
 		}
 	}
 	return runWorker(ctx, args, getenv, stderr)
@@ -110,14 +117,45 @@ func (c *common) define(fs *envflag.Set) {
 	fs.String(&c.logFormat, "log-format", "LOG_FORMAT", "json", "json or text")
 }
 
+// apiFlags are the Altegio API settings of run, shared by every subcommand
+// that calls the API with the workers' session and budget (webhooks).
+type apiFlags struct {
+	baseURL string
+	rate    ratelimit.Config
+	weights string
+	egress  string
+}
+
+func (a *apiFlags) define(fs *envflag.Set) {
+	fs.String(&a.baseURL, "api-url", "ALTEGIO_API_URL", altegio.DefaultBaseURL, "Altegio API base URL")
+	fs.Int(&a.rate.PerSecond, "rate-per-second", "ALTEGIO_RATE_PER_SECOND", 5, "API requests per second, all workers together (-1: no limit at all, for benchmarks)")
+	fs.Int(&a.rate.PerMinute, "rate-per-minute", "ALTEGIO_RATE_PER_MINUTE", 200, "API requests per minute, all workers together (-1: no limit)")
+	fs.String(&a.weights, "location-weights", "ALTEGIO_LOCATION_WEIGHTS", "", "share of the budget per account and per location while several wait, as name=weight pairs: an account's name or a location id (\"main=2,7=0.5\"; others weigh 1)")
+	fs.String(&a.egress, "egress", "ALTEGIO_EGRESS", "default", "name of the egress IP whose budget this worker shares")
+}
+
+// apply sets the API base URL and the budget of cfg; a bad weight list is
+// an error.
+func (a *apiFlags) apply(cfg *stack.WorkerConfig) error {
+	lw, err := ratelimit.ParseWeights(a.weights)
+	if err != nil {
+		return err
+	}
+	cfg.APIBaseURL = a.baseURL
+	cfg.RateLimit = a.rate
+	cfg.RateLimit.Key = "egress." + a.egress
+	cfg.RateLimit.Weights = lw
+	return nil
+}
+
 // runWorker consumes commands until ctx ends.
 func runWorker(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	var (
 		c        common
+		api      apiFlags
 		addr     string
 		replicas int
 		timeout  time.Duration
-		weights  string
 		profile  string
 		cfg      stack.WorkerConfig
 	)
@@ -126,12 +164,8 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	fs.String(&addr, "addr", "WORKER_ADDR", ":9090", "HTTP address of /healthz, /readyz and /metrics")
 	fs.Int(&replicas, "replicas", "WORKER_REPLICAS", 1, "replicas of streams and buckets when applying the topology (3 on a cluster)")
 	fs.Duration(&timeout, "nats-connect-timeout", "WORKER_NATS_CONNECT_TIMEOUT", 30*time.Second, "how long to wait for NATS and the topology at start")
-	fs.String(&cfg.APIBaseURL, "api-url", "ALTEGIO_API_URL", altegio.DefaultBaseURL, "Altegio API base URL")
-	fs.Int(&cfg.RateLimit.PerSecond, "rate-per-second", "ALTEGIO_RATE_PER_SECOND", 5, "API requests per second, all workers together (-1: no limit at all, for benchmarks)")
-	fs.Int(&cfg.RateLimit.PerMinute, "rate-per-minute", "ALTEGIO_RATE_PER_MINUTE", 200, "API requests per minute, all workers together (-1: no limit)")
+	api.define(fs)
 	fs.String(&profile, "cpu-profile", "WORKER_CPU_PROFILE", "", "write a CPU profile of the whole run to this file (diagnosing the hot path)")
-	fs.String(&weights, "location-weights", "ALTEGIO_LOCATION_WEIGHTS", "", "share of the budget per account and per location while several wait, as name=weight pairs: an account's name or a location id (\"main=2,7=0.5\"; others weigh 1)")
-	fs.String(&cfg.RateLimit.Key, "egress", "ALTEGIO_EGRESS", "default", "name of the egress IP whose budget this worker shares")
 	fs.Bool(&cfg.Reads, "reads", "WORKER_READS", false, "also answer reads over NATS (the altegio-reads micro service on altegio.read.<location>.<query>) with this worker's session and budget")
 	fs.String(&cfg.Worker.WorkerID, "worker-id", "WORKER_ID", "", "name of this process in results and logs (default host-pid-random)")
 	fs.Int(&cfg.Worker.MaxInFlight, "max-in-flight", "WORKER_MAX_IN_FLIGHT", worker.DefaultMaxInFlight, "commands of one partition run at once")
@@ -148,12 +182,9 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		}
 		return usageErr("worker run: %v", err)
 	}
-	cfg.RateLimit.Key = "egress." + cfg.RateLimit.Key
-	lw, err := ratelimit.ParseWeights(weights)
-	if err != nil {
+	if err := api.apply(&cfg); err != nil {
 		return usageErr("worker run: %v", err)
 	}
-	cfg.RateLimit.Weights = lw
 	log, err := stack.NewLogger(c.logLevel, c.logFormat, stderr)
 	if err != nil {
 		return err

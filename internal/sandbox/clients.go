@@ -173,6 +173,7 @@ func (s *Server) handleUpdateClient(c *call) response {
 	rec.Paid = old.Paid
 	rec.LastChangeDate = s.cfg.Now()
 	l.clients[id] = &rec
+	s.notifyClientLocked(c, eventUpdate, &rec)
 	return envelope(http.StatusOK, renderClient(&rec, styleCard, false), emptyArray{})
 }
 
@@ -186,10 +187,14 @@ func (s *Server) handleDeleteClient(c *call) response {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.loc(c.loc)
-	if _, found := l.clients[id]; !found {
+	old, found := l.clients[id]
+	if !found {
 		return s.notFoundLocked()
 	}
 	l.deleteClient(id)
+	// ref §7 leaves data on delete undocumented; the sandbox sends the card
+	// as it was before the deletion. [I]
+	s.notifyClientLocked(c, eventDelete, old)
 	return noContent()
 }
 
@@ -215,6 +220,7 @@ func (s *Server) handleCreateClient(c *call) response {
 		return validationError(msgPhoneExists)
 	}
 	rec := s.insertClient(l, form.rec)
+	s.notifyClientLocked(c, eventCreate, rec)
 	return envelope(http.StatusCreated, renderClient(rec, styleCreated, true), emptyArray{})
 }
 
@@ -264,6 +270,7 @@ func (s *Server) handleBulkCreate(c *call) response {
 			continue
 		}
 		rec := s.insertClient(l, form.rec)
+		s.notifyClientLocked(c, eventCreate, rec)
 		created = append(created, renderClient(rec, styleLegacy, true))
 	}
 	return envelope(http.StatusOK, map[string]any{"created": created, "errors": errs}, emptyArray{})

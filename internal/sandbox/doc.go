@@ -23,7 +23,12 @@
 //   - global faults (latency, random 5xx, connection resets, slow bodies, a
 //     429 storm) and deterministic per-operation rules, including
 //     "apply, then fail" to simulate a lost response (see Faults and Rule);
-//   - state inspection and seeding for tests, and request statistics.
+//   - state inspection and seeding for tests, and request statistics;
+//   - the webhook settings (GET and POST /hooks_settings/{location_id}) and
+//     client webhooks sent the way Altegio sends them (ref §7): after every
+//     client create, update and delete, a POST of the client event to each
+//     URL about 5 s later, retried twice on transport errors, 429 and 5xx.
+//     Recent deliveries are listed by Webhooks; Close stops them.
 //
 // Every method of *Server is safe for concurrent use.
 package sandbox

@@ -137,7 +137,7 @@ func (s *Server) removeRuleLocked(id int) {
 // answer AfterApplyRate loses (a search or a login is a POST, not a write).
 var writeOps = map[string]bool{
 	OpClientCreate: true, OpClientBulk: true, OpClientUpdate: true, OpClientDelete: true,
-	OpCommentAdd: true, OpCommentDelete: true, OpFileDelete: true,
+	OpCommentAdd: true, OpCommentDelete: true, OpFileDelete: true, OpHooksSet: true,
 }
 
 // lostAfterApply reports whether the answer of a successful write is to be

@@ -22,6 +22,8 @@ const (
 	OpFileList       = "file.list"
 	OpFileDelete     = "file.delete"
 	OpVisitSearch    = "visit.search"
+	OpHooksGet       = "hooks.get"
+	OpHooksSet       = "hooks.set"
 	opUnknown        = "unknown"
 	locationPrefixes = "company|locations"
 )
@@ -44,8 +46,8 @@ type route struct {
 	handle  func(*call) response
 }
 
-// buildRoutes lists every endpoint of ref §6 under BasePath. ServeMux is not
-// used because the documented paths overlap ambiguously
+// buildRoutes lists every endpoint of ref §6 and §7 under BasePath.
+// ServeMux is not used because the documented paths overlap ambiguously
 // (/clients/files/{client_id} versus /clients/{client_id}/comments); here
 // the first match wins, so files are listed before comments.
 func (s *Server) buildRoutes() []route {
@@ -71,6 +73,10 @@ func (s *Server) buildRoutes() []route {
 		{http.MethodGet, seg(p, "{location_id}", "clients", "{client_id}", "comments"), OpCommentList, authUser, s.handleListComments},
 		{http.MethodPost, seg(p, "{location_id}", "clients", "{client_id}", "comments"), OpCommentAdd, authUser, s.handleAddComment},
 		{http.MethodDelete, seg(p, "{location_id}", "clients", "{client_id}", "comments", "{comment_id}"), OpCommentDelete, authUser, s.handleDeleteComment},
+
+		// ref §7: location-wide webhook settings.
+		{http.MethodGet, seg("hooks_settings", "{location_id}"), OpHooksGet, authUser, s.handleGetHooks},
+		{http.MethodPost, seg("hooks_settings", "{location_id}"), OpHooksSet, authUser, s.handleSetHooks},
 	}
 	if s.cfg.ServePublishedCommentPaths {
 		// ref §6.8: the form shown on the published docs pages.

@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"context"
 	crand "crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,6 +86,21 @@ type Config struct {
 	// form documentation drift, so the sandbox answers 404 on it and a client
 	// must use /company/... or /locations/....
 	ServePublishedCommentPaths bool
+	// WebhookDelay is how long after a client change its webhooks are sent
+	// (ref §7: about 5 s). Default DefaultWebhookDelay; negative sends at
+	// once. It runs on the real clock, not on Now.
+	WebhookDelay time.Duration
+	// WebhookRetryDelay is the pause before each of the two retries of a
+	// delivery (ref §7: 1.5 s). Default DefaultWebhookRetryDelay; negative
+	// retries at once.
+	WebhookRetryDelay time.Duration
+	// WebhookTimeout bounds each delivery attempt, connecting, sending and
+	// reading the answer (ref §7: 10 s). Default DefaultWebhookTimeout.
+	WebhookTimeout time.Duration
+	// WebhookBearer, when set, is sent on every delivery as
+	// "Authorization: Bearer <WebhookBearer>", the shared header Altegio
+	// can be configured with (ref §7). Default: no Authorization header.
+	WebhookBearer string
 }
 
 func (c *Config) setDefaults() {
@@ -98,6 +115,15 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.WebhookDelay == 0 {
+		c.WebhookDelay = DefaultWebhookDelay
+	}
+	if c.WebhookRetryDelay == 0 {
+		c.WebhookRetryDelay = DefaultWebhookRetryDelay
+	}
+	if c.WebhookTimeout == 0 {
+		c.WebhookTimeout = DefaultWebhookTimeout
 	}
 }
 
@@ -123,12 +149,19 @@ func (c *Config) Validate() error {
 			tokens[u.Token] = true
 		}
 	}
+	if c.WebhookTimeout < 0 {
+		return errors.New("sandbox: the webhook timeout must not be negative")
+	}
+	if strings.ContainsAny(c.WebhookBearer, "\r\n") {
+		return errors.New("sandbox: the webhook bearer must not contain line breaks")
+	}
 	return c.Faults.validate()
 }
 
 // Server is the sandbox API. It implements http.Handler; mount it at the root
 // of an httptest.Server and use server URL + "/api/v1" as the base URL.
-// All methods are safe for concurrent use.
+// Call Close when done with it to stop webhook deliveries. All methods are
+// safe for concurrent use.
 type Server struct {
 	cfg     Config
 	logger  *slog.Logger
@@ -136,6 +169,13 @@ type Server struct {
 	routes  []route
 
 	inflight atomic.Int64
+
+	// Webhook deliveries (webhooks.go): their goroutines stop when hookCtx
+	// ends (Close) and are counted by hookWG.
+	hookCtx  context.Context
+	hookStop context.CancelFunc
+	hookWG   sync.WaitGroup
+	hookHTTP *http.Client
 
 	mu        sync.Mutex // guards everything below
 	users     []*userState
@@ -147,9 +187,18 @@ type Server struct {
 	nextID    idCounters
 	stats     Stats
 	flip      bool // alternates documented "{} or []" variants
+
+	hooks           map[int64]*hookState // webhook settings per location
+	webhooks        []*WebhookDelivery   // recent deliveries, oldest first
+	nextWebhook     int64
+	pendingWebhooks int  // deliveries waiting or in flight
+	hooksClosed     bool // Close was called
 }
 
-var _ http.Handler = (*Server)(nil)
+var (
+	_ http.Handler = (*Server)(nil)
+	_ io.Closer    = (*Server)(nil)
+)
 
 // New validates cfg, applies defaults and returns a ready Server with empty
 // state. It returns an error when cfg is invalid.
@@ -165,7 +214,12 @@ func New(cfg Config) (*Server, error) {
 		locations: make(map[int64]*location),
 		nextID:    newIDCounters(),
 		stats:     newStats(),
+		hooks:     make(map[int64]*hookState),
+		hookHTTP:  newWebhookClient(),
 	}
+	// The deliveries' lifetime is the Server's, not a request's: Close
+	// ends it.
+	s.hookCtx, s.hookStop = context.WithCancel(context.Background())
 	s.routes = s.buildRoutes()
 	s.setFaultsLocked(cfg.Faults)
 	for i, u := range cfg.Users {

@@ -32,6 +32,17 @@ type Stats struct {
 	Unauthorized int
 	// MaxConcurrent is the highest number of calls in progress at once.
 	MaxConcurrent int
+	// WebhookDeliveries is the number of webhook deliveries that ended,
+	// delivered or failed (see Webhooks); WebhookFailures counts those
+	// that ended without a 2xx answer, Close included.
+	WebhookDeliveries int
+	WebhookFailures   int
+	// WebhookAttempts is the number of webhook POSTs made, retries
+	// included.
+	WebhookAttempts int
+	// WebhooksSuppressed counts client changes not sent because the
+	// settings' self_sending is 0 and their writer made the change.
+	WebhooksSuppressed int
 }
 
 func newStats() Stats {

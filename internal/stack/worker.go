@@ -40,24 +40,93 @@ type WorkerConfig struct {
 	Registerer prometheus.Registerer
 }
 
-// NewWorker builds the worker's parts on js: the shared rate limit, the
-// session manager (the worker's only source of credentials), the API client
-// and the worker. top must already be applied. Call the returned close
-// function after the worker's Run has returned.
+// NewWorker builds the worker's parts on js: the API client of NewAPI
+// (shared rate limit, session manager, client) and the worker. top must
+// already be applied. Call the returned close function after the worker's
+// Run has returned.
 func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topology, cfg WorkerConfig) (w *worker.Worker, close func(), err error) {
-	if len(cfg.Accounts) == 0 {
-		return nil, nil, errors.New("no Altegio account configured (set ALTEGIO_PARTNER_TOKEN and ALTEGIO_USER_TOKEN or ALTEGIO_LOGIN/ALTEGIO_PASSWORD)")
-	}
-	log := cfg.Logger
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	rl, err := newLimiter(ctx, js, cfg, log)
+	log := workerLogger(cfg)
+	api, err := newAPI(ctx, js, cfg, log)
 	if err != nil {
 		return nil, nil, err
 	}
-	// The client and the worker get no limiter at all when there is none
-	// (a nil *ratelimit.Limiter in an interface would not be nil).
+	closeAll := api.close
+	wcfg := cfg.Worker
+	wcfg.Logger, wcfg.Registerer = log.With("component", "worker"), cfg.Registerer
+	wcfg.Flow = api.flow
+	if api.budget != nil { // a nil *ratelimit.Limiter in an interface would not be nil
+		wcfg.Budget = api.budget
+	}
+	w, err = worker.New(wcfg, js, api.client, top)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	if cfg.Reads {
+		svc, err := startReads(ctx, js, api.client, log)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		closeWorker := closeAll
+		closeAll = func() {
+			_ = svc.Stop()
+			closeWorker()
+		}
+	}
+	return w, closeAll, nil
+}
+
+// NewAPI builds the Altegio API client of a worker process, for tools
+// that call the API beside the workers (the webhooks CLI): the shared rate
+// limit of cfg.RateLimit (none when its PerSecond is negative), the
+// session manager with the tokens in the KV bucket altegio_tokens (the
+// only source of credentials; logins are shared with the workers), and the
+// client, whose exchanges are bounded by cfg.Worker.HandlerTimeout
+// (default altegio.DefaultTimeout); the rest of cfg.Worker and cfg.Reads
+// are not used.
+// The topology must already be applied (the rate limit's bucket must
+// exist). Call the returned close function when done with the client; it
+// stops the session manager and the limiter. NewAPI fails when no account
+// is configured, the rate limit's bucket cannot be bound or a part's
+// configuration is invalid.
+func NewAPI(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig) (*altegio.Client, func(), error) {
+	api, err := newAPI(ctx, js, cfg, workerLogger(cfg))
+	if err != nil {
+		return nil, nil, err
+	}
+	return api.client, api.close, nil
+}
+
+// apiParts are what newAPI builds.
+type apiParts struct {
+	client *altegio.Client
+	// budget is the shared rate limit; nil when there is none.
+	budget *ratelimit.Limiter
+	// flow names a location's budget flow, "account/location".
+	flow  func(loc int64) string
+	close func()
+}
+
+func workerLogger(cfg WorkerConfig) *slog.Logger {
+	if cfg.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return cfg.Logger
+}
+
+// newAPI builds the shared rate limit, the session manager and the API
+// client: the one code path of the workers and of the tools beside them.
+func newAPI(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, log *slog.Logger) (apiParts, error) {
+	if len(cfg.Accounts) == 0 {
+		return apiParts{}, errors.New("no Altegio account configured (set ALTEGIO_PARTNER_TOKEN and ALTEGIO_USER_TOKEN or ALTEGIO_LOGIN/ALTEGIO_PASSWORD)")
+	}
+	rl, err := newLimiter(ctx, js, cfg, log)
+	if err != nil {
+		return apiParts{}, err
+	}
+	// The client gets no limiter at all when there is none (a nil
+	// *ratelimit.Limiter in an interface would not be nil).
 	var limiter altegio.Limiter
 	closeLimiter := func() {}
 	if rl != nil {
@@ -81,7 +150,7 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 	loginClient, err := altegio.New(apiCfg, nil, limiter)
 	if err != nil {
 		closeLimiter()
-		return nil, nil, err
+		return apiParts{}, err
 	}
 	sessions, err = auth.New(auth.Config{
 		Accounts:   cfg.Accounts,
@@ -91,7 +160,7 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 	}, js, loginClient)
 	if err != nil {
 		closeLimiter()
-		return nil, nil, err
+		return apiParts{}, err
 	}
 	closeAll := func() {
 		sessions.Close()
@@ -100,32 +169,9 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 	api, err := altegio.New(apiCfg, sessions, limiter)
 	if err != nil {
 		closeAll()
-		return nil, nil, err
+		return apiParts{}, err
 	}
-	wcfg := cfg.Worker
-	wcfg.Logger, wcfg.Registerer = log.With("component", "worker"), cfg.Registerer
-	wcfg.Flow = flow
-	if rl != nil {
-		wcfg.Budget = rl
-	}
-	w, err = worker.New(wcfg, js, api, top)
-	if err != nil {
-		closeAll()
-		return nil, nil, err
-	}
-	if cfg.Reads {
-		svc, err := startReads(ctx, js, api, log)
-		if err != nil {
-			closeAll()
-			return nil, nil, err
-		}
-		closeWorker := closeAll
-		closeAll = func() {
-			_ = svc.Stop()
-			closeWorker()
-		}
-	}
-	return w, closeAll, nil
+	return apiParts{client: api, budget: rl, flow: flow, close: closeAll}, nil
 }
 
 // startReads starts the read service with api, resolving client_refs

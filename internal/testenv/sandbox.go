@@ -17,6 +17,9 @@ func Sandbox(t testing.TB, cfg sandbox.Config) (*sandbox.Server, string) {
 		t.Fatalf("sandbox: %v", err)
 	}
 	ts := httptest.NewServer(sb)
-	t.Cleanup(ts.Close)
+	t.Cleanup(func() {
+		ts.Close()
+		_ = sb.Close()
+	})
 	return sb, ts.URL + sandbox.BasePath
 }

@@ -1,0 +1,336 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"reflect"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/altegio-integrator/integrator/internal/altegio"
+	"github.com/altegio-integrator/integrator/internal/auth"
+	"github.com/altegio-integrator/integrator/internal/envflag"
+	"github.com/altegio-integrator/integrator/internal/stack"
+)
+
+const webhooksUsage = `Usage: worker webhooks <command> --location N [flags]
+
+Subscribe this integrator to a location's client webhooks (Altegio's
+hooks_settings). The settings are location-wide and every write replaces
+them all, so register and unregister read them, change only the given URL
+and write them back: other systems' URLs and the event flags are kept.
+
+Commands:
+  list                   print the location's webhook settings
+  register --url URL     add URL and turn client events on (active, client)
+  unregister --url URL   remove URL (inactive when no URL is left)
+
+Run "worker webhooks <command> --help" for its flags. The API is called
+with the workers' accounts, session and budget: the ALTEGIO_* variables and
+the API flags of "worker run".
+
+Exit codes: 0 ok (also when nothing had to change), 1 error, 2 usage.
+`
+
+// runWebhooks dispatches the webhooks subcommands.
+func runWebhooks(ctx context.Context, args []string, c cli) error {
+	if len(args) == 0 {
+		fmt.Fprint(c.stderr, webhooksUsage)
+		return &exitError{exitUsage, errors.New("webhooks: missing command")}
+	}
+	switch args[0] {
+	case "list":
+		return webhooksList(ctx, args[1:], c)
+	case "register":
+		return webhooksChange(ctx, "register", args[1:], c)
+	case "unregister":
+		return webhooksChange(ctx, "unregister", args[1:], c)
+	case "-h", "-help", "--help", "help":
+		fmt.Fprint(c.stdout, webhooksUsage)
+		return flag.ErrHelp
+	}
+	fmt.Fprint(c.stderr, webhooksUsage)
+	return &exitError{exitUsage, fmt.Errorf("webhooks: unknown command %q", args[0])}
+}
+
+// webhookFlags are the flags of every webhooks subcommand.
+type webhookFlags struct {
+	opFlags
+	api         apiFlags
+	location    int64
+	url         string
+	selfSending string
+}
+
+func (w *webhookFlags) define(fs *envflag.Set, cmd string) {
+	w.opFlags.define(fs)
+	w.api.define(fs)
+	fs.Int64Var(&w.location, "location", 0, "Altegio location id (required)")
+	if cmd != "list" {
+		fs.StringVar(&w.url, "url", "", "the webhook URL, absolute http or https (required)")
+	}
+	if cmd == "register" {
+		fs.StringVar(&w.selfSending, "self-sending", "keep", "self_sending: keep (a location without settings gets on), on (this integrator's own changes are sent too, so it can recognise them) or off")
+	}
+}
+
+// parseWebhookFlags parses the flags of cmd and checks them (usage errors).
+func parseWebhookFlags(cmd, synopsis string, args []string, c cli) (webhookFlags, error) {
+	var f webhookFlags
+	fs := newFlagSet("webhooks "+cmd, synopsis, c)
+	f.define(fs, cmd)
+	pos, err := parse(fs, args)
+	if err != nil {
+		return f, err
+	}
+	switch {
+	case len(pos) > 0:
+		return f, usageErr("webhooks %s: unexpected argument %q", cmd, pos[0])
+	case f.location <= 0:
+		return f, usageErr("webhooks %s: --location is required (a positive id)", cmd)
+	case cmd != "list" && f.url == "":
+		return f, usageErr("webhooks %s: --url is required", cmd)
+	}
+	if cmd != "list" {
+		if err := (altegio.HookSettings{URLs: []string{f.url}}).Validate(); err != nil {
+			return f, usageErr("webhooks %s: --url: %v", cmd, err)
+		}
+	}
+	if cmd == "register" {
+		if _, err := parseSelfSending(f.selfSending); err != nil {
+			return f, usageErr("webhooks register: %v", err)
+		}
+	}
+	return f, nil
+}
+
+// selfSendingMode is the --self-sending choice.
+type selfSendingMode int
+
+const (
+	selfSendingKeep selfSendingMode = iota
+	selfSendingOn
+	selfSendingOff
+)
+
+func parseSelfSending(s string) (selfSendingMode, error) {
+	switch s {
+	case "keep":
+		return selfSendingKeep, nil
+	case "on":
+		return selfSendingOn, nil
+	case "off":
+		return selfSendingOff, nil
+	}
+	return 0, fmt.Errorf("--self-sending %q: want keep, on or off", s)
+}
+
+// connectAPI builds the API client the workers use (stack.NewAPI) on a
+// new NATS connection. The returned function closes both.
+func connectAPI(ctx context.Context, f webhookFlags, c cli) (*altegio.Client, func(), error) {
+	log, err := cliLogger(f.common, c)
+	if err != nil {
+		return nil, nil, &exitError{exitUsage, err}
+	}
+	var cfg stack.WorkerConfig
+	if err := f.api.apply(&cfg); err != nil {
+		return nil, nil, usageErr("webhooks: %v", err)
+	}
+	if cfg.Accounts, err = auth.AccountsFromEnv(c.getenv); err != nil {
+		return nil, nil, err
+	}
+	cfg.Logger = log
+	f.nats.Name = "worker-cli"
+	nc, js, err := stack.ConnectNATS(f.nats, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	api, closeAPI, err := stack.NewAPI(ctx, js, cfg)
+	if err != nil {
+		nc.Close()
+		if errors.Is(err, jetstream.ErrBucketNotFound) {
+			err = fmt.Errorf("%w (the topology is applied when a worker starts: start one first)", err)
+		}
+		return nil, nil, err
+	}
+	return api, func() {
+		closeAPI()
+		drainAndWait(nc)
+	}, nil
+}
+
+// webhooksList implements "worker webhooks list".
+func webhooksList(ctx context.Context, args []string, c cli) error {
+	f, err := parseWebhookFlags("list", "--location N [--json]", args, c)
+	if err != nil {
+		return err
+	}
+	api, closeAPI, err := connectAPI(ctx, f, c)
+	if err != nil {
+		return err
+	}
+	defer closeAPI()
+	s, err := api.GetHookSettings(ctx, f.location)
+	if err != nil {
+		return fmt.Errorf("read webhook settings of location %d: %w", f.location, err)
+	}
+	if f.json {
+		return writeJSON(c.stdout, hooksView{LocationID: f.location, Settings: s})
+	}
+	printHooks(c.stdout, f.location, s)
+	return nil
+}
+
+// hooksView is the --json output.
+type hooksView struct {
+	LocationID int64                `json:"location_id"`
+	Changed    *bool                `json:"changed,omitempty"`
+	Settings   altegio.HookSettings `json:"settings"`
+}
+
+// webhooksChange implements "worker webhooks register" and "unregister":
+// read the settings, change only the URL (and, for register, the flags
+// this integrator needs), write them back unless nothing changed.
+func webhooksChange(ctx context.Context, cmd string, args []string, c cli) error {
+	synopsis := "--location N --url URL [--self-sending keep|on|off] [--json]"
+	if cmd == "unregister" {
+		synopsis = "--location N --url URL [--json]"
+	}
+	f, err := parseWebhookFlags(cmd, synopsis, args, c)
+	if err != nil {
+		return err
+	}
+	api, closeAPI, err := connectAPI(ctx, f, c)
+	if err != nil {
+		return err
+	}
+	defer closeAPI()
+	cur, err := api.GetHookSettings(ctx, f.location)
+	if err != nil {
+		return fmt.Errorf("read webhook settings of location %d: %w", f.location, err)
+	}
+	var next altegio.HookSettings
+	if cmd == "register" {
+		mode, _ := parseSelfSending(f.selfSending) // checked by parseWebhookFlags
+		next, err = registerURL(cur, f.url, mode)
+		if err != nil {
+			return fmt.Errorf("location %d: %w", f.location, err)
+		}
+	} else {
+		next = unregisterURL(cur, f.url)
+	}
+	changed := !reflect.DeepEqual(cur, next)
+	if changed {
+		if next, err = api.SetHookSettings(ctx, f.location, next); err != nil {
+			return fmt.Errorf("write webhook settings of location %d: %w", f.location, err)
+		}
+	}
+	if f.json {
+		return writeJSON(c.stdout, hooksView{LocationID: f.location, Changed: &changed, Settings: next})
+	}
+	switch {
+	case !changed && cmd == "register":
+		fmt.Fprintf(c.stdout, "nothing to change: %s is registered for location %d with client events on\n", f.url, f.location)
+	case !changed:
+		fmt.Fprintf(c.stdout, "nothing to change: %s is not registered for location %d\n", f.url, f.location)
+	case cmd == "register":
+		fmt.Fprintf(c.stdout, "registered %s for location %d\n", f.url, f.location)
+		if others := len(next.URLs) - 1; !cur.Client && others > 0 {
+			fmt.Fprintf(c.stderr, "note: the event flags are location-wide: client events now also go to the %d other %s\n",
+				others, plural(others, "URL", "URLs"))
+		}
+	default:
+		fmt.Fprintf(c.stdout, "unregistered %s from location %d\n", f.url, f.location)
+	}
+	printHooks(c.stdout, f.location, next)
+	return nil
+}
+
+// registerURL returns s with url added (when absent) and client events on
+// (active and client); every other URL and flag is kept. self_sending
+// follows mode; keep gives a location without settings (no URL) on. It
+// fails when url would be an eleventh URL.
+func registerURL(s altegio.HookSettings, url string, mode selfSendingMode) (altegio.HookSettings, error) {
+	fresh := len(s.URLs) == 0
+	s.URLs = slices.Clone(s.URLs)
+	if !slices.Contains(s.URLs, url) {
+		if len(s.URLs) >= altegio.MaxHookURLs {
+			return s, fmt.Errorf("%d webhook URLs are registered, the most Altegio allows: unregister one before adding %s", len(s.URLs), url)
+		}
+		s.URLs = append(s.URLs, url)
+	}
+	s.Active, s.Client = true, true
+	switch {
+	case mode == selfSendingOn, mode == selfSendingKeep && fresh:
+		s.SelfSending = true
+	case mode == selfSendingOff:
+		s.SelfSending = false
+	}
+	return s, nil
+}
+
+// unregisterURL returns s without url; every other URL and flag is kept,
+// except that no URL left means inactive.
+func unregisterURL(s altegio.HookSettings, url string) altegio.HookSettings {
+	if !slices.Contains(s.URLs, url) {
+		return s
+	}
+	s.URLs = slices.DeleteFunc(slices.Clone(s.URLs), func(u string) bool { return u == url })
+	if len(s.URLs) == 0 {
+		s.URLs, s.Active = nil, false
+	}
+	return s
+}
+
+// printHooks prints settings as a block of rows.
+func printHooks(w io.Writer, location int64, s altegio.HookSettings) {
+	yes := func(b bool) string {
+		if b {
+			return "yes"
+		}
+		return "no"
+	}
+	fmt.Fprintf(w, "webhook settings of location %d\n", location)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  active\t%s\n", yes(s.Active))
+	events := hookEvents(s)
+	fmt.Fprintf(tw, "  events\t%s\n", dash(strings.Join(events, ", "), len(events) == 0))
+	fmt.Fprintf(tw, "  self sending\t%s\n", yes(s.SelfSending))
+	if len(s.URLs) == 0 {
+		fmt.Fprintf(tw, "  urls\t-\n")
+	}
+	for i, u := range s.URLs {
+		k := ""
+		if i == 0 {
+			k = fmt.Sprintf("urls (%d of %d)", len(s.URLs), altegio.MaxHookURLs)
+		}
+		fmt.Fprintf(tw, "  %s\t%s\n", k, u)
+	}
+	_ = tw.Flush()
+}
+
+// hookEvents names the event flags that are on, as the API spells them.
+func hookEvents(s altegio.HookSettings) []string {
+	var out []string
+	for _, e := range []struct {
+		name string
+		on   bool
+	}{
+		{"client", s.Client}, {"record", s.Record}, {"salon", s.Salon}, {"service", s.Service},
+		{"service_category", s.ServiceCategory}, {"master", s.Master}, {"good", s.Good},
+		{"goods_operations_sale", s.GoodsOperationsSale}, {"goods_operations_receipt", s.GoodsOperationsReceipt},
+		{"goods_operations_consumable", s.GoodsOperationsConsumable}, {"goods_operations_stolen", s.GoodsOperationsStolen},
+		{"goods_operations_move", s.GoodsOperationsMove}, {"finances_operation", s.FinancesOperation},
+	} {
+		if e.on {
+			out = append(out, e.name)
+		}
+	}
+	return out
+}
