@@ -132,6 +132,7 @@ func (a *apiFlags) define(fs *envflag.Set) {
 	fs.Int(&a.rate.PerMinute, "rate-per-minute", "ALTEGIO_RATE_PER_MINUTE", 200, "API requests per minute, all workers together (-1: no limit)")
 	fs.String(&a.weights, "location-weights", "ALTEGIO_LOCATION_WEIGHTS", "", "share of the budget per account and per location while several wait, as name=weight pairs: an account's name or a location id (\"main=2,7=0.5\"; others weigh 1)")
 	fs.String(&a.egress, "egress", "ALTEGIO_EGRESS", "default", "name of the egress IP whose budget this worker shares")
+	fs.Float64(&a.rate.CommandShare, "command-share", "ALTEGIO_COMMAND_SHARE", 0.6, "share of the budget commands keep while reads wait too (reads keep the rest; either takes what the other leaves idle)")
 }
 
 // apply sets the API base URL and the budget of cfg; a bad weight list is
@@ -167,6 +168,8 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	api.define(fs)
 	fs.String(&profile, "cpu-profile", "WORKER_CPU_PROFILE", "", "write a CPU profile of the whole run to this file (diagnosing the hot path)")
 	fs.Bool(&cfg.Reads, "reads", "WORKER_READS", false, "also answer reads over NATS (the altegio-reads micro service on altegio.read.<location>.<query>) with this worker's session and budget")
+	fs.Duration(&cfg.ReadCacheTTL, "read-cache-ttl", "WORKER_READ_CACHE_TTL", 0, "with --reads, keep client cards this long (0: no cache); a command result or a webhook about the client drops its card")
+	fs.Float64(&cfg.ExportShare, "export-share", "WORKER_EXPORT_SHARE", 0.25, "with --reads, the share of the budget this worker's exports may use")
 	fs.String(&cfg.Worker.WorkerID, "worker-id", "WORKER_ID", "", "name of this process in results and logs (default host-pid-random)")
 	fs.Int(&cfg.Worker.MaxInFlight, "max-in-flight", "WORKER_MAX_IN_FLIGHT", worker.DefaultMaxInFlight, "commands of one partition run at once")
 	fs.Int(&cfg.Worker.CreateBatch, "create-batch", "WORKER_CREATE_BATCH", worker.DefaultCreateBatch, "most client.create commands of one location sent as one bulk request (1: no coalescing)")

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"reflect"
-	"slices"
 	"strings"
 	"text/tabwriter"
 
@@ -110,25 +109,16 @@ func parseWebhookFlags(cmd, synopsis string, args []string, c cli) (webhookFlags
 	return f, nil
 }
 
-// selfSendingMode is the --self-sending choice.
-type selfSendingMode int
-
-const (
-	selfSendingKeep selfSendingMode = iota
-	selfSendingOn
-	selfSendingOff
-)
-
-func parseSelfSending(s string) (selfSendingMode, error) {
+// parseSelfSending reads --self-sending: nil keeps the setting.
+func parseSelfSending(s string) (*bool, error) {
 	switch s {
 	case "keep":
-		return selfSendingKeep, nil
-	case "on":
-		return selfSendingOn, nil
-	case "off":
-		return selfSendingOff, nil
+		return nil, nil
+	case "on", "off":
+		on := s == "on"
+		return &on, nil
 	}
-	return 0, fmt.Errorf("--self-sending %q: want keep, on or off", s)
+	return nil, fmt.Errorf("--self-sending %q: want keep, on or off", s)
 }
 
 // connectAPI builds the API client the workers use (stack.NewAPI) on a
@@ -211,26 +201,17 @@ func webhooksChange(ctx context.Context, cmd string, args []string, c cli) error
 		return err
 	}
 	defer closeAPI()
-	cur, err := api.GetHookSettings(ctx, f.location)
-	if err != nil {
-		return fmt.Errorf("read webhook settings of location %d: %w", f.location, err)
-	}
-	var next altegio.HookSettings
-	if cmd == "register" {
-		mode, _ := parseSelfSending(f.selfSending) // checked by parseWebhookFlags
-		next, err = registerURL(cur, f.url, mode)
-		if err != nil {
-			return fmt.Errorf("location %d: %w", f.location, err)
+	cur, next, err := api.ChangeHookSettings(ctx, f.location, func(s altegio.HookSettings) (altegio.HookSettings, error) {
+		if cmd == "register" {
+			mode, _ := parseSelfSending(f.selfSending) // checked by parseWebhookFlags
+			return s.WithURL(f.url, mode)
 		}
-	} else {
-		next = unregisterURL(cur, f.url)
+		return s.WithoutURL(f.url), nil
+	})
+	if err != nil {
+		return fmt.Errorf("change the webhook settings of location %d: %w", f.location, err)
 	}
 	changed := !reflect.DeepEqual(cur, next)
-	if changed {
-		if next, err = api.SetHookSettings(ctx, f.location, next); err != nil {
-			return fmt.Errorf("write webhook settings of location %d: %w", f.location, err)
-		}
-	}
 	if f.json {
 		return writeJSON(c.stdout, hooksView{LocationID: f.location, Changed: &changed, Settings: next})
 	}
@@ -250,42 +231,6 @@ func webhooksChange(ctx context.Context, cmd string, args []string, c cli) error
 	}
 	printHooks(c.stdout, f.location, next)
 	return nil
-}
-
-// registerURL returns s with url added (when absent) and client events on
-// (active and client); every other URL and flag is kept. self_sending
-// follows mode; keep gives a location without settings (no URL) on. It
-// fails when url would be an eleventh URL.
-func registerURL(s altegio.HookSettings, url string, mode selfSendingMode) (altegio.HookSettings, error) {
-	fresh := len(s.URLs) == 0
-	s.URLs = slices.Clone(s.URLs)
-	if !slices.Contains(s.URLs, url) {
-		if len(s.URLs) >= altegio.MaxHookURLs {
-			return s, fmt.Errorf("%d webhook URLs are registered, the most Altegio allows: unregister one before adding %s", len(s.URLs), url)
-		}
-		s.URLs = append(s.URLs, url)
-	}
-	s.Active, s.Client = true, true
-	switch {
-	case mode == selfSendingOn, mode == selfSendingKeep && fresh:
-		s.SelfSending = true
-	case mode == selfSendingOff:
-		s.SelfSending = false
-	}
-	return s, nil
-}
-
-// unregisterURL returns s without url; every other URL and flag is kept,
-// except that no URL left means inactive.
-func unregisterURL(s altegio.HookSettings, url string) altegio.HookSettings {
-	if !slices.Contains(s.URLs, url) {
-		return s
-	}
-	s.URLs = slices.DeleteFunc(slices.Clone(s.URLs), func(u string) bool { return u == url })
-	if len(s.URLs) == 0 {
-		s.URLs, s.Active = nil, false
-	}
-	return s
 }
 
 // printHooks prints settings as a block of rows.

@@ -329,25 +329,25 @@ func TestRegisterAndUnregisterMerge(t *testing.T) {
 		want altegio.HookSettings
 	}{
 		{"register keeps others", base, func(s altegio.HookSettings) altegio.HookSettings {
-			out, _ := registerURL(s, integrator, selfSendingKeep)
+			out, _ := s.WithURL(integrator, nil)
 			return out
 		}, altegio.HookSettings{URLs: []string{other, integrator}, Active: true, Client: true, Record: true}},
 		{"register on a fresh location", altegio.HookSettings{}, func(s altegio.HookSettings) altegio.HookSettings {
-			out, _ := registerURL(s, integrator, selfSendingKeep)
+			out, _ := s.WithURL(integrator, nil)
 			return out
 		}, altegio.HookSettings{URLs: []string{integrator}, Active: true, Client: true, SelfSending: true}},
 		{"register off on a fresh location", altegio.HookSettings{}, func(s altegio.HookSettings) altegio.HookSettings {
-			out, _ := registerURL(s, integrator, selfSendingOff)
+			out, _ := s.WithURL(integrator, new(false))
 			return out
 		}, altegio.HookSettings{URLs: []string{integrator}, Active: true, Client: true}},
 		{"unregister keeps flags", altegio.HookSettings{URLs: []string{other, integrator}, Active: true, Client: true, Record: true},
-			func(s altegio.HookSettings) altegio.HookSettings { return unregisterURL(s, integrator) },
+			func(s altegio.HookSettings) altegio.HookSettings { return s.WithoutURL(integrator) },
 			altegio.HookSettings{URLs: []string{other}, Active: true, Client: true, Record: true}},
 		{"unregister the last", altegio.HookSettings{URLs: []string{integrator}, Active: true, Client: true, SelfSending: true},
-			func(s altegio.HookSettings) altegio.HookSettings { return unregisterURL(s, integrator) },
+			func(s altegio.HookSettings) altegio.HookSettings { return s.WithoutURL(integrator) },
 			altegio.HookSettings{Client: true, SelfSending: true}},
 		{"unregister an absent URL", base,
-			func(s altegio.HookSettings) altegio.HookSettings { return unregisterURL(s, integrator) }, base},
+			func(s altegio.HookSettings) altegio.HookSettings { return s.WithoutURL(integrator) }, base},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"reflect"
 	"slices"
 )
 
@@ -250,6 +251,63 @@ func (c *Client) SetHookSettings(ctx context.Context, locationID int64, s HookSe
 	r := request{op: op, method: http.MethodPost, location: locationID,
 		path: fmt.Sprintf("/hooks_settings/%d", locationID), body: s}
 	return c.hookCall(ctx, r)
+}
+
+// WithURL returns s with url added (when absent) and client events on
+// (active and client); every other URL and flag is kept. selfSending sets
+// self_sending; nil keeps it, except that a location without any URL gets
+// it on, so that an integrator also receives (and can recognise) its own
+// changes. It fails when url would be more than MaxHookURLs.
+func (s HookSettings) WithURL(hookURL string, selfSending *bool) (HookSettings, error) {
+	fresh := len(s.URLs) == 0
+	s.URLs = slices.Clone(s.URLs)
+	if !slices.Contains(s.URLs, hookURL) {
+		if len(s.URLs) >= MaxHookURLs {
+			return s, fmt.Errorf("%d webhook URLs are registered, the most Altegio allows: unregister one before adding %s", len(s.URLs), hookURL)
+		}
+		s.URLs = append(s.URLs, hookURL)
+	}
+	s.Active, s.Client = true, true
+	switch {
+	case selfSending != nil:
+		s.SelfSending = *selfSending
+	case fresh:
+		s.SelfSending = true
+	}
+	return s, nil
+}
+
+// WithoutURL returns s without url; every other URL and flag is kept,
+// except that no URL left means inactive.
+func (s HookSettings) WithoutURL(hookURL string) HookSettings {
+	if !slices.Contains(s.URLs, hookURL) {
+		return s
+	}
+	s.URLs = slices.DeleteFunc(slices.Clone(s.URLs), func(u string) bool { return u == hookURL })
+	if len(s.URLs) == 0 {
+		s.URLs, s.Active = nil, false
+	}
+	return s
+}
+
+// ChangeHookSettings reads the settings of a location, applies change and
+// writes the result back unless it equals what was read: the
+// read-merge-write that POST /hooks_settings needs, since it replaces the
+// whole settings of the location (another system's URL must survive). It
+// returns the settings before and after. Not atomic: a system writing
+// between the read and the write loses its change or ours.
+func (c *Client) ChangeHookSettings(ctx context.Context, locationID int64, change func(HookSettings) (HookSettings, error)) (before, after HookSettings, err error) {
+	if before, err = c.GetHookSettings(ctx, locationID); err != nil {
+		return before, before, err
+	}
+	if after, err = change(before); err != nil {
+		return before, before, err
+	}
+	if reflect.DeepEqual(before, after) {
+		return before, before, nil
+	}
+	after, err = c.SetHookSettings(ctx, locationID, after)
+	return before, after, err
 }
 
 func (c *Client) hookCall(ctx context.Context, r request) (HookSettings, error) {

@@ -251,13 +251,13 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 	wg.Wait()
 	close(errs)
 	for err := range errs {
-		first = cmp(first, err)
+		first = firstError(first, err)
 	}
 	fmt.Fprintln(cfg.Out, "stopped; unfinished commands resume on the next start")
 	return first
 }
 
-func cmp(a, b error) error {
+func firstError(a, b error) error {
 	if a != nil && !errors.Is(a, context.Canceled) {
 		return a
 	}

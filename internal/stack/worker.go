@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/time/rate"
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/auth"
@@ -35,6 +37,11 @@ type WorkerConfig struct {
 	// connection, with the worker's API client: the same accounts, session
 	// and budget.
 	Reads bool
+	// ReadCacheTTL caches client.get answers this long (0: no cache).
+	ReadCacheTTL time.Duration
+	// ExportShare is the share of the budget one worker's exports may use
+	// (default 0.25).
+	ExportShare float64
 	// Logger and Registerer are shared by every part.
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
@@ -63,7 +70,7 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 		return nil, nil, err
 	}
 	if cfg.Reads {
-		svc, err := startReads(ctx, js, api.client, log)
+		svc, err := startReads(ctx, js, api.client, cfg, log)
 		if err != nil {
 			closeAll()
 			return nil, nil, err
@@ -175,16 +182,36 @@ func newAPI(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, log *
 }
 
 // startReads starts the read service with api, resolving client_refs
-// through the worker's ref mapping.
-func startReads(ctx context.Context, js jetstream.JetStream, api reads.API, log *slog.Logger) (*reads.Service, error) {
+// through the worker's ref mapping and listing commands from its client
+// history.
+func startReads(ctx context.Context, js jetstream.JetStream, api reads.API, cfg WorkerConfig, log *slog.Logger) (*reads.Service, error) {
 	kv, err := js.KeyValue(ctx, topology.BucketClientRefs)
 	if err != nil {
 		return nil, fmt.Errorf("reads: bucket %s: %w", topology.BucketClientRefs, err)
 	}
+	history, err := js.KeyValue(ctx, topology.BucketCommandHistory)
+	if err != nil {
+		return nil, fmt.Errorf("reads: bucket %s: %w", topology.BucketCommandHistory, err)
+	}
+	rcfg := reads.Config{
+		CacheTTL: cfg.ReadCacheTTL,
+		History: func(ctx context.Context, loc int64, q worker.HistoryQuery) (worker.HistoryPage, error) {
+			return worker.ClientHistory(ctx, history, loc, q)
+		},
+		Logger: log.With("component", "reads"),
+	}
+	if r := cfg.RateLimit; r.PerSecond > 0 {
+		// The budget's sustained rate: the minute's, when it binds.
+		perSecond := float64(r.PerSecond)
+		if r.PerMinute > 0 {
+			perSecond = min(perSecond, float64(r.PerMinute)/60)
+		}
+		rcfg.ExportRate = rate.Limit(perSecond * cmp.Or(cfg.ExportShare, 0.25))
+	}
 	refs := func(ctx context.Context, loc int64, ref string) (int64, bool, error) {
 		return worker.LookupClientRef(ctx, kv, loc, ref)
 	}
-	return reads.Start(js.Conn(), api, refs, reads.Config{Logger: log.With("component", "reads")})
+	return reads.Start(js.Conn(), api, refs, rcfg)
 }
 
 // newLimiter returns the shared budget of cfg.RateLimit, or no limiter at
