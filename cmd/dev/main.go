@@ -50,6 +50,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Float64(&cfg.SandboxFaults.ErrorRate, "sandbox-error-rate", "DEV_SANDBOX_ERROR_RATE", 0, "share of sandbox answers that are 5xx (0..1)")
 	fs.Float64(&cfg.SandboxFaults.ResetRate, "sandbox-reset-rate", "DEV_SANDBOX_RESET_RATE", 0, "share of sandbox connections reset (0..1)")
 	fs.Duration(&cfg.SandboxFaults.Latency, "sandbox-latency", "DEV_SANDBOX_LATENCY", 0, "latency added to every sandbox answer")
+	fs.Duration(&cfg.WebhookDelay, "webhook-delay", "DEV_WEBHOOK_DELAY", 5*time.Second, "how long after a change the sandbox sends its client webhook to ingest (Altegio: about 5s)")
 	fs.Duration(&cfg.Progress, "progress", "DEV_PROGRESS", 10*time.Second, "how often to print a progress line")
 	fs.String(&logLevel, "log-level", "LOG_LEVEL", "warn", "debug, info, warn or error")
 	fs.String(&logFormat, "log-format", "LOG_FORMAT", "text", "json or text")

@@ -24,10 +24,24 @@ type OwnChange struct {
 }
 
 // OwnChangeKey returns the key of the OwnChange of a client in the
-// altegio_own_changes bucket: "<location>.<client_id>", the webhook's
-// company_id and resource_id.
-func OwnChangeKey(locationID, clientID int64) string {
-	return strconv.FormatInt(locationID, 10) + "." + strconv.FormatInt(clientID, 10)
+// altegio_own_changes bucket for the webhooks of status:
+// "<location>.<client_id>.<status>", the webhook's company_id, resource_id
+// and status. One entry per status, so that an update right after a
+// create does not hide the create from its webhook.
+func OwnChangeKey(locationID, clientID int64, status WebhookStatus) string {
+	return strconv.FormatInt(locationID, 10) + "." + strconv.FormatInt(clientID, 10) + "." + string(status)
+}
+
+// OwnChangeStatus returns the status of the client webhook a command of
+// type t causes when it succeeds: create for client.create and
+// client.bulk_create, update, delete; ok is false for the other types.
+func OwnChangeStatus(t Type) (status WebhookStatus, ok bool) {
+	for _, st := range WebhookStatuses() {
+		if (OwnChange{Type: t}).Matches(st) {
+			return st, true
+		}
+	}
+	return "", false
 }
 
 // Matches reports whether a client webhook of status can report the change

@@ -144,7 +144,13 @@ func subjectMatches(filter, subject string) bool {
 }
 
 func TestOwnChange(t *testing.T) {
-	if got, want := OwnChangeKey(42, 456), "42.456"; got != want {
+	if st, ok := OwnChangeStatus(TypeClientBulkCreate); !ok || st != WebhookCreate {
+		t.Errorf("OwnChangeStatus(bulk_create) = %q %v, want create", st, ok)
+	}
+	if _, ok := OwnChangeStatus(TypeCommentAdd); ok {
+		t.Error("a comment causes a client webhook")
+	}
+	if got, want := OwnChangeKey(42, 456, WebhookUpdate), "42.456.update"; got != want {
 		t.Errorf("OwnChangeKey = %q, want %q", got, want)
 	}
 	if got, want := jsonNames(t, reflect.TypeFor[OwnChange]()), []string{"at", "command_id", "type"}; !slices.Equal(got, want) {

@@ -500,7 +500,7 @@ func prefixesContain(prefixes []netip.Prefix, addr netip.Addr) bool {
 func (s *Server) ownChange(ctx context.Context, h altegioWebhook, received time.Time) (commands.OwnChange, bool) {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
 	defer cancel()
-	key := commands.OwnChangeKey(h.CompanyID, h.ResourceID)
+	key := commands.OwnChangeKey(h.CompanyID, h.ResourceID, h.Status)
 	var entry jetstream.KeyValueEntry
 	kv, err := s.ownChanges.get(ctx, s.js, topology.BucketOwnChanges)
 	if err == nil {

@@ -13,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/auth"
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/dlq"
@@ -40,6 +42,9 @@ const (
 	DevProducerKey  = "dev-producer-key"
 	DevOperatorKey  = "dev-operator-key"
 	DevLocationID   = 1
+	// DevWebhookSecret is the secret path segment of ingest's Altegio
+	// webhook route, which the dev stack registers with the sandbox.
+	DevWebhookSecret = "dev-altegio-webhook-secret"
 )
 
 // DevConfig configures the one-process development stack. Every address
@@ -62,6 +67,9 @@ type DevConfig struct {
 	// SandboxFaults are the sandbox's initial faults (a share of 5xx,
 	// resets, latency), to watch retries and dead letters.
 	SandboxFaults sandbox.Faults
+	// WebhookDelay is how long after a change the sandbox sends its client
+	// webhook (default 5s, as Altegio).
+	WebhookDelay time.Duration
 	// IngestAddr (default 127.0.0.1:8080) and OpsAddr, the worker's
 	// health and metrics (default 127.0.0.1:9090).
 	IngestAddr string
@@ -163,10 +171,12 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 			RatePerSecond: cfg.RateLimit.PerSecond,
 			RatePerMinute: cfg.RateLimit.PerMinute,
 			Faults:        cfg.SandboxFaults,
+			WebhookDelay:  cfg.WebhookDelay,
 		})
 		if err != nil {
 			return err
 		}
+		defer sb.Close() // its webhook deliveries stop before ingest does
 		ln, err := net.Listen("tcp", cfg.SandboxAddr)
 		if err != nil {
 			return fmt.Errorf("sandbox listen: %w", err)
@@ -213,8 +223,9 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 		return fmt.Errorf("dlq: %w", err)
 	}
 	in, err := ingest.New(ingest.Config{
-		Producers:  []ingest.Producer{{Name: "dev", KeyHashes: [][sha256.Size]byte{sha256.Sum256([]byte(DevProducerKey))}, Read: true}},
-		Operator:   dlq.Handler(dlqSvc, [][sha256.Size]byte{sha256.Sum256([]byte(DevOperatorKey))}),
+		Producers:            []ingest.Producer{{Name: "dev", KeyHashes: [][sha256.Size]byte{sha256.Sum256([]byte(DevProducerKey))}, Read: true}},
+		Operator:             dlq.Handler(dlqSvc, [][sha256.Size]byte{sha256.Sum256([]byte(DevOperatorKey))}),
+		AltegioWebhookSecret: DevWebhookSecret,
 		Logger:     log,
 		Registerer: reg,
 		Gatherer:   reg,
@@ -227,6 +238,13 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 		return fmt.Errorf("ingest listen: %w", err)
 	}
 	st.IngestURL = "http://" + inLn.Addr().String()
+	if st.Sandbox != nil {
+		// The sandbox sends its client webhooks to ingest, registered as
+		// `worker webhooks register` does.
+		if err := registerDevWebhook(ctx, js, st, accounts, cfg, log); err != nil {
+			return err
+		}
+	}
 
 	printBanner(cfg.Out, st)
 	if cfg.Ready != nil {
@@ -257,6 +275,26 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 	return first
 }
 
+// registerDevWebhook registers ingest's webhook route for DevLocationID
+// with the sandbox, through the workers' API client.
+func registerDevWebhook(ctx context.Context, js jetstream.JetStream, st DevStack, accounts []auth.Account, cfg DevConfig, log *slog.Logger) error {
+	api, closeAPI, err := NewAPI(ctx, js, WorkerConfig{APIBaseURL: st.APIURL, Accounts: accounts,
+		RateLimit: withKey(cfg.RateLimit, "egress.dev"), Logger: log})
+	if err != nil {
+		return err
+	}
+	defer closeAPI()
+	url := st.IngestURL + "/v1/altegio/webhooks/" + DevWebhookSecret
+	if _, _, err := api.ChangeHookSettings(ctx, DevLocationID, func(s altegio.HookSettings) (altegio.HookSettings, error) {
+		return s.WithURL(url, nil)
+	}); err != nil {
+		return fmt.Errorf("register the sandbox's webhooks: %w", err)
+	}
+	return nil
+}
+
+// firstError returns the first of a and b that is an error other than a
+// cancellation.
 func firstError(a, b error) error {
 	if a != nil && !errors.Is(a, context.Canceled) {
 		return a
@@ -332,6 +370,11 @@ func followEvents(ctx context.Context, js jetstream.JetStream, out io.Writer, lo
 		return
 	}
 	cc, err := c.Consume(func(m jetstream.Msg) {
+		var wh commands.WebhookEvent
+		if strings.Contains(m.Subject(), ".webhook.") && json.Unmarshal(m.Data(), &wh) == nil {
+			fmt.Fprintln(out, WebhookLine(wh))
+			return
+		}
 		var r commands.Result
 		if err := json.Unmarshal(m.Data(), &r); err != nil || r.CommandID == "" {
 			fmt.Fprintf(out, "event  %s\n", m.Subject())
@@ -361,6 +404,17 @@ func EventLine(r commands.Result) string {
 	}
 	if r.Attempts > 1 {
 		s += fmt.Sprintf(" attempts=%d", r.Attempts)
+	}
+	return s
+}
+
+// WebhookLine renders an Altegio webhook event on one line for people.
+func WebhookLine(e commands.WebhookEvent) string {
+	s := fmt.Sprintf("webhook client.%-8s location=%d client_id=%d", e.Status, e.LocationID, e.ResourceID)
+	if e.Origin.Integrator {
+		s += " origin=integrator command=" + e.Origin.CommandID
+	} else {
+		s += " origin=elsewhere"
 	}
 	return s
 }

@@ -120,7 +120,7 @@ func waitStatus(t *testing.T, st DevStack, id, want string) {
 
 func TestDevStackRunsTheREADMETour(t *testing.T) {
 	out := &syncBuffer{}
-	st, stop := startDev(t, t.TempDir(), out)
+	st, stop := startDevWith(t, DevConfig{DataDir: t.TempDir(), Out: out, WebhookDelay: 100 * time.Millisecond})
 	if st.Sandbox == nil {
 		t.Fatal("no sandbox started")
 	}
@@ -159,9 +159,25 @@ func TestDevStackRunsTheREADMETour(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || err != nil || card.Email != "j@example.com" {
 		t.Errorf("GET clients-by-ref/crm-42: %d %+v (%v)", resp.StatusCode, card, err)
 	}
+	// The export of the location, as JSON lines.
+	req, _ = http.NewRequest(http.MethodGet, fmt.Sprintf("%s/v1/locations/%d/export/clients", st.IngestURL, DevLocationID), nil)
+	req.Header.Set("Authorization", "Bearer "+DevProducerKey)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || strings.Count(string(body), "\n") != 1 || !strings.Contains(string(body), `"j@example.com"`) {
+		t.Errorf("export: %d %s", resp.StatusCode, body)
+	}
+	// The sandbox's webhooks about both changes come back through ingest
+	// as events, marked as the integrator's own.
 	testenv.WaitFor(t, 10*time.Second, func() error {
 		s := out.String()
-		for _, want := range []string{"event  succeeded     client.create", "event  succeeded     client.update", "progress  accepted 2"} {
+		for _, want := range []string{"event  succeeded     client.create", "event  succeeded     client.update", "progress  accepted 2",
+			"webhook client.create   location=1 client_id=" + fmt.Sprint(clients[0].ID) + " origin=integrator command=" + create,
+			"webhook client.update   location=1 client_id=" + fmt.Sprint(clients[0].ID) + " origin=integrator command=" + update} {
 			if !strings.Contains(s, want) {
 				return fmt.Errorf("output lacks %q", want)
 			}

@@ -70,9 +70,13 @@ func (w *Worker) index(ctx context.Context, r commands.Result) {
 	if r.Outcome != commands.OutcomeSucceeded && r.Outcome != commands.OutcomePartiallySucceeded {
 		return
 	}
+	status, ok := commands.OwnChangeStatus(r.Type)
+	if !ok {
+		return
+	}
 	change, _ := json.Marshal(commands.OwnChange{CommandID: r.CommandID, Type: r.Type, At: r.CompletedAt})
 	for _, id := range changedClients(r) {
-		if _, err := w.ownChanges.Put(ctx, commands.OwnChangeKey(r.LocationID, id), change); err != nil {
+		if _, err := w.ownChanges.Put(ctx, commands.OwnChangeKey(r.LocationID, id, status), change); err != nil {
 			w.indexFailed("own_changes", r, err)
 		}
 	}

@@ -61,18 +61,20 @@ func TestClientHistoryAndOwnChanges(t *testing.T) {
 		t.Error("a cursor ClientHistory did not make was accepted")
 	}
 
-	// The comment does not change what a client webhook reports: the own
-	// change is the update's.
+	// The create and the update each leave the own change their webhook
+	// looks for; the comment causes no client webhook.
 	own, err := e.js.KeyValue(ctx, topology.BucketOwnChanges)
 	must(err)
-	entry, err := own.Get(ctx, commands.OwnChangeKey(testLoc, created.ClientID))
-	if err != nil {
-		t.Fatalf("own change of client %d: %v", created.ClientID, err)
-	}
-	var change commands.OwnChange
-	must(json.Unmarshal(entry.Value(), &change))
-	if change.CommandID != update.ID || change.Type != commands.TypeClientUpdate || change.At.IsZero() {
-		t.Errorf("own change %+v, want the update %s", change, update.ID)
+	for status, want := range map[commands.WebhookStatus]commands.Command{commands.WebhookCreate: create, commands.WebhookUpdate: update} {
+		entry, err := own.Get(ctx, commands.OwnChangeKey(testLoc, created.ClientID, status))
+		if err != nil {
+			t.Fatalf("own change %s of client %d: %v", status, created.ClientID, err)
+		}
+		var change commands.OwnChange
+		must(json.Unmarshal(entry.Value(), &change))
+		if change.CommandID != want.ID || change.Type != want.Type || change.At.IsZero() {
+			t.Errorf("own change %s: %+v, want command %s", status, change, want.ID)
+		}
 	}
 }
 
