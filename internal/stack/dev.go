@@ -226,9 +226,9 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 		Producers:            []ingest.Producer{{Name: "dev", KeyHashes: [][sha256.Size]byte{sha256.Sum256([]byte(DevProducerKey))}, Read: true}},
 		Operator:             dlq.Handler(dlqSvc, [][sha256.Size]byte{sha256.Sum256([]byte(DevOperatorKey))}),
 		AltegioWebhookSecret: DevWebhookSecret,
-		Logger:     log,
-		Registerer: reg,
-		Gatherer:   reg,
+		Logger:               log,
+		Registerer:           reg,
+		Gatherer:             reg,
 	}, nc, js, ob)
 	if err != nil {
 		return err
