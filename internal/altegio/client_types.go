@@ -1,8 +1,12 @@
 package altegio
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -344,4 +348,37 @@ func ParseTime(s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, firstErr
+}
+
+// CardFingerprint returns a digest of what a client card says about the
+// client: its names, phone digits, email, card, birth date, comment,
+// gender, importance, discount, SMS flags, tags and custom fields. It
+// leaves out what changes without an edit (visits, money, the change
+// date), so two cards with one fingerprint describe the same edit of the
+// client. ok is false when raw is not a client card.
+func CardFingerprint(raw json.RawMessage) (fingerprint string, ok bool) {
+	var c ClientRecord
+	if jsonKind(raw) != '{' || json.Unmarshal(raw, &c) != nil || c.ID <= 0 {
+		return "", false
+	}
+	tags := make([]int64, len(c.Categories))
+	for i, t := range c.Categories {
+		tags[i] = t.ID
+	}
+	slices.Sort(tags)
+	fields := make([]string, 0, len(c.CustomFields))
+	for k, v := range c.CustomFields {
+		fields = append(fields, fmt.Sprintf("%s=%v", k, v))
+	}
+	slices.Sort(fields)
+	phone := strings.Map(func(r rune) rune {
+		if r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, c.Phone)
+	canonical, _ := json.Marshal([]any{c.ID, c.Name, c.Surname, c.MiddleName, phone, strings.ToLower(c.Email), c.Card,
+		c.BirthDate, c.Comment, c.GenderID, c.ImportanceID, c.Discount, c.SMSCheck, c.SMSNot, tags, fields})
+	sum := sha256.Sum256(canonical)
+	return hex.EncodeToString(sum[:16]), true
 }

@@ -21,6 +21,10 @@ type OwnChange struct {
 	Type Type `json:"type"`
 	// At is when the API call that made the change succeeded.
 	At time.Time `json:"at"`
+	// Card is the fingerprint (altegio.CardFingerprint) of the card the
+	// change left, when the API answered one (not on delete): a webhook
+	// whose card differs reports a later change by someone else, not ours.
+	Card string `json:"card,omitempty"`
 }
 
 // OwnChangeKey returns the key of the OwnChange of a client in the

@@ -153,7 +153,7 @@ func TestOwnChange(t *testing.T) {
 	if got, want := OwnChangeKey(42, 456, WebhookUpdate), "42.456.update"; got != want {
 		t.Errorf("OwnChangeKey = %q, want %q", got, want)
 	}
-	if got, want := jsonNames(t, reflect.TypeFor[OwnChange]()), []string{"at", "command_id", "type"}; !slices.Equal(got, want) {
+	if got, want := jsonNames(t, reflect.TypeFor[OwnChange]()), []string{"at", "card", "command_id", "type"}; !slices.Equal(got, want) {
 		t.Errorf("OwnChange JSON names %q, want %q", got, want)
 	}
 	want := map[Type]WebhookStatus{

@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/topology"
 )
@@ -173,10 +174,11 @@ const (
 	ownLookupNone      = "none"
 	ownLookupStale     = "stale"
 	ownLookupOtherType = "other_type"
+	ownLookupChanged   = "changed_since"
 	ownLookupError     = "error"
 )
 
-var ownLookupResults = []string{ownLookupOwn, ownLookupNone, ownLookupStale, ownLookupOtherType, ownLookupError}
+var ownLookupResults = []string{ownLookupOwn, ownLookupNone, ownLookupStale, ownLookupOtherType, ownLookupChanged, ownLookupError}
 
 // ignoredReason is the metric reason of a webhook about resource.
 func ignoredReason(resource string) string {
@@ -522,9 +524,19 @@ func (s *Server) ownChange(ctx context.Context, h altegioWebhook, received time.
 		result = ownLookupStale
 	case !change.Matches(h.Status):
 		result = ownLookupOtherType
+	case change.Card != "" && h.Status != commands.WebhookDelete && !sameCard(change.Card, h.Data):
+		// Someone changed the client after us: this webhook is theirs.
+		result = ownLookupChanged
 	}
 	s.metrics.ownLookups.WithLabelValues(result).Inc()
 	return change, result == ownLookupOwn
+}
+
+// sameCard reports whether data, a webhook's card, has the fingerprint
+// our command's card had; a card that cannot be read is not ours.
+func sameCard(fingerprint string, data json.RawMessage) bool {
+	fp, ok := altegio.CardFingerprint(data)
+	return ok && fp == fingerprint
 }
 
 // publishWebhookEvent publishes ev with its delivery id as Nats-Msg-Id

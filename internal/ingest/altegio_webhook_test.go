@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 	"github.com/altegio-integrator/integrator/internal/topology"
@@ -475,6 +476,16 @@ func TestAltegioWebhookOtherResourceIgnored(t *testing.T) {
 		`ingest_altegio_webhooks_total{reason="other",result="ignored"} 1`)
 }
 
+// fingerprint is altegio.CardFingerprint of a card that must be one.
+func fingerprint(t testing.TB, card string) string {
+	t.Helper()
+	fp, ok := altegio.CardFingerprint(json.RawMessage(card))
+	if !ok {
+		t.Fatalf("not a card: %s", card)
+	}
+	return fp
+}
+
 // putOwnChange records an own change as a worker would.
 func putOwnChange(t testing.TB, js jetstream.JetStream, location, client int64, c commands.OwnChange) {
 	t.Helper()
@@ -525,6 +536,12 @@ func TestAltegioWebhookOwnChanges(t *testing.T) {
 		{"mark: own create, update webhook", mark, 5, &commands.OwnChange{CommandID: "c-5", Type: commands.TypeClientCreate, At: now.Add(-10 * time.Second)},
 			commands.WebhookUpdate, WebhookPublished, false},
 		{"mark: no own change", mark, 6, nil, commands.WebhookUpdate, WebhookPublished, false},
+		{"mark: own update, same card", mark, 11, &commands.OwnChange{CommandID: "c-11", Type: commands.TypeClientUpdate, At: now.Add(-10 * time.Second),
+			Card: fingerprint(t, clientData(11, "Ann"))}, commands.WebhookUpdate, WebhookPublished, true},
+		// Someone else changed the client after our update: their webhook
+		// carries another card and is not ours.
+		{"mark: own update, card changed since", mark, 12, &commands.OwnChange{CommandID: "c-12", Type: commands.TypeClientUpdate, At: now.Add(-10 * time.Second),
+			Card: fingerprint(t, clientData(12, "Bo"))}, commands.WebhookUpdate, WebhookPublished, false},
 		{"skip: own update", skip, 7, &commands.OwnChange{CommandID: "c-7", Type: commands.TypeClientUpdate, At: now.Add(-10 * time.Second)},
 			commands.WebhookUpdate, WebhookSkipped, false},
 		{"skip: own delete", skip, 8, &commands.OwnChange{CommandID: "c-8", Type: commands.TypeClientDelete, At: now.Add(-90 * time.Second)},
@@ -565,9 +582,10 @@ func TestAltegioWebhookOwnChanges(t *testing.T) {
 		})
 	}
 	metricsHave(t, mark,
-		`ingest_altegio_webhooks_total{reason="own",result="published"} 3`,
-		`ingest_altegio_webhooks_total{reason="external",result="published"} 3`,
-		`ingest_altegio_webhook_own_lookups_total{result="own"} 3`,
+		`ingest_altegio_webhooks_total{reason="own",result="published"} 4`,
+		`ingest_altegio_webhooks_total{reason="external",result="published"} 4`,
+		`ingest_altegio_webhook_own_lookups_total{result="own"} 4`,
+		`ingest_altegio_webhook_own_lookups_total{result="changed_since"} 1`,
 		`ingest_altegio_webhook_own_lookups_total{result="stale"} 1`,
 		// The own create is kept under create: the update webhook finds none.
 		`ingest_altegio_webhook_own_lookups_total{result="none"} 2`)

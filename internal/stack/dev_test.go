@@ -185,6 +185,16 @@ func TestDevStackRunsTheREADMETour(t *testing.T) {
 		return nil
 	})
 
+	// A change made elsewhere (here: straight through the API as the dev
+	// user) comes back as a webhook event that is not the integrator's.
+	elsewhere(t, st, clients[0].ID)
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		if want := fmt.Sprintf("webhook client.update   location=1 client_id=%d origin=elsewhere", clients[0].ID); !strings.Contains(out.String(), want) {
+			return fmt.Errorf("output lacks %q", want)
+		}
+		return nil
+	})
+
 	// A comment for a client the API does not know is dead-lettered at once
 	// and shows in the operators' HTTP view of the DLQ.
 	bad := post(t, st, `{"type":"client.comment.add","location_id":1,"client_id":999,"payload":{"text":"hello"}}`)
@@ -250,4 +260,37 @@ func testLogger() *slog.Logger {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// elsewhere changes client id's email straight through the sandbox's API,
+// as another system would: logs in as the dev user, then PUTs.
+func elsewhere(t *testing.T, st DevStack, id int64) {
+	t.Helper()
+	call := func(method, path, auth, body string) []byte {
+		req, _ := http.NewRequest(method, st.APIURL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", auth)
+		req.Header.Set("Accept", "application/vnd.api.v2+json")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
+		}
+		return b
+	}
+	var login struct {
+		Data struct {
+			UserToken string `json:"user_token"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(call(http.MethodPost, "/auth", "Bearer "+DevPartnerToken,
+		fmt.Sprintf(`{"login":%q,"password":%q}`, DevLogin, DevPassword)), &login); err != nil || login.Data.UserToken == "" {
+		t.Fatalf("login: %v", err)
+	}
+	call(http.MethodPut, fmt.Sprintf("/client/%d/%d", DevLocationID, id), "Bearer "+DevPartnerToken+", User "+login.Data.UserToken,
+		`{"name":"James","phone":"13155550175","email":"james@elsewhere.example"}`)
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
 )
 
@@ -74,9 +75,10 @@ func (w *Worker) index(ctx context.Context, r commands.Result) {
 	if !ok {
 		return
 	}
-	change, _ := json.Marshal(commands.OwnChange{CommandID: r.CommandID, Type: r.Type, At: r.CompletedAt})
-	for _, id := range changedClients(r) {
-		if _, err := w.ownChanges.Put(ctx, commands.OwnChangeKey(r.LocationID, id, status), change); err != nil {
+	for _, c := range changedClients(r) {
+		fp, _ := altegio.CardFingerprint(c.card)
+		change, _ := json.Marshal(commands.OwnChange{CommandID: r.CommandID, Type: r.Type, At: r.CompletedAt, Card: fp})
+		if _, err := w.ownChanges.Put(ctx, commands.OwnChangeKey(r.LocationID, c.id, status), change); err != nil {
 			w.indexFailed("own_changes", r, err)
 		}
 	}
@@ -88,29 +90,36 @@ func (w *Worker) indexFailed(index string, r commands.Result, err error) {
 	w.log.Warn("index write failed", "index", index, "command_id", r.CommandID, "error", err)
 }
 
+// changed is a client a command changed, and the card the API answered.
+type changed struct {
+	id   int64
+	card json.RawMessage
+}
+
 // changedClients returns the clients whose Altegio webhook a successful
 // result causes: the client of a create, update or delete, and every
-// client a bulk create made.
-func changedClients(r commands.Result) []int64 {
+// client a bulk create made, with their cards.
+func changedClients(r commands.Result) []changed {
 	switch r.Type {
 	case commands.TypeClientCreate, commands.TypeClientUpdate, commands.TypeClientDelete:
 		if r.ClientID > 0 {
-			return []int64{r.ClientID}
+			return []changed{{r.ClientID, r.Data}}
 		}
 	case commands.TypeClientBulkCreate:
 		var data struct {
-			Created []struct {
-				ID int64 `json:"id"`
-			} `json:"created"`
+			Created []json.RawMessage `json:"created"`
 		}
 		_ = json.Unmarshal(r.Data, &data)
-		var ids []int64
-		for _, c := range data.Created {
-			if c.ID > 0 {
-				ids = append(ids, c.ID)
+		var out []changed
+		for _, card := range data.Created {
+			var c struct {
+				ID int64 `json:"id"`
+			}
+			if json.Unmarshal(card, &c) == nil && c.ID > 0 {
+				out = append(out, changed{c.ID, card})
 			}
 		}
-		return ids
+		return out
 	}
 	return nil
 }
