@@ -124,7 +124,10 @@ func insertSorted[T any](s []T, v T, key func(T) float64) []T {
 }
 
 // pop removes and returns the next waiter: at each level, the child whose
-// next tag is smallest; q.n > 0.
+// next tag is smallest, which spends that tag. A node's tags are the
+// slots it is due, in order, not the tags of particular waiters: the
+// waiter handed out below may have pushed a later one (the order below is
+// fair, not arrival order). q.n > 0.
 func (q *fairQueue) pop() *waiter {
 	var path [levels]*node
 	parent := &q.root
@@ -145,8 +148,8 @@ func (q *fairQueue) pop() *waiter {
 }
 
 // remove takes w out of the queue; false when it is not queued (it was
-// popped). Its nodes give its tags back: a request that left does not
-// charge the ones that stay.
+// popped). Its nodes give a tag back: a request that left does not charge
+// the ones that stay, and every node keeps one tag per waiter below it.
 func (q *fairQueue) remove(w *waiter) bool {
 	names, _ := q.path(w)
 	var path [levels]*node
@@ -163,7 +166,15 @@ func (q *fairQueue) remove(w *waiter) bool {
 	}
 	parent.queue = slices.Delete(parent.queue, i, i+1)
 	for lvl, n := range path {
-		if j := slices.Index(n.tags, w.tags[lvl]); j >= 0 {
+		// A member's tags are its waiters' (its queue is in tag order);
+		// above it, a node's tags are the slots it is due, and w's own may
+		// have been spent by another waiter's pop: one waiter less is one
+		// slot less, the latest.
+		j := len(n.tags) - 1
+		if lvl == levels-1 {
+			j = slices.Index(n.tags, w.tags[lvl])
+		}
+		if j >= 0 {
 			n.tags = slices.Delete(n.tags, j, j+1)
 		}
 		// The latest tag left is the one the next requests follow (a push

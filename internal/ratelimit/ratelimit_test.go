@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"sync"
 	"testing"
@@ -738,5 +739,95 @@ func TestExpectedWaitCountsTheClassShare(t *testing.T) {
 	l.queue.push(&waiter{flow: "7", class: Commands}, false)
 	if got := l.expectedWaitLocked(Reads, now); got != 2*time.Second {
 		t.Errorf("10th read at half of 10/s: expected %v, want 2s", got)
+	}
+}
+
+// TestFairQueueKeepsTagsOfWaiters: a pop hands out a waiter whose group
+// tag is not the group's smallest (another location's turn), and a waiter
+// that leaves afterwards still finds its own tags: the counts stay right
+// and a later request of another class does not meet a stale node.
+func TestFairQueueKeepsTagsOfWaiters(t *testing.T) {
+	q := newFairQueue(nil, 0.6)
+	var a []*waiter
+	for range 3 {
+		w := &waiter{flow: "acc/1"}
+		q.push(w, false)
+		a = append(a, w)
+	}
+	q.push(&waiter{flow: "acc/2"}, false)
+	if got := q.pop().flow; got != "acc/1" {
+		t.Fatalf("first pop %s, want acc/1", got)
+	}
+	if got := q.pop().flow; got != "acc/2" {
+		t.Fatalf("second pop %s, want acc/2 (its location's turn)", got)
+	}
+	if !q.remove(a[2]) {
+		t.Fatal("remove of a queued waiter = false")
+	}
+	if got := q.pop(); got != a[1] {
+		t.Fatalf("third pop %v, want the last acc/1 waiter", got.flow)
+	}
+	if q.n != 0 || q.waiting(Commands) != 0 || len(q.root.children) != 0 {
+		t.Fatalf("empty queue holds n=%d, %d commands waiting, %d classes", q.n, q.waiting(Commands), len(q.root.children))
+	}
+	q.push(&waiter{flow: "7", class: Reads}, false)
+	if got := q.pop(); got.class != Reads {
+		t.Errorf("pop after emptying = %v, want the read", got.class)
+	}
+}
+
+// TestFairQueueRandomOperations pushes, pops and removes at random over
+// two classes, two accounts and three locations, checking after each step
+// that every node holds one tag per waiter below it and that q.n counts
+// them: a node with a stale tag would make pop choose an empty child.
+func TestFairQueueRandomOperations(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	q := newFairQueue(map[string]float64{"a": 2, "7": 3}, 0.6)
+	var queued []*waiter
+	flows := []string{"a/7", "a/8", "b/7", "b/9", "auth"}
+	var count func(n *node) int
+	count = func(n *node) int {
+		if n.children == nil || len(n.children) == 0 {
+			return len(n.queue)
+		}
+		total := 0
+		for _, c := range n.children {
+			total += count(c)
+		}
+		return total
+	}
+	var check func(n *node, depth int)
+	check = func(n *node, depth int) {
+		for _, c := range n.children {
+			if got := count(c); got != len(c.tags) || got == 0 {
+				t.Fatalf("node %s (level %d) holds %d tags for %d waiters", c.name, depth, len(c.tags), got)
+			}
+			check(c, depth+1)
+		}
+	}
+	for step := range 5000 {
+		switch op := r.IntN(10); {
+		case op < 5 || len(queued) == 0:
+			w := &waiter{flow: flows[r.IntN(len(flows))], class: Class(r.IntN(2))}
+			q.push(w, r.IntN(8) == 0)
+			queued = append(queued, w)
+		case op < 8:
+			w := q.pop()
+			i := slices.Index(queued, w)
+			if i < 0 {
+				t.Fatalf("step %d: pop returned a waiter that was not queued", step)
+			}
+			queued = slices.Delete(queued, i, i+1)
+		default:
+			i := r.IntN(len(queued))
+			if !q.remove(queued[i]) {
+				t.Fatalf("step %d: remove of a queued waiter = false", step)
+			}
+			queued = slices.Delete(queued, i, i+1)
+		}
+		if q.n != len(queued) {
+			t.Fatalf("step %d: q.n = %d, %d queued", step, q.n, len(queued))
+		}
+		check(&q.root, 0)
 	}
 }
