@@ -46,6 +46,7 @@ type Config struct {
 	Ingest   IngestConfig
 	Growth   GrowthConfig
 	Faults   FaultsConfig
+	Reads    ReadsConfig
 }
 
 func (c *Config) setDefaults() {
@@ -61,6 +62,7 @@ func (c *Config) setDefaults() {
 	c.Ingest.setDefaults(c.Quick)
 	c.Growth.setDefaults(c.Quick)
 	c.Faults.setDefaults(c.Quick)
+	c.Reads.setDefaults(c.Quick)
 }
 
 // setDefault sets *p to v when it is the zero value.
@@ -97,6 +99,7 @@ func Scenarios() []Scenario {
 		{"fairness", "a backlog at location A and one command a second at location B: B's latency", runFairness},
 		{"drain", "preloaded creates with no budget: the worker's commands/s against a bare JetStream consumer", runDrain},
 		{"ingest", "single and batched POSTs to ingest against raw JetStream publishes", runIngest},
+		{"reads", "a backlog of comments alone, then with 50 readers through ingest: the commands' share of the budget, read latency, 503s", runReads},
 		{"growth", "throughput and memory of worker, ingest and nats-server at growing backlogs", runGrowth},
 		{"faults", "the fault suite: kill -9 of workers, nats-server restarts, API faults, a full outbox, stuck audit consumers, poison input; lost, doubled, out of order, time to resume", runFaults},
 	}

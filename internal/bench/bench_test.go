@@ -60,6 +60,10 @@ func TestScenariosQuick(t *testing.T) {
 		"ingest": func(t *testing.T, r Report) {
 			positive(t, r, "raw_rate", "single_rate", "batched_rate", "single_ratio", "batched_ratio")
 		},
+		"reads": func(t *testing.T, r Report) {
+			positive(t, r, "reference_read_p50_seconds", "reference_command_rate", "command_rate", "command_share", "read_rate")
+			present(t, r, "read_p99_seconds", "reads_refused", "read_errors", "rate_limited")
+		},
 		"growth": func(t *testing.T, r Report) {
 			for _, n := range []int{200, 1000} {
 				k := fmt.Sprintf("size=%d/", n)

@@ -322,7 +322,7 @@ func (s *stack) startIngest(ctx context.Context) error {
 		return err
 	}
 	sum := sha256.Sum256([]byte(benchProducerKey))
-	producers := fmt.Sprintf(`[{"name":"bench","api_key_sha256":[%q]}]`, hex.EncodeToString(sum[:]))
+	producers := fmt.Sprintf(`[{"name":"bench","api_key_sha256":[%q],"read":true}]`, hex.EncodeToString(sum[:]))
 	args := []string{
 		"--nats-url", s.natsURL, "--addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"--outbox", filepath.Join(s.dir, "ingest-outbox.db"),

@@ -92,18 +92,11 @@ func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Prob
 
 // readAccess authenticates a read in location (as written in the request)
 // and checks the producer's right to read there; it answers the problem
-// itself when not.
+// itself when not. An unreadable location is a 404 (it is a path
+// segment).
 func (s *Server) readAccess(w http.ResponseWriter, r *http.Request, body []byte, location string) (int64, bool) {
-	if r.Header.Get(headerWebhookSignature) != "" && !s.cfg.AuthDisabled {
-		// A webhook signature covers the id, the time and the body, not
-		// the method or the path: one signed read could be replayed to
-		// read any client. Reads take the bearer key only.
-		s.writeProblem(w, r, probUnauth.problem("reads take a bearer API key, not a webhook signature"))
-		return 0, false
-	}
-	id, err := s.auth.authenticate(r.Header, body)
-	if err != nil {
-		s.writeProblem(w, r, probUnauth.problem(err.Error()))
+	p, ok := s.readAuth(w, r, body)
+	if !ok {
 		return 0, false
 	}
 	loc, err := strconv.ParseInt(location, 10, 64)
@@ -111,11 +104,32 @@ func (s *Server) readAccess(w http.ResponseWriter, r *http.Request, body []byte,
 		s.writeProblem(w, r, probNotFound.problem("location_id must be a positive number"))
 		return 0, false
 	}
-	if !id.producer.Read || !id.producer.allowsLocation(loc) {
-		s.writeProblem(w, r, probForbidden.problem(fmt.Sprintf("producer %s may not read in location %d", id.producer.Name, loc)))
-		return 0, false
+	return loc, s.readAllowed(w, r, p, loc)
+}
+
+// readAuth authenticates a read: the bearer key only (a webhook signature
+// covers the id, the time and the body, not the method or the path: one
+// signed read could be replayed to read any client).
+func (s *Server) readAuth(w http.ResponseWriter, r *http.Request, body []byte) (*Producer, bool) {
+	if r.Header.Get(headerWebhookSignature) != "" && !s.cfg.AuthDisabled {
+		s.writeProblem(w, r, probUnauth.problem("reads take a bearer API key, not a webhook signature"))
+		return nil, false
 	}
-	return loc, true
+	id, err := s.auth.authenticate(r.Header, body)
+	if err != nil {
+		s.writeProblem(w, r, probUnauth.problem(err.Error()))
+		return nil, false
+	}
+	return id.producer, true
+}
+
+// readAllowed checks that p may read in loc.
+func (s *Server) readAllowed(w http.ResponseWriter, r *http.Request, p *Producer, loc int64) bool {
+	if !p.Read || !p.allowsLocation(loc) {
+		s.writeProblem(w, r, probForbidden.problem(fmt.Sprintf("producer %s may not read in location %d", p.Name, loc)))
+		return false
+	}
+	return true
 }
 
 // askRead asks the read service query in loc and writes its answer.
@@ -215,8 +229,18 @@ func listQuery(q url.Values) ([]byte, *Problem) {
 // client and their outcomes, newest first, from the workers' history.
 func (s *Server) getClientCommands(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	loc, ok := s.readAccess(w, r, nil, q.Get("location_id"))
+	p, ok := s.readAuth(w, r, nil)
 	if !ok {
+		return
+	}
+	loc, err := strconv.ParseInt(q.Get("location_id"), 10, 64)
+	if err != nil || loc <= 0 {
+		prob := probBadRead.problem("invalid query parameters")
+		prob.Errors = []commands.Problem{{Path: "location_id", Reason: "is required: a positive number"}}
+		s.writeProblem(w, r, prob)
+		return
+	}
+	if !s.readAllowed(w, r, p, loc) {
 		return
 	}
 	req := map[string]any{}
@@ -311,8 +335,9 @@ const headerExportComplete = "Altegio-Export-Complete"
 const exportWriteTimeout = 30 * time.Second
 
 // readProblem maps a micro error of the read service to a problem: an API
-// error keeps its status when it is a client error (400, 402, 403, 404),
-// other failures are 502 or 503.
+// error keeps its status when it is a client error (400, 402, 403, 404,
+// 422; the service makes a 401 of the API a 502), other failures are 502
+// or 503.
 func readProblem(code, reason string) *Problem {
 	switch code {
 	case "400":

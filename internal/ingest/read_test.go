@@ -133,6 +133,12 @@ func TestReadsOverHTTP(t *testing.T) {
 	if r := get("/v1/commands?location_id=1&client_id=x", readerKey); r.status != http.StatusBadRequest {
 		t.Errorf("commands with client_id=x: %d, want 400", r.status)
 	}
+	if r := get("/v1/commands?client_ref=crm-1", readerKey); r.status != http.StatusBadRequest || len(r.problem(t).Errors) != 1 {
+		t.Errorf("commands without location_id: %d %s, want 400 naming it", r.status, r.body)
+	}
+	if r := get("/v1/commands?client_ref=crm-1", ""); r.status != http.StatusUnauthorized {
+		t.Errorf("commands without a key: %d, want 401 first", r.status)
+	}
 
 	for _, tc := range []struct {
 		name, method, path, key, body string

@@ -51,8 +51,8 @@ type route struct {
 
 // Statuses of the read routes (read.go).
 var (
-	readStatuses   = []int{200, 400, 401, 402, 403, 404, 502, 503}
-	searchStatuses = []int{200, 400, 401, 402, 403, 404, 413, 415, 502, 503}
+	readStatuses   = []int{200, 400, 401, 402, 403, 404, 422, 502, 503}
+	searchStatuses = []int{200, 400, 401, 402, 403, 404, 413, 415, 422, 502, 503}
 )
 
 func readRoute(query string, target readTarget) func(*Server) http.HandlerFunc {

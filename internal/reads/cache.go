@@ -25,9 +25,10 @@ type cache struct {
 
 	mu      sync.Mutex
 	entries map[cacheKey]cacheEntry
-	// dropped is when each client was last invalidated: a read that
-	// started before that is not stored (it may hold the old card).
-	dropped map[cacheKey]time.Time
+	// drops counts invalidations: a read during which any client was
+	// invalidated does not store its answer (it may hold the old card).
+	// Coarse, but constant in memory and work under a burst of events.
+	drops uint64
 }
 
 type cacheKey struct{ loc, id int64 }
@@ -38,7 +39,7 @@ type cacheEntry struct {
 }
 
 func startCache(nc *nats.Conn, ttl time.Duration, size int) (*cache, error) {
-	c := &cache{ttl: ttl, size: size, entries: make(map[cacheKey]cacheEntry), dropped: make(map[cacheKey]time.Time)}
+	c := &cache{ttl: ttl, size: size, entries: make(map[cacheKey]cacheEntry)}
 	sub, err := nc.Subscribe(commands.EventSubjects, c.onEvent)
 	if err != nil {
 		return nil, fmt.Errorf("reads: cache invalidation subscription: %w", err)
@@ -67,29 +68,18 @@ func (c *cache) onEvent(m *nats.Msg) {
 func (c *cache) drop(k cacheKey) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := time.Now()
 	delete(c.entries, k)
-	if len(c.dropped) >= c.size {
-		// A mark only matters to reads in progress, which end within
-		// their timeout.
-		for k, d := range c.dropped {
-			if now.Sub(d) > markTTL {
-				delete(c.dropped, k)
-			}
-		}
-	}
-	c.dropped[k] = now
+	c.drops++
 }
 
-// markTTL is how long an invalidation mark is kept: longer than any read.
-const markTTL = time.Minute
-
-// now is the time a read starts, to pass to put.
-func (c *cache) now() time.Time {
+// start is taken when a read starts, to pass to put.
+func (c *cache) start() uint64 {
 	if c == nil {
-		return time.Time{}
+		return 0
 	}
-	return time.Now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.drops
 }
 
 func (c *cache) get(loc, id int64) (altegio.ClientRecord, bool) {
@@ -105,16 +95,16 @@ func (c *cache) get(loc, id int64) (altegio.ClientRecord, bool) {
 	return e.rec, true
 }
 
-// put stores rec, read by a request that started at started, unless the
-// client was invalidated since.
-func (c *cache) put(loc, id int64, rec altegio.ClientRecord, started time.Time) {
+// put stores rec, read by a request that began at start (c.start()),
+// unless a client was invalidated since.
+func (c *cache) put(loc, id int64, rec altegio.ClientRecord, start uint64) {
 	if c == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	k := cacheKey{loc, id}
-	if d, ok := c.dropped[k]; ok && !d.Before(started) {
+	if c.drops != start {
 		return
 	}
 	now := time.Now()

@@ -44,10 +44,10 @@ type ListResult struct {
 	// TotalCount is the API's total across all pages (-1 when it sent
 	// none).
 	TotalCount int `json:"total_count"`
-	// FilterIgnored says that the API answered rows its filter does not
-	// match: it drops a filter that matches nobody and answers the
-	// unfiltered list (reference §6.7). Nothing matches then: Clients is
-	// empty and TotalCount 0.
+	// FilterIgnored says that the API answered rows none of which match
+	// one of the filters: it drops a filter that matches nobody and
+	// answers the unfiltered list (reference §6.7). Nothing matches then:
+	// Clients is empty and TotalCount 0.
 	FilterIgnored bool `json:"filter_ignored,omitempty"`
 }
 
@@ -75,7 +75,7 @@ func (s *Service) list(ctx context.Context, loc int64, r ListRequest) (ListResul
 		return ListResult{}, err
 	}
 	out := ListResult{Clients: res.Clients, Page: res.Page, TotalCount: res.TotalCount}
-	if slices.ContainsFunc(res.Clients, func(c altegio.ClientRecord) bool { return !matches(p, c) }) {
+	if droppedFilter(p, res.Clients) {
 		out = ListResult{Clients: []altegio.ClientRecord{}, Page: res.Page, FilterIgnored: true}
 	}
 	if out.Clients == nil {
@@ -115,30 +115,61 @@ func listTime(field, v string) (time.Time, error) {
 	return time.Time{}, &badRequest{fmt.Sprintf("%s must be an RFC 3339 time, e.g. 2026-12-01T00:00:00Z", field)}
 }
 
-// matches reports whether card c satisfies the filter of p as the API
-// documents it: substrings of the full name, phone (digits), email and
-// card; the ids; the amount paid; the change window. A field the card does
-// not carry in a form we can read (an unparsable change date) passes.
-func matches(p altegio.ListClientsParams, c altegio.ClientRecord) bool {
-	contains := func(have, want string) bool {
-		return want == "" || strings.Contains(strings.ToLower(have), strings.ToLower(strings.TrimSpace(want)))
-	}
-	if !contains(strings.Join([]string{c.Name, c.Surname, c.MiddleName}, " "), p.Fullname) ||
-		!contains(digits(c.Phone), digits(p.Phone)) || !contains(c.Email, p.Email) || !contains(c.Card, p.Card) {
+// droppedFilter reports whether the API dropped one of p's filters: it
+// does so only with a filter that matches nobody (reference §6.7), so no
+// row of the answer matches that filter, while every row matches a filter
+// it applied. A filter that some rows match and others do not is one we
+// read differently from the API (a name form, a time zone): the API's
+// answer stands.
+func droppedFilter(p altegio.ListClientsParams, rows []altegio.ClientRecord) bool {
+	if len(rows) == 0 {
 		return false
 	}
-	if len(p.IDs) > 0 && !slices.Contains(p.IDs, c.ID) {
-		return false
-	}
-	if (p.PaidMin != nil && c.Paid < *p.PaidMin) || (p.PaidMax != nil && c.Paid > *p.PaidMax) {
-		return false
-	}
-	if changed, err := altegio.ParseTime(c.LastChangeDate); err == nil {
-		if (!p.ChangedAfter.IsZero() && changed.Before(p.ChangedAfter)) || (!p.ChangedBefore.IsZero() && changed.After(p.ChangedBefore)) {
-			return false
+	for _, f := range listFilters(p) {
+		if !slices.ContainsFunc(rows, f) {
+			return true
 		}
 	}
-	return true
+	return false
+}
+
+// timeSlack widens the change window when the rows are checked: the API
+// may read a time without an offset in the location's zone, at most 14
+// hours from UTC.
+const timeSlack = 14 * time.Hour
+
+// listFilters returns a predicate per filter p sets, as the API documents
+// them: substrings of the full name, phone (digits), email and card; the
+// ids; the amount paid; the change window (widened by timeSlack; a card
+// whose change date cannot be read passes).
+func listFilters(p altegio.ListClientsParams) []func(altegio.ClientRecord) bool {
+	var out []func(altegio.ClientRecord) bool
+	substr := func(want string, have func(altegio.ClientRecord) string) {
+		if want = strings.ToLower(strings.TrimSpace(want)); want != "" {
+			out = append(out, func(c altegio.ClientRecord) bool { return strings.Contains(strings.ToLower(have(c)), want) })
+		}
+	}
+	substr(p.Fullname, func(c altegio.ClientRecord) string { return strings.Join([]string{c.Name, c.Surname, c.MiddleName}, " ") })
+	substr(digits(p.Phone), func(c altegio.ClientRecord) string { return digits(c.Phone) })
+	substr(p.Email, func(c altegio.ClientRecord) string { return c.Email })
+	substr(p.Card, func(c altegio.ClientRecord) string { return c.Card })
+	if len(p.IDs) > 0 {
+		out = append(out, func(c altegio.ClientRecord) bool { return slices.Contains(p.IDs, c.ID) })
+	}
+	if p.PaidMin != nil || p.PaidMax != nil {
+		out = append(out, func(c altegio.ClientRecord) bool {
+			return (p.PaidMin == nil || c.Paid >= *p.PaidMin) && (p.PaidMax == nil || c.Paid <= *p.PaidMax)
+		})
+	}
+	if !p.ChangedAfter.IsZero() || !p.ChangedBefore.IsZero() {
+		out = append(out, func(c altegio.ClientRecord) bool {
+			changed, err := altegio.ParseTime(c.LastChangeDate)
+			return err != nil ||
+				(p.ChangedAfter.IsZero() || !changed.Before(p.ChangedAfter.Add(-timeSlack))) &&
+					(p.ChangedBefore.IsZero() || !changed.After(p.ChangedBefore.Add(timeSlack)))
+		})
+	}
+	return out
 }
 
 // digits keeps the digits of s.

@@ -350,10 +350,10 @@ func (s *Service) getClient(ctx context.Context, loc, id int64) (altegio.ClientR
 	if rec, ok := s.cache.get(loc, id); ok {
 		return rec, nil
 	}
-	fetched := s.cache.now()
+	start := s.cache.start()
 	rec, err := s.api.GetClient(ctx, loc, id)
 	if err == nil {
-		s.cache.put(loc, id, rec, fetched)
+		s.cache.put(loc, id, rec, start)
 	}
 	return rec, err
 }
@@ -466,6 +466,10 @@ func status(err error) failure {
 		return failure{503, err.Error(), time.Second}
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled), errors.Is(err, altegio.ErrNotSent):
 		return failure{503, "the read could not be done within its deadline (the API budget is busy); retry later", time.Second}
+	case errors.As(err, &apiErr) && apiErr.Status == 401:
+		// The integrator's own session was refused (after a re-login): not
+		// the caller's credentials.
+		return failure{code: 502, msg: "the API refused the integrator's session: " + apiErr.Error()}
 	case errors.As(err, &apiErr) && apiErr.Status >= 400 && apiErr.Status < 500 && apiErr.Status != 429:
 		return failure{code: apiErr.Status, msg: apiErr.Error()}
 	case altegio.ClassOf(err).Retryable():
