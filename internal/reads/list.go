@@ -149,7 +149,9 @@ func listFilters(p altegio.ListClientsParams) []func(altegio.ClientRecord) bool 
 			out = append(out, func(c altegio.ClientRecord) bool { return strings.Contains(strings.ToLower(have(c)), want) })
 		}
 	}
-	substr(p.Fullname, func(c altegio.ClientRecord) string { return strings.Join([]string{c.Name, c.Surname, c.MiddleName}, " ") })
+	substr(p.Fullname, func(c altegio.ClientRecord) string {
+		return strings.Join([]string{c.Name, c.Surname, c.MiddleName}, " ")
+	})
 	substr(digits(p.Phone), func(c altegio.ClientRecord) string { return digits(c.Phone) })
 	substr(p.Email, func(c altegio.ClientRecord) string { return c.Email })
 	substr(p.Card, func(c altegio.ClientRecord) string { return c.Card })
