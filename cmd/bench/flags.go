@@ -98,6 +98,13 @@ func defineScenario(fs *envflag.Set, name string, cfg *bench.Config) lists {
 		fs.Int(&c.Commands, "n", "BENCH_COMMANDS", 0, "commands each way (0: 5000, 300 with --quick)")
 		fs.Int(&c.Producers, "producers", "BENCH_PRODUCERS", 0, "concurrent HTTP producers (0: 16, 4 with --quick)")
 		fs.Int(&c.Batch, "batch", "BENCH_BATCH", 10, "commands per batched POST")
+	case "reads":
+		c := &cfg.Reads
+		fs.Int(&c.Commands, "n", "BENCH_COMMANDS", 0, "comments preloaded in each phase with commands (0: 300, 40 with --quick)")
+		fs.Int(&c.Readers, "readers", "BENCH_READERS", 0, "concurrent readers (0: 50, 10 with --quick)")
+		fs.Duration(&c.Reference, "reference", "BENCH_REFERENCE", 0, "reads alone first, for their reference (0: 20s, 3s with --quick)")
+		fs.Int(&c.Clients, "clients", "BENCH_CLIENTS", 0, "clients seeded and read (0: 50, 10 with --quick)")
+		defineBudget(fs, &c.Budget)
 	case "growth":
 		c := &cfg.Growth
 		var sizes string

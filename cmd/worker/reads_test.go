@@ -77,7 +77,7 @@ func TestCLIExportAndCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := history.Put(ctx, worker.HistoryKey(7, "ref_crm-9", "c-9"), []byte(res)); err != nil {
+	if _, err := history.Put(ctx, worker.HistoryKey(7, "ref_crm-9", time.Date(2025, 1, 15, 10, 0, 0, 0, time.UTC), "c-9"), []byte(res)); err != nil {
 		t.Fatal(err)
 	}
 	out, errOut, exit = e.run("", "commands", "--location", "7", "--client-ref", "crm-9")

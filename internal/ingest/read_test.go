@@ -119,7 +119,7 @@ func TestReadsOverHTTP(t *testing.T) {
 
 	// The commands of a client, from the workers' history.
 	res := fmt.Appendf(nil, `{"schema_version":1,"command_id":"c-1","type":"client.update","location_id":1,"client_id":%d,"client_ref":"crm-1","outcome":"succeeded","attempts":1,"completed_at":"2026-12-07T10:00:00Z"}`, id)
-	if _, err := history.Put(ctx, worker.HistoryKey(1, "ref_crm-1", "c-1"), res); err != nil {
+	if _, err := history.Put(ctx, worker.HistoryKey(1, "ref_crm-1", time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC), "c-1"), res); err != nil {
 		t.Fatal(err)
 	}
 	r = get("/v1/commands?location_id=1&client_ref=crm-1", readerKey)

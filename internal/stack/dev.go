@@ -176,7 +176,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 		if err != nil {
 			return err
 		}
-		defer sb.Close() // its webhook deliveries stop before ingest does
+		defer sb.Close() // cancels the webhook deliveries still retrying when the stack stops
 		ln, err := net.Listen("tcp", cfg.SandboxAddr)
 		if err != nil {
 			return fmt.Errorf("sandbox listen: %w", err)
@@ -242,6 +242,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 		// The sandbox sends its client webhooks to ingest, registered as
 		// `worker webhooks register` does.
 		if err := registerDevWebhook(ctx, js, st, accounts, cfg, log); err != nil {
+			inLn.Close()
 			return err
 		}
 	}

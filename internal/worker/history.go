@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
 // The worker keeps two small indexes next to the result events, written
@@ -32,11 +34,14 @@ import (
 // the command, whose result event is already stored.
 
 // HistoryKey returns the key of a command's entry in the client history:
-// "<location>.<client key>.<command token>", where the client key is
-// commands.Command.ClientKey's and the token is the command id, or its
-// hash when the id is not a safe key token.
-func HistoryKey(locationID int64, clientKey, commandID string) string {
-	return strconv.FormatInt(locationID, 10) + "." + clientKey + "." + commandToken(commandID)
+// "<location>.<client key>.<time>.<command token>", where the client key
+// is commands.Command.ClientKey's, the time is 19 digits of MaxInt64 less
+// the completion time in Unix nanoseconds (so the keys of a client sort
+// newest first), and the token is the command id, or its hash when the id
+// is not a safe key token.
+func HistoryKey(locationID int64, clientKey string, completed time.Time, commandID string) string {
+	return strconv.FormatInt(locationID, 10) + "." + clientKey + "." +
+		fmt.Sprintf("%019d", math.MaxInt64-completed.UnixNano()) + "." + commandToken(commandID)
 }
 
 // commandToken is commandID when it is made of letters, digits, '-' and
@@ -48,38 +53,62 @@ func commandToken(commandID string) string {
 	return commands.Command{ID: commandID}.ClientKey()
 }
 
-// index records a terminal result in the client history and, for a
-// success that changed a client, in the own changes.
+// kvPut is one write of index.
+type kvPut struct {
+	index, bucket, key string
+	value              []byte
+}
+
+// index records a terminal result in the client history (without the
+// API's data, which the event has) and, for a success that changed a
+// client, in the own changes. The writes go out together and are waited
+// for together, so a bulk create's hundred clients cost one round trip.
 func (w *Worker) index(ctx context.Context, r commands.Result) {
 	if !r.Outcome.Terminal() || r.LocationID <= 0 || w.history == nil {
 		return
 	}
-	body, err := commands.Marshal(r)
-	if err != nil {
-		return
-	}
-	key := commands.Command{ID: r.CommandID, ClientRef: r.ClientRef, ClientID: r.ClientID}.ClientKey()
-	keys := []string{HistoryKey(r.LocationID, key, r.CommandID)}
-	if byID := (commands.Command{ClientID: r.ClientID}).ClientKey(); r.ClientID > 0 && byID != key {
-		keys = append(keys, HistoryKey(r.LocationID, byID, r.CommandID))
-	}
-	for _, k := range keys {
-		if _, err := w.history.Put(ctx, k, body); err != nil {
-			w.indexFailed("history", r, err)
+	var puts []kvPut
+	lean := r
+	lean.Data = nil
+	if body, err := commands.Marshal(lean); err == nil {
+		key := commands.Command{ID: r.CommandID, ClientRef: r.ClientRef, ClientID: r.ClientID}.ClientKey()
+		puts = append(puts, kvPut{"history", topology.BucketCommandHistory, HistoryKey(r.LocationID, key, r.CompletedAt, r.CommandID), body})
+		if byID := (commands.Command{ClientID: r.ClientID}).ClientKey(); r.ClientID > 0 && byID != key {
+			puts = append(puts, kvPut{"history", topology.BucketCommandHistory, HistoryKey(r.LocationID, byID, r.CompletedAt, r.CommandID), body})
 		}
 	}
-	if r.Outcome != commands.OutcomeSucceeded && r.Outcome != commands.OutcomePartiallySucceeded {
-		return
+	if status, ok := commands.OwnChangeStatus(r.Type); ok && (r.Outcome == commands.OutcomeSucceeded || r.Outcome == commands.OutcomePartiallySucceeded) {
+		for _, c := range changedClients(r) {
+			fp, _ := altegio.CardFingerprint(c.card)
+			change, _ := json.Marshal(commands.OwnChange{CommandID: r.CommandID, Type: r.Type, At: r.CompletedAt, Card: fp})
+			puts = append(puts, kvPut{"own_changes", topology.BucketOwnChanges, commands.OwnChangeKey(r.LocationID, c.id, status), change})
+		}
 	}
-	status, ok := commands.OwnChangeStatus(r.Type)
-	if !ok {
-		return
+	w.putAll(ctx, r, puts)
+}
+
+// putAll publishes puts to their buckets' subjects at once and waits for
+// every acknowledgement, until ctx ends.
+func (w *Worker) putAll(ctx context.Context, r commands.Result, puts []kvPut) {
+	futures := make([]jetstream.PubAckFuture, len(puts))
+	for i, p := range puts {
+		f, err := w.js.PublishAsync("$KV."+p.bucket+"."+p.key, p.value)
+		if err != nil {
+			w.indexFailed(p.index, r, err)
+			continue
+		}
+		futures[i] = f
 	}
-	for _, c := range changedClients(r) {
-		fp, _ := altegio.CardFingerprint(c.card)
-		change, _ := json.Marshal(commands.OwnChange{CommandID: r.CommandID, Type: r.Type, At: r.CompletedAt, Card: fp})
-		if _, err := w.ownChanges.Put(ctx, commands.OwnChangeKey(r.LocationID, c.id, status), change); err != nil {
-			w.indexFailed("own_changes", r, err)
+	for i, f := range futures {
+		if f == nil {
+			continue
+		}
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			w.indexFailed(puts[i].index, r, err)
+		case <-ctx.Done():
+			w.indexFailed(puts[i].index, r, ctx.Err())
 		}
 	}
 }
@@ -149,9 +178,10 @@ var ErrBadCursor = errors.New("history: malformed cursor")
 
 // ClientHistory lists the commands of a client of locationID from the
 // client history in kv, newest first (by completion time, then command
-// id), q.Limit at a time. A client addressed by client_ref is found by its
-// ref; one addressed by id also finds the creates and ref-addressed
-// commands that resolved to that id.
+// token), q.Limit at a time. A client addressed by client_ref is found by
+// its ref; one addressed by id also finds the creates and ref-addressed
+// commands that resolved to that id. The keys carry the time, so a page
+// reads its own entries only, whatever the client's whole history.
 func ClientHistory(ctx context.Context, kv jetstream.KeyValue, locationID int64, q HistoryQuery) (HistoryPage, error) {
 	if q.Limit <= 0 {
 		q.Limit = 50
@@ -164,72 +194,84 @@ func ClientHistory(ctx context.Context, kv jetstream.KeyValue, locationID int64,
 			return HistoryPage{}, err
 		}
 	}
-	key := commands.Command{ClientRef: q.ClientRef, ClientID: q.ClientID}.ClientKey()
-	lister, err := kv.ListKeysFiltered(ctx, strconv.FormatInt(locationID, 10)+"."+key+".*")
+	prefix := strconv.FormatInt(locationID, 10) + "." + commands.Command{ClientRef: q.ClientRef, ClientID: q.ClientID}.ClientKey() + "."
+	lister, err := kv.ListKeysFiltered(ctx, prefix+"*.*")
 	if err != nil {
 		return HistoryPage{}, fmt.Errorf("history: list keys: %w", err)
 	}
-	var all []commands.Result
+	var keys []historyCursor
 	for k := range lister.Keys() {
-		e, err := kv.Get(ctx, k)
-		if errors.Is(err, jetstream.ErrKeyNotFound) {
-			continue // expired meanwhile
-		}
-		if err != nil {
-			_ = lister.Stop()
-			return HistoryPage{}, fmt.Errorf("history: get %s: %w", k, err)
-		}
-		var r commands.Result
-		if json.Unmarshal(e.Value(), &r) != nil || r.CompletedAt.Before(q.Since) {
+		c, ok := parseHistoryKey(strings.TrimPrefix(k, prefix))
+		if !ok || c.at.Before(q.Since) || (q.Cursor != "" && !after.before(c)) {
 			continue
 		}
-		if q.Cursor != "" && !after.before(r) {
-			continue
-		}
-		all = append(all, r)
+		c.key = k
+		keys = append(keys, c)
 	}
 	if err := ctx.Err(); err != nil {
 		return HistoryPage{}, err
 	}
-	slices.SortFunc(all, func(a, b commands.Result) int {
-		return cmp.Or(b.CompletedAt.Compare(a.CompletedAt), strings.Compare(b.CommandID, a.CommandID))
+	slices.SortFunc(keys, func(a, b historyCursor) int {
+		return cmp.Or(b.at.Compare(a.at), strings.Compare(b.token, a.token))
 	})
-	page := HistoryPage{Commands: all[:min(len(all), q.Limit)]}
-	if len(all) > q.Limit {
-		last := page.Commands[len(page.Commands)-1]
-		page.Next = historyCursor{at: last.CompletedAt, id: last.CommandID}.String()
+	page := HistoryPage{Commands: []commands.Result{}}
+	for _, c := range keys[:min(len(keys), q.Limit)] {
+		e, err := kv.Get(ctx, c.key)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			continue // expired meanwhile
+		}
+		if err != nil {
+			return HistoryPage{}, fmt.Errorf("history: get %s: %w", c.key, err)
+		}
+		var r commands.Result
+		if json.Unmarshal(e.Value(), &r) == nil {
+			page.Commands = append(page.Commands, r)
+		}
 	}
-	if page.Commands == nil {
-		page.Commands = []commands.Result{}
+	if len(keys) > q.Limit {
+		page.Next = keys[q.Limit-1].String()
 	}
 	return page, nil
 }
 
-// historyCursor is the last command of a page: the next page holds the
-// commands ordered after it (older, or as old with a smaller id).
+// historyCursor is a place in a client's history: an entry's completion
+// time and command token (and, when read from the bucket, its key). The
+// next page holds the entries ordered after it (older, or as old with a
+// smaller token).
 type historyCursor struct {
-	at time.Time
-	id string
+	at    time.Time
+	token string
+	key   string
 }
 
-// String encodes c as "<unix nanoseconds>.<command id>".
+// String encodes c as "<unix nanoseconds>.<command token>".
 func (c historyCursor) String() string {
-	return strconv.FormatInt(c.at.UnixNano(), 10) + "." + c.id
+	return strconv.FormatInt(c.at.UnixNano(), 10) + "." + c.token
 }
 
 func parseHistoryCursor(s string) (historyCursor, error) {
-	ns, id, ok := strings.Cut(s, ".")
+	ns, token, ok := strings.Cut(s, ".")
 	n, err := strconv.ParseInt(ns, 10, 64)
-	if !ok || err != nil {
+	if !ok || err != nil || token == "" {
 		return historyCursor{}, fmt.Errorf("%w: %q", ErrBadCursor, s)
 	}
-	return historyCursor{at: time.Unix(0, n), id: id}, nil
+	return historyCursor{at: time.Unix(0, n), token: token}, nil
 }
 
-// before reports whether r comes after the cursor in newest-first order.
-func (c historyCursor) before(r commands.Result) bool {
-	if !r.CompletedAt.Equal(c.at) {
-		return r.CompletedAt.Before(c.at)
+// parseHistoryKey reads "<time>.<command token>", the end of a HistoryKey.
+func parseHistoryKey(s string) (historyCursor, bool) {
+	inv, token, ok := strings.Cut(s, ".")
+	n, err := strconv.ParseInt(inv, 10, 64)
+	if !ok || err != nil || token == "" {
+		return historyCursor{}, false
 	}
-	return r.CommandID < c.id
+	return historyCursor{at: time.Unix(0, math.MaxInt64-n), token: token}, true
+}
+
+// before reports whether e comes after the cursor in newest-first order.
+func (c historyCursor) before(e historyCursor) bool {
+	if !e.at.Equal(c.at) {
+		return e.at.Before(c.at)
+	}
+	return e.token < c.token
 }

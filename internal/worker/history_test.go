@@ -41,6 +41,11 @@ func TestClientHistoryAndOwnChanges(t *testing.T) {
 		if got := resultIDs(page.Commands); !slices.Equal(got, want) || page.Next != "" {
 			t.Errorf("history %+v = %v next %q, want %v newest first, one page", q, got, page.Next, want)
 		}
+		for _, r := range page.Commands {
+			if r.Data != nil || r.Outcome != commands.OutcomeSucceeded {
+				t.Errorf("history entry of %s: outcome %s, data %s; want the result without the API's data", r.CommandID, r.Outcome, r.Data)
+			}
+		}
 	}
 
 	// Two at a time: the cursor continues where the first page ended.
