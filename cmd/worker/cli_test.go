@@ -83,6 +83,21 @@ type cliEnv struct {
 
 func newCLIEnv(t *testing.T) *cliEnv {
 	t.Helper()
+	n, js := jetStreamWithTopology(t)
+	e := &cliEnv{t: t, js: js, env: map[string]string{"NATS_URL": n.URL(), "DLQ_OPERATOR": "tester"}}
+	for _, r := range fixtureRecords() {
+		e.publish("altegio.dlq."+itoa(r.LocationID)+"."+r.Type.Op(), r.MsgID(), r)
+	}
+	for _, r := range fixtureEvents() {
+		e.publish(commands.EventSubject(r), r.MsgID(), r)
+	}
+	return e
+}
+
+// jetStreamWithTopology runs a JetStream server with the product topology
+// applied, as a worker applies it at start.
+func jetStreamWithTopology(t *testing.T) (*testenv.NATS, jetstream.JetStream) {
+	t.Helper()
 	n := testenv.RunJetStream(t)
 	_, js := testenv.Connect(t, n.URL())
 	top, err := topology.Load()
@@ -94,14 +109,7 @@ func newCLIEnv(t *testing.T) *cliEnv {
 	if err := topology.Apply(ctx, js, top); err != nil {
 		t.Fatal(err)
 	}
-	e := &cliEnv{t: t, js: js, env: map[string]string{"NATS_URL": n.URL(), "DLQ_OPERATOR": "tester"}}
-	for _, r := range fixtureRecords() {
-		e.publish("altegio.dlq."+itoa(r.LocationID)+"."+r.Type.Op(), r.MsgID(), r)
-	}
-	for _, r := range fixtureEvents() {
-		e.publish(commands.EventSubject(r), r.MsgID(), r)
-	}
-	return e
+	return n, js
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
@@ -216,12 +217,7 @@ func parseWhen(c cli, name, v string) (time.Time, error) {
 // connect opens NATS and the DLQ service. The returned function closes
 // the connection.
 func connect(ctx context.Context, o common, c cli, operator string, rate float64) (*dlq.Service, func(), error) {
-	log, err := cliLogger(o, c)
-	if err != nil {
-		return nil, nil, &exitError{exitUsage, err}
-	}
-	o.nats.Name = "worker-cli"
-	nc, js, err := stack.ConnectNATS(o.nats, log)
+	log, nc, js, err := cliConnect(o, c)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -231,6 +227,18 @@ func connect(ctx context.Context, o common, c cli, operator string, rate float64
 		return nil, nil, err
 	}
 	return svc, func() { drainAndWait(nc) }, nil
+}
+
+// cliConnect connects a subcommand to NATS as "worker-cli", logging with
+// cliLogger; close the connection with drainAndWait.
+func cliConnect(o common, c cli) (*slog.Logger, *nats.Conn, jetstream.JetStream, error) {
+	log, err := cliLogger(o, c)
+	if err != nil {
+		return nil, nil, nil, &exitError{exitUsage, err}
+	}
+	o.nats.Name = "worker-cli"
+	nc, js, err := stack.ConnectNATS(o.nats, log)
+	return log, nc, js, err
 }
 
 // drainAndWait drains nc and waits, at most 2 s, until it is closed.

@@ -13,7 +13,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
-	"github.com/altegio-integrator/integrator/internal/stack"
 	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
@@ -88,12 +87,7 @@ func eventsTail(ctx context.Context, args []string, c cli) error {
 		out = outcome
 	}
 
-	log, err := cliLogger(o.common, c)
-	if err != nil {
-		return &exitError{exitUsage, err}
-	}
-	o.nats.Name = "worker-cli"
-	nc, js, err := stack.ConnectNATS(o.nats, log)
+	_, nc, js, err := cliConnect(o.common, c)
 	if err != nil {
 		return err
 	}

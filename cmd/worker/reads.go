@@ -11,7 +11,6 @@ import (
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/reads"
-	"github.com/altegio-integrator/integrator/internal/stack"
 	"github.com/altegio-integrator/integrator/internal/worker"
 )
 
@@ -57,12 +56,7 @@ func runExport(ctx context.Context, args []string, c cli) error {
 	case after < 0:
 		return usageErr("export clients: --after-id %d: want an id", after)
 	}
-	log, err := cliLogger(o, c)
-	if err != nil {
-		return &exitError{exitUsage, err}
-	}
-	o.nats.Name = "worker-cli"
-	nc, _, err := stack.ConnectNATS(o.nats, log)
+	_, nc, _, err := cliConnect(o, c)
 	if err != nil {
 		return err
 	}
@@ -131,12 +125,7 @@ func runCommands(ctx context.Context, args []string, c cli) error {
 		}
 		req.Since = t.UTC().Format(time.RFC3339Nano)
 	}
-	log, err := cliLogger(o.common, c)
-	if err != nil {
-		return &exitError{exitUsage, err}
-	}
-	o.nats.Name = "worker-cli"
-	nc, _, err := stack.ConnectNATS(o.nats, log)
+	_, nc, _, err := cliConnect(o.common, c)
 	if err != nil {
 		return err
 	}

@@ -124,23 +124,19 @@ func parseSelfSending(s string) (*bool, error) {
 // connectAPI builds the API client the workers use (stack.NewAPI) on a
 // new NATS connection. The returned function closes both.
 func connectAPI(ctx context.Context, f webhookFlags, c cli) (*altegio.Client, func(), error) {
-	log, err := cliLogger(f.common, c)
-	if err != nil {
-		return nil, nil, &exitError{exitUsage, err}
-	}
 	var cfg stack.WorkerConfig
 	if err := f.api.apply(&cfg); err != nil {
 		return nil, nil, usageErr("webhooks: %v", err)
 	}
-	if cfg.Accounts, err = auth.AccountsFromEnv(c.getenv); err != nil {
-		return nil, nil, err
-	}
-	cfg.Logger = log
-	f.nats.Name = "worker-cli"
-	nc, js, err := stack.ConnectNATS(f.nats, log)
+	accounts, err := auth.AccountsFromEnv(c.getenv)
 	if err != nil {
 		return nil, nil, err
 	}
+	log, nc, js, err := cliConnect(f.common, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	cfg.Accounts, cfg.Logger = accounts, log
 	api, closeAPI, err := stack.NewAPI(ctx, js, cfg)
 	if err != nil {
 		nc.Close()

@@ -17,7 +17,6 @@ import (
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
-	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
 const (
@@ -43,17 +42,7 @@ type webhooksEnv struct {
 
 func newWebhooksEnv(t *testing.T) *webhooksEnv {
 	t.Helper()
-	n := testenv.RunJetStream(t)
-	_, js := testenv.Connect(t, n.URL())
-	top, err := topology.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := topology.Apply(ctx, js, top); err != nil {
-		t.Fatal(err)
-	}
+	n, _ := jetStreamWithTopology(t)
 	sb, apiURL := testenv.Sandbox(t, sandbox.Config{
 		PartnerToken: whPartner,
 		Users: []sandbox.User{
@@ -63,7 +52,6 @@ func newWebhooksEnv(t *testing.T) *webhooksEnv {
 		RatePerSecond: -1, RatePerMinute: -1,
 		WebhookDelay: -1, WebhookRetryDelay: -1,
 	})
-	t.Cleanup(func() { _ = sb.Close() })
 	return &webhooksEnv{t: t, sb: sb, url: apiURL, env: map[string]string{
 		"NATS_URL":                n.URL(),
 		"ALTEGIO_API_URL":         apiURL,
