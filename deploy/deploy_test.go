@@ -704,21 +704,36 @@ func runEndToEnd(ctx context.Context, t *testing.T, url string, top *topology.To
 		}
 	}
 	// A read over HTTP: ingest asks the worker's read service.
-	resp, err := http.Get(base + "/v1/locations/1/clients-by-ref/crm-1")
-	if err != nil {
-		t.Fatal(err)
+	if err := httpContains(base+"/v1/locations/1/clients-by-ref/crm-1", `"Ada"`); err != nil {
+		t.Errorf("read crm-1 through ingest: %v", err)
 	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"Ada"`) {
-		t.Errorf("read crm-1 through ingest: %d %s", resp.StatusCode, body)
-	}
+	// The client's commands: the worker lists its history bucket's keys
+	// (an ordered consumer on it) within its grants (the caller checks the
+	// violations).
+	// The history is written right after the result event: poll.
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		return httpContains(base+"/v1/commands?location_id=1&client_ref=crm-1", id)
+	})
 	if err := w.Ready(); err != nil {
 		t.Errorf("worker readiness: %v", err)
 	}
 	if got := len(sb.Clients(1)); got != 1 {
 		t.Errorf("sandbox has %d clients, want 1", got)
 	}
+}
+
+// httpContains checks that GET url answers 200 with want in the body.
+func httpContains(url, want string) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+		return fmt.Errorf("GET %s: %d %s, want %q in it", url, resp.StatusCode, body, want)
+	}
+	return nil
 }
 
 func httpStatus(url string, want int) error {
