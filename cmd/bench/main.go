@@ -28,8 +28,8 @@ import (
 	"time"
 
 	"github.com/altegio-integrator/integrator/internal/bench"
+	"github.com/altegio-integrator/integrator/internal/devstack"
 	"github.com/altegio-integrator/integrator/internal/envflag"
-	"github.com/altegio-integrator/integrator/internal/stack"
 )
 
 func main() {
@@ -71,7 +71,7 @@ func usage(w io.Writer) {
 
 // runPipeline is the one-process pipeline bench.
 func runPipeline(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	var cfg stack.BenchConfig
+	var cfg devstack.BenchConfig
 	fs := envflag.New("bench", getenv, stderr)
 	fs.Int(&cfg.Commands, "n", "BENCH_COMMANDS", 1000, "client.create commands to send")
 	fs.Int(&cfg.Producers, "producers", "BENCH_PRODUCERS", 8, "concurrent HTTP producers")
@@ -83,7 +83,7 @@ func runPipeline(ctx context.Context, args []string, getenv func(string) string,
 		return err
 	}
 	cfg.Progress = stderr
-	rep, err := stack.RunBench(ctx, cfg)
+	rep, err := devstack.RunBench(ctx, cfg)
 	if err != nil {
 		return err
 	}

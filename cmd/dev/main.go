@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/altegio-integrator/integrator/internal/auth"
+	"github.com/altegio-integrator/integrator/internal/devstack"
 	"github.com/altegio-integrator/integrator/internal/envflag"
 	"github.com/altegio-integrator/integrator/internal/stack"
 )
@@ -33,7 +34,7 @@ func main() {
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var (
-		cfg       stack.DevConfig
+		cfg       devstack.DevConfig
 		logLevel  string
 		logFormat string
 	)
@@ -67,5 +68,5 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
-	return stack.RunDev(ctx, cfg)
+	return devstack.RunDev(ctx, cfg)
 }

@@ -787,7 +787,7 @@ func TestFairQueueRandomOperations(t *testing.T) {
 	flows := []string{"a/7", "a/8", "b/7", "b/9", "auth"}
 	var count func(n *node) int
 	count = func(n *node) int {
-		if n.children == nil || len(n.children) == 0 {
+		if len(n.children) == 0 {
 			return len(n.queue)
 		}
 		total := 0

@@ -86,7 +86,7 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 
 	// Components log at debug level into a buffer; a failure report shows
 	// the warnings and every line about the commands that went wrong.
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	log := slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 
 	cluster := testenv.RunCluster(t, 3)

@@ -1,7 +1,10 @@
-// Package stack assembles the running processes from the library packages:
-// the NATS connection and topology every binary needs, the worker with its
-// credentials and shared rate limit, and the one-process development stack.
-// The binaries in cmd/ parse settings and call into here; tests do the same.
+// Package stack is the composition root of the production binaries
+// (cmd/ingest, cmd/worker): the NATS connection and topology every binary
+// needs, and the worker with its credentials, shared rate limit and read
+// service. The binaries parse settings and call into here; tests do the
+// same. It links neither an embedded nats-server nor the sandbox
+// (TestProductionBinariesLinkNoTestMachinery): the one-process development
+// stack and the pipeline bench are in internal/devstack.
 package stack
 
 import (

@@ -1,4 +1,4 @@
-package stack
+package devstack
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/ratelimit"
+	"github.com/altegio-integrator/integrator/internal/stack"
 	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
@@ -119,7 +120,7 @@ func RunBench(ctx context.Context, cfg BenchConfig) (BenchReport, error) {
 		return BenchReport{}, fmt.Errorf("start stack: %w", err)
 	}
 
-	nc, js, err := ConnectNATS(NATSConfig{URL: st.NATSURL, Name: "bench"}, slog.New(slog.DiscardHandler))
+	nc, js, err := stack.ConnectNATS(stack.NATSConfig{URL: st.NATSURL, Name: "bench"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		return BenchReport{}, err
 	}

@@ -1,4 +1,10 @@
-package stack
+// Package devstack runs the whole pipeline in one process for development
+// (cmd/dev: embedded NATS, the sandbox, ingest and the worker) and for the
+// one-process pipeline bench (cmd/bench pipeline). Only those two binaries
+// import it, so the production binaries link neither nats-server nor the
+// sandbox; the parts themselves are built by internal/stack, as in
+// production.
+package devstack
 
 import (
 	"context"
@@ -30,6 +36,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/outbox"
 	"github.com/altegio-integrator/integrator/internal/ratelimit"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
+	"github.com/altegio-integrator/integrator/internal/stack"
 	"github.com/altegio-integrator/integrator/internal/topology"
 	"github.com/altegio-integrator/integrator/internal/worker"
 )
@@ -145,12 +152,12 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 		}()
 		st.NATSURL = ns.ClientURL()
 	}
-	nc, js, err := ConnectNATS(NATSConfig{URL: st.NATSURL, Name: "dev"}, log)
+	nc, js, err := stack.ConnectNATS(stack.NATSConfig{URL: st.NATSURL, Name: "dev"}, log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	top, err := ApplyTopology(ctx, js, 1, 30*time.Second, log)
+	top, err := stack.ApplyTopology(ctx, js, 1, 30*time.Second, log)
 	if err != nil {
 		return err
 	}
@@ -190,7 +197,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 	}
 
 	// The worker.
-	w, closeWorker, err := NewWorker(ctx, js, top, WorkerConfig{
+	w, closeWorker, err := stack.NewWorker(ctx, js, top, stack.WorkerConfig{
 		APIBaseURL: st.APIURL,
 		Accounts:   accounts,
 		RateLimit:  withKey(cfg.RateLimit, "egress.dev"),
@@ -207,7 +214,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 	if err != nil {
 		return fmt.Errorf("ops listen: %w", err)
 	}
-	ops := &http.Server{Handler: OpsHandler(w.Ready, reg), ReadHeaderTimeout: 5 * time.Second}
+	ops := &http.Server{Handler: stack.OpsHandler(w.Ready, reg), ReadHeaderTimeout: 5 * time.Second}
 	servers = append(servers, ops)
 	go ops.Serve(opsLn)
 	st.OpsURL = "http://" + opsLn.Addr().String()
@@ -279,7 +286,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 // registerDevWebhook registers ingest's webhook route for DevLocationID
 // with the sandbox, through the workers' API client.
 func registerDevWebhook(ctx context.Context, js jetstream.JetStream, st DevStack, accounts []auth.Account, cfg DevConfig, log *slog.Logger) error {
-	api, closeAPI, err := NewAPI(ctx, js, WorkerConfig{APIBaseURL: st.APIURL, Accounts: accounts,
+	api, closeAPI, err := stack.NewAPI(ctx, js, stack.WorkerConfig{APIBaseURL: st.APIURL, Accounts: accounts,
 		RateLimit: withKey(cfg.RateLimit, "egress.dev"), Logger: log})
 	if err != nil {
 		return err
