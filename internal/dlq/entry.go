@@ -14,7 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
-	"github.com/altegio-integrator/integrator/internal/worker"
+	"github.com/altegio-integrator/integrator/internal/idem"
 )
 
 // Status is where a DLQ entry stands; see the package documentation.
@@ -390,7 +390,7 @@ func (s *Service) annotate(ctx context.Context, entries []Entry) error {
 	if err != nil {
 		return err
 	}
-	records := map[string]*worker.Record{}
+	records := map[string]*idem.Record{}
 	for i := range entries {
 		e := &entries[i]
 		if m, ok := marks[e.Seq]; ok {
@@ -400,7 +400,7 @@ func (s *Service) annotate(ctx context.Context, entries []Entry) error {
 		rec, seen := records[id]
 		if !seen && id != "" {
 			cctx, cancel := s.timeout(ctx)
-			r, err := worker.LoadRecord(cctx, s.idem, id)
+			r, _, err := idem.Load(cctx, s.idem, id)
 			cancel()
 			switch {
 			case err == nil:
@@ -418,8 +418,8 @@ func (s *Service) annotate(ctx context.Context, entries []Entry) error {
 
 // status derives an entry's status from its mark and the command's
 // idempotency record (nil when there is none).
-func status(m *Mark, rec *worker.Record) (Status, commands.Outcome) {
-	if rec != nil && rec.State == worker.StateDone {
+func status(m *Mark, rec *idem.Record) (Status, commands.Outcome) {
+	if rec != nil && rec.State == idem.StateDone {
 		var o commands.Outcome
 		if rec.Result != nil {
 			o = rec.Result.Outcome
@@ -432,7 +432,7 @@ func status(m *Mark, rec *worker.Record) (Status, commands.Outcome) {
 	if m.State == MarkResolved {
 		return StatusResolved, m.Outcome
 	}
-	if rec != nil && rec.State == worker.StateDead && m.CommandSeq != 0 && rec.StreamSeq >= m.CommandSeq {
+	if rec != nil && rec.State == idem.StateDead && m.CommandSeq != 0 && rec.StreamSeq >= m.CommandSeq {
 		return StatusFailedAgain, ""
 	}
 	return StatusReplayed, ""

@@ -16,10 +16,10 @@ import (
 	"time"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/outbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 	"github.com/altegio-integrator/integrator/internal/topology"
-	"github.com/altegio-integrator/integrator/internal/worker"
 )
 
 type tWriter struct{ t testing.TB }
@@ -398,20 +398,20 @@ func TestGetCommandStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	put := func(rec worker.Record) {
+	put := func(rec idem.Record) {
 		t.Helper()
 		b, _ := json.Marshal(rec)
-		if _, err := kv.Put(ctx, worker.RecordKey(id), b); err != nil {
+		if _, err := kv.Put(ctx, idem.Key(id), b); err != nil {
 			t.Fatal(err)
 		}
 	}
-	put(worker.Record{State: worker.StateInFlight, Attempts: 1, StreamSeq: seq})
+	put(idem.Record{State: idem.StateInFlight, Attempts: 1, StreamSeq: seq})
 	if code, st := get(crmKey); code != 200 || st.Status != StateInFlight {
 		t.Errorf("in flight: %d %+v", code, st)
 	}
 	res := &commands.Result{SchemaVersion: 1, CommandID: id, Type: commands.TypeClientCreate, LocationID: 9,
 		ClientRef: "st", ClientID: 77, Outcome: commands.OutcomeSucceeded, Attempts: 1, CompletedAt: time.Now().UTC(), StreamSeq: seq}
-	put(worker.Record{State: worker.StateDone, Attempts: 1, StreamSeq: seq, Result: res})
+	put(idem.Record{State: idem.StateDone, Attempts: 1, StreamSeq: seq, Result: res})
 	code, st := get(crmKey)
 	if code != 200 || st.Status != StateSucceeded || len(st.Result) == 0 {
 		t.Fatalf("done: %d %+v", code, st)
@@ -421,12 +421,9 @@ func TestGetCommandStatus(t *testing.T) {
 		t.Errorf("result %s: %v", st.Result, err)
 	}
 	res.Outcome = commands.OutcomeDeadLettered
-	put(worker.Record{State: worker.StateDead, Attempts: 3, StreamSeq: seq, Result: res})
+	put(idem.Record{State: idem.StateDead, Attempts: 3, StreamSeq: seq, Result: res})
 	if code, st := get(crmKey); code != 200 || st.Status != StateDeadLettered {
 		t.Errorf("dead: %d %+v", code, st)
-	}
-	if recordKey(id) != worker.RecordKey(id) {
-		t.Errorf("record key %q, worker uses %q", recordKey(id), worker.RecordKey(id))
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
@@ -41,30 +42,10 @@ type CommandState struct {
 	Result json.RawMessage `json:"result,omitempty"`
 }
 
-// idempotencyRecord is the part of the worker's record (worker.Record,
-// under worker.RecordKey) that ingest reads. It is mirrored rather than
-// imported so that ingest does not link the API client; a test checks the
-// key and the field names against the worker's.
-type idempotencyRecord struct {
-	State     string          `json:"state"`
-	StreamSeq uint64          `json:"stream_seq"`
-	Result    json.RawMessage `json:"result,omitempty"`
-}
-
 // statusClientClosedRequest is recorded for a request whose client went
 // away before the answer (nginx's 499, as dlq.StatusClientClosedRequest):
 // not a server error.
 const statusClientClosedRequest = 499
-
-// recordKey is the worker's idempotency key of a command (worker.RecordKey).
-func recordKey(commandID string) string { return "cmd." + commandID }
-
-// Worker states in the idempotency bucket.
-const (
-	workerInFlight = "in_flight"
-	workerDone     = "done"
-	workerDead     = "dead"
-)
 
 // getCommand is GET /v1/commands/{id}: the worker's idempotency record when
 // there is one, else what this process remembers of accepting the command,
@@ -117,7 +98,9 @@ func (s *Server) lookup(ctx context.Context, id string) (CommandState, int64, bo
 		}
 		return st, 0, false, err
 	}
-	entry, err := kv.Get(ctx, recordKey(id))
+	rec, _, err := idem.Load(ctx, kv, id)
+	var jsonErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound):
 		if !isRecent {
@@ -125,41 +108,36 @@ func (s *Server) lookup(ctx context.Context, id string) (CommandState, int64, bo
 		}
 		st.Status = s.recentState(recent)
 		return st, recent.location, true, nil
-	case err != nil:
-		return st, 0, false, err
-	}
-	var rec idempotencyRecord
-	if err := json.Unmarshal(entry.Value(), &rec); err != nil {
+	case errors.As(err, &jsonErr), errors.As(err, &typeErr):
 		s.log.Warn("undecodable idempotency record", "command_id", id, "error", err)
 		st.Status = StateInFlight
 		return st, recent.location, true, nil
-	}
-	var res struct {
-		Outcome    commands.Outcome `json:"outcome"`
-		LocationID int64            `json:"location_id"`
-		StreamSeq  uint64           `json:"stream_seq"`
+	case err != nil:
+		return st, 0, false, err
 	}
 	if rec.StreamSeq > 0 {
 		st.StreamSeq = rec.StreamSeq
 	}
-	if len(rec.Result) > 0 && string(rec.Result) != "null" && json.Unmarshal(rec.Result, &res) == nil {
-		st.Result = rec.Result
+	var res commands.Result
+	if rec.Result != nil {
+		res = *rec.Result
+		st.Result, _ = commands.Marshal(res)
 		if res.StreamSeq > 0 && st.StreamSeq == 0 {
 			st.StreamSeq = res.StreamSeq
 		}
 	}
 	switch rec.State {
-	case workerDone:
+	case idem.StateDone:
 		st.Status = StateSucceeded
 		if res.Outcome.Terminal() {
 			st.Status = string(res.Outcome)
 		}
-	case workerDead:
+	case idem.StateDead:
 		st.Status = StateDeadLettered
-	case workerInFlight, "":
+	case idem.StateInFlight, "":
 		st.Status = StateInFlight
 	default:
-		st.Status = rec.State
+		st.Status = string(rec.State)
 	}
 	location := res.LocationID
 	if location == 0 {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 )
@@ -35,7 +36,7 @@ func TestCreatesCoalescedIntoBulk(t *testing.T) {
 		if strings.Contains(got.Note, "bulk request") {
 			bulkNotes++
 		}
-		if rec := e.record(c.ID); rec.State != StateDone || rec.Uncertain {
+		if rec := e.record(c.ID); rec.State != idem.StateDone || rec.Uncertain {
 			t.Errorf("%s: record %+v", c.ClientRef, rec)
 		}
 	}

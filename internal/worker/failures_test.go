@@ -15,6 +15,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/auth"
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 	"github.com/altegio-integrator/integrator/internal/topology"
@@ -64,7 +65,7 @@ func TestPermanent422ToDLQ(t *testing.T) {
 	if len(d.FieldErrors) == 0 && !strings.Contains(d.APIMessage, "phone") {
 		t.Errorf("no field errors or message about the phone: %+v", d)
 	}
-	if rec := e.record(c.ID); rec.State != StateDead || rec.DeadLetter == nil {
+	if rec := e.record(c.ID); rec.State != idem.StateDead || rec.DeadLetter == nil {
 		t.Errorf("record: %+v", rec)
 	}
 	if n := e.sb.Stats().CreateAttemptsByPhone["15550000400"]; n != 1 {

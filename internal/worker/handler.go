@@ -13,6 +13,7 @@ import (
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/wmjetstream"
 )
 
@@ -25,7 +26,7 @@ type job struct {
 	log       *slog.Logger
 
 	cmd commands.Command
-	rec Record
+	rec idem.Record
 	rev uint64
 	// unread: the record was not read (a first delivery); the intent is
 	// then written only if no record exists.
@@ -78,7 +79,7 @@ func (j *job) run(ctx context.Context) error {
 	// The first delivery of an original message almost never finds a
 	// record: it skips the read, and the intent's create-if-absent finds
 	// the rare other copy of the command instead (see recordIntent).
-	var rec Record
+	var rec idem.Record
 	var rev uint64
 	j.unread = j.info.NumDelivered == 1 && replayOf(j.msg) == 0
 	if !j.unread {
@@ -94,12 +95,12 @@ func (j *job) run(ctx context.Context) error {
 	sameMsg := rec.StreamSeq == j.info.StreamSeq
 
 	switch rec.State {
-	case StateDone:
+	case idem.StateDone:
 		if rec.Result != nil {
 			return j.alreadyDone(ctx, replay, sameMsg)
 		}
-		j.rec.State, j.rec.Uncertain = StateInFlight, true // unreadable: reconcile
-	case StateDead:
+		j.rec.State, j.rec.Uncertain = idem.StateInFlight, true // unreadable: reconcile
+	case idem.StateDead:
 		if sameMsg && rec.DeadLetter != nil && rec.Result != nil {
 			// Dead-lettered, but the message was not terminated: finish
 			// the publication (deduplicated by message id).
@@ -110,7 +111,7 @@ func (j *job) run(ctx context.Context) error {
 		}
 		// A replay from the DLQ starts over; Uncertain and ClientID are
 		// kept so that an effect of the earlier attempts is found first.
-		j.rec = Record{State: StateInFlight, Uncertain: rec.Uncertain, ClientID: rec.ClientID}
+		j.rec = idem.Record{State: idem.StateInFlight, Uncertain: rec.Uncertain, ClientID: rec.ClientID}
 	}
 	// Order across processes: an older command of the client that is still
 	// in the stream goes first, wherever it is (see order.go). Checked
@@ -237,7 +238,7 @@ func (j *job) attempt(ctx context.Context) error {
 func (j *job) recordIntent(ctx context.Context, clientID int64) error {
 	w := j.w
 	now := w.cfg.Now()
-	j.rec.State = StateInFlight
+	j.rec.State = idem.StateInFlight
 	j.rec.Attempts++
 	j.rec.Uncertain = true // until the outcome is known
 	j.rec.ClientID = clientID
@@ -353,12 +354,12 @@ func (j *job) succeed(ctx context.Context, out outcome) error {
 	}
 	r := j.result(o, verdict{})
 	r.Data, r.Note = out.data, out.note
-	j.rec.State, j.rec.Uncertain, j.rec.Result = StateDone, false, &r
+	j.rec.State, j.rec.Uncertain, j.rec.Result = idem.StateDone, false, &r
 	if err := j.save(ctx); err != nil {
 		return j.retryInfra(err)
 	}
 	if h := w.hooks.afterRecord; h != nil {
-		h(c, StateDone)
+		h(c, idem.StateDone)
 	}
 	if err := w.publishResult(bctx, r); err != nil {
 		// Done is recorded: the redelivery re-publishes the stored result.
@@ -535,7 +536,7 @@ func (j *job) markDead(ctx context.Context, v verdict, cause error) (commands.DL
 	if r.APIMessage == "" {
 		r.APIMessage = reason
 	}
-	j.rec.State, j.rec.StreamSeq = StateDead, j.info.StreamSeq
+	j.rec.State, j.rec.StreamSeq = idem.StateDead, j.info.StreamSeq
 	j.rec.LastError, j.rec.LastClass = cause.Error(), v.class
 	j.rec.Account = v.account
 	stored := dl
@@ -544,7 +545,7 @@ func (j *job) markDead(ctx context.Context, v verdict, cause error) (commands.DL
 		return commands.DLQRecord{}, commands.Result{}, err
 	}
 	if h := j.w.hooks.afterRecord; h != nil {
-		h(j.cmd, StateDead)
+		h(j.cmd, idem.StateDead)
 	}
 	return dl, r, nil
 }
@@ -642,7 +643,7 @@ func (j *job) deadLetterInvalid(ctx context.Context, err error) error {
 // record of another message exists, and this message is not a replay of a
 // dead-lettered command.
 func (j *job) recordInvalid(ctx context.Context, dl commands.DLQRecord, r commands.Result) (ours bool, err error) {
-	rec := Record{State: StateDead, StreamSeq: j.info.StreamSeq, LastError: dl.Reason, LastClass: dl.ErrorClass,
+	rec := idem.Record{State: idem.StateDead, StreamSeq: j.info.StreamSeq, LastError: dl.Reason, LastClass: dl.ErrorClass,
 		FirstFailureAt: dl.FirstFailureAt, LastFailureAt: dl.LastFailureAt, DeadLetter: &dl, Result: &r,
 		WorkerID: j.w.cfg.WorkerID}
 	bctx, cancel := j.bk(ctx)
@@ -657,7 +658,7 @@ func (j *job) recordInvalid(ctx context.Context, dl commands.DLQRecord, r comman
 		return false, err
 	case existing.StreamSeq == j.info.StreamSeq:
 		return true, nil // this message's own record: an earlier delivery wrote it
-	case existing.State == StateDead && replayOf(j.msg) > 0:
+	case existing.State == idem.StateDead && replayOf(j.msg) > 0:
 		// A replay of the dead-lettered command: its record now.
 		_, err = j.w.idem.save(bctx, j.cmd.ID, rec, rev)
 		return err == nil, err

@@ -19,6 +19,7 @@ import (
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/ratelimit"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
@@ -295,15 +296,9 @@ func (e *env) publishRaw(subject string, h nats.Header, data []byte) uint64 {
 }
 
 // record reads a command's idempotency record.
-func (e *env) record(id string) Record {
+func (e *env) record(id string) idem.Record {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	kv, err := e.js.KeyValue(ctx, topology.BucketIdempotency)
-	if err != nil {
-		e.t.Fatalf("bucket: %v", err)
-	}
-	rec, err := LoadRecord(ctx, kv, id)
+	rec, err := e.loadRecord(id)
 	if err != nil {
 		e.t.Fatalf("record %s: %v", id, err)
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 	"github.com/altegio-integrator/integrator/internal/topology"
@@ -186,12 +187,13 @@ func testOrderAcrossProcesses(t *testing.T, failOnce bool) {
 
 // loadRecord reads a command's idempotency record, or returns the error
 // (jetstream.ErrKeyNotFound, wrapped, when there is none).
-func (e *env) loadRecord(id string) (Record, error) {
+func (e *env) loadRecord(id string) (idem.Record, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	kv, err := e.js.KeyValue(ctx, topology.BucketIdempotency)
 	if err != nil {
-		return Record{}, err
+		return idem.Record{}, err
 	}
-	return LoadRecord(ctx, kv, id)
+	rec, _, err := idem.Load(ctx, kv, id)
+	return rec, err
 }

@@ -11,92 +11,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/topology"
 )
-
-// State is where a command stands in the idempotency record.
-type State string
-
-// The states of a Record.
-const (
-	// StateInFlight: an attempt was started. With Uncertain set, an attempt
-	// may have reached the API without a known outcome, and the next one
-	// reconciles before repeating a non-idempotent call.
-	StateInFlight State = "in_flight"
-	// StateDone: the command succeeded, or a replay of it was superseded
-	// by a newer command of its client; Result holds the terminal result
-	// event, which is re-published (deduplicated) instead of calling the
-	// API again.
-	StateDone State = "done"
-	// StateDead: the command was dead-lettered; DeadLetter and Result hold
-	// what was published. A replay from the DLQ starts it over.
-	StateDead State = "dead"
-)
-
-// Record is the idempotency record of one command, stored as JSON in the
-// KV bucket altegio_idempotency under RecordKey(command id). Every write is
-// a compare-and-set on the revision read, so two processes never both
-// believe they own an attempt.
-type Record struct {
-	// State is in_flight, done or dead.
-	State State `json:"state"`
-	// Attempts counts real attempts (the API may have been called);
-	// Deferrals counts 429 answers, which are not attempts.
-	Attempts  int `json:"attempts"`
-	Deferrals int `json:"deferrals,omitempty"`
-	// Uncertain is set while an attempt of a non-idempotent operation may
-	// have reached the API without a known outcome (crash, timeout,
-	// transport error, 5xx). It survives dead-lettering, so that a replay
-	// still reconciles first.
-	Uncertain bool `json:"uncertain,omitempty"`
-	// ClientID is the Altegio client the command acts on, resolved from
-	// client_ref before the first attempt (so that a redelivery does not
-	// depend on the ref mapping), or the id assigned by a create.
-	ClientID int64 `json:"client_id,omitempty"`
-	// StreamSeq is the COMMANDS stream sequence of the message of the
-	// latest attempt; a different sequence means a duplicate or a replay.
-	StreamSeq uint64 `json:"stream_seq"`
-	// FirstAttemptAt and LastAttemptAt bracket the attempts.
-	FirstAttemptAt time.Time `json:"first_attempt_at,omitzero"`
-	LastAttemptAt  time.Time `json:"last_attempt_at,omitzero"`
-	// FirstFailureAt and LastFailureAt bracket the failed attempts.
-	FirstFailureAt time.Time `json:"first_failure_at,omitzero"`
-	LastFailureAt  time.Time `json:"last_failure_at,omitzero"`
-	// RetryingSince is the first retryable failure (not a 429, not a wait
-	// for the account): Config.RetryFor counts from it.
-	RetryingSince time.Time `json:"retrying_since,omitzero"`
-	// LastError, LastClass and LastStatus describe the latest failure.
-	LastError  string              `json:"last_error,omitempty"`
-	LastClass  commands.ErrorClass `json:"last_class,omitempty"`
-	LastStatus int                 `json:"last_status,omitempty"`
-	// Account is the account that needs attention (class auth), if known.
-	Account string `json:"account,omitempty"`
-	// WorkerID is the process that wrote the record.
-	WorkerID string `json:"worker_id,omitempty"`
-	// Result is the terminal result event (done or dead).
-	Result *commands.Result `json:"result,omitempty"`
-	// DeadLetter is the DLQ record without the command bytes and headers,
-	// which come from the message when it is re-published.
-	DeadLetter *commands.DLQRecord `json:"dead_letter,omitempty"`
-}
-
-// RecordKey returns the KV key of the idempotency record of a command.
-func RecordKey(commandID string) string { return "cmd." + commandID }
-
-// LoadRecord reads the idempotency record of a command from the
-// altegio_idempotency bucket. It returns jetstream.ErrKeyNotFound (wrapped)
-// when the worker has not seen the command yet.
-func LoadRecord(ctx context.Context, kv jetstream.KeyValue, commandID string) (Record, error) {
-	s := recordStore{kv: kv}
-	rec, rev, err := s.load(ctx, commandID)
-	if err != nil {
-		return Record{}, err
-	}
-	if rev == 0 {
-		return Record{}, fmt.Errorf("load record %s: %w", commandID, jetstream.ErrKeyNotFound)
-	}
-	return rec, nil
-}
 
 // errConflict reports a lost compare-and-set on a record: another delivery
 // of the same command wrote it in between.
@@ -109,34 +26,27 @@ type recordStore struct {
 
 // load returns the record and its revision; revision 0 and a zero Record
 // when there is none.
-func (s recordStore) load(ctx context.Context, id string) (Record, uint64, error) {
-	e, err := s.kv.Get(ctx, RecordKey(id))
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound):
-		return Record{}, 0, nil
-	case err != nil:
-		return Record{}, 0, fmt.Errorf("load record %s: %w", id, err)
+func (s recordStore) load(ctx context.Context, id string) (idem.Record, uint64, error) {
+	rec, rev, err := idem.Load(ctx, s.kv, id)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return idem.Record{}, 0, nil
 	}
-	var rec Record
-	if err := json.Unmarshal(e.Value(), &rec); err != nil {
-		return Record{}, 0, fmt.Errorf("decode record %s: %w", id, err)
-	}
-	return rec, e.Revision(), nil
+	return rec, rev, err
 }
 
 // save writes rec if the stored revision is still rev (0: the key must not
 // exist) and returns the new revision. It returns errConflict when another
 // writer got there first.
-func (s recordStore) save(ctx context.Context, id string, rec Record, rev uint64) (uint64, error) {
+func (s recordStore) save(ctx context.Context, id string, rec idem.Record, rev uint64) (uint64, error) {
 	b, err := commands.Marshal(rec)
 	if err != nil {
 		return 0, fmt.Errorf("encode record %s: %w", id, err)
 	}
 	var newRev uint64
 	if rev == 0 {
-		newRev, err = s.kv.Create(ctx, RecordKey(id), b)
+		newRev, err = s.kv.Create(ctx, idem.Key(id), b)
 	} else {
-		newRev, err = s.kv.Update(ctx, RecordKey(id), b, rev)
+		newRev, err = s.kv.Update(ctx, idem.Key(id), b, rev)
 	}
 	if topology.IsKVConflict(err) {
 		return 0, fmt.Errorf("save record %s at revision %d: %w", id, rev, errConflict)

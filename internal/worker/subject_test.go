@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 )
@@ -100,7 +101,7 @@ func TestTooLargeCommandKeepsItsID(t *testing.T) {
 		}
 		return nil
 	})
-	if rec := e.record(c.ID); rec.State != StateDead {
+	if rec := e.record(c.ID); rec.State != idem.StateDead {
 		t.Errorf("record %+v, want dead", rec)
 	}
 	e.assertOneTerminal(c.ID)
@@ -133,7 +134,7 @@ func TestInvalidMessagesDoNotTouchOtherCommands(t *testing.T) {
 	if dl := e.dlqOf(ok.ID); len(dl) != 0 {
 		t.Errorf("DLQ records under the succeeded command's id: %d, want 0", len(dl))
 	}
-	if rec := e.record(ok.ID); rec.State != StateDone {
+	if rec := e.record(ok.ID); rec.State != idem.StateDone {
 		t.Errorf("the succeeded command's record became %s", rec.State)
 	}
 	e.assertOneTerminal(ok.ID)

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
@@ -104,7 +105,7 @@ func (j *job) supersede(ctx context.Context, newer uint64) error {
 	r := j.result(commands.OutcomeSuperseded, verdict{})
 	r.Note = fmt.Sprintf("superseded: a newer command (accepted at stream seq %d) was applied to the client after this one (accepted at %d)",
 		newer, originalSeq(j.msg))
-	j.rec.State, j.rec.Uncertain, j.rec.Result = StateDone, false, &r
+	j.rec.State, j.rec.Uncertain, j.rec.Result = idem.StateDone, false, &r
 	j.rec.StreamSeq = j.info.StreamSeq
 	if err := j.save(ctx); err != nil {
 		return j.retryInfra(err)

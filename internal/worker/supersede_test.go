@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 )
@@ -87,7 +88,7 @@ func TestReplaySupersededByNewerCommand(t *testing.T) {
 	if c, _ := e.sb.Client(testLoc, id); c.Name != "New" {
 		t.Errorf("client name %q, want the newer update's %q", c.Name, "New")
 	}
-	if rec := e.record(old.ID); rec.State != StateDone || rec.Result == nil || rec.Result.Outcome != commands.OutcomeSuperseded {
+	if rec := e.record(old.ID); rec.State != idem.StateDone || rec.Result == nil || rec.Result.Outcome != commands.OutcomeSuperseded {
 		t.Errorf("record after supersede: %+v", rec)
 	}
 	// Replaying the superseded command again re-publishes the stored

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/topology"
 	"github.com/altegio-integrator/integrator/internal/wmjetstream"
 )
@@ -114,7 +115,7 @@ func (w *Worker) sweepCommand(ctx context.Context, raw *jetstream.RawStreamMsg, 
 			switch {
 			case lerr != nil:
 				return lerr
-			case rec.State == StateDead && rec.StreamSeq == raw.Sequence && rec.DeadLetter != nil && rec.Result != nil:
+			case rec.State == idem.StateDead && rec.StreamSeq == raw.Sequence && rec.DeadLetter != nil && rec.Result != nil:
 				j.cmd.ID = id
 				return j.emitDead(ctx, *rec.DeadLetter, *rec.Result)
 			case rec.State == "":
@@ -133,12 +134,12 @@ func (w *Worker) sweepCommand(ctx context.Context, raw *jetstream.RawStreamMsg, 
 	}
 	j.rec, j.rev = rec, rev
 	switch {
-	case rec.State == StateDone && rec.Result != nil:
+	case rec.State == idem.StateDone && rec.Result != nil:
 		// It succeeded; only the ack was lost.
 		return w.publishResult(ctx, *rec.Result)
-	case rec.State == StateDead && rec.StreamSeq == raw.Sequence && rec.DeadLetter != nil && rec.Result != nil:
+	case rec.State == idem.StateDead && rec.StreamSeq == raw.Sequence && rec.DeadLetter != nil && rec.Result != nil:
 		return j.emitDead(ctx, *rec.DeadLetter, *rec.Result)
-	case rec.State == StateDead && replayOf(m) == 0:
+	case rec.State == idem.StateDead && replayOf(m) == 0:
 		return nil // a duplicate of a dead-lettered command
 	}
 	if j.rec.LastStatus != 0 {

@@ -18,6 +18,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/topology"
 	"github.com/altegio-integrator/integrator/internal/wmjetstream"
 )
@@ -82,7 +83,7 @@ type hooks struct {
 	afterAPI func(cmd commands.Command, err error)
 	// afterRecord runs after the record is saved as done or dead, before
 	// anything is published.
-	afterRecord func(cmd commands.Command, state State)
+	afterRecord func(cmd commands.Command, state idem.State)
 }
 
 // New returns a Worker for the streams, consumers and buckets described by

@@ -17,6 +17,7 @@ import (
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 	"github.com/altegio-integrator/integrator/internal/topology"
@@ -53,7 +54,7 @@ func TestLifecycleByRef(t *testing.T) {
 	if cs := e.sb.Comments(testLoc, clientID); len(cs) != 1 || cs[0].Text != "prefers mornings" {
 		t.Fatalf("comments: %+v", cs)
 	}
-	if rec := e.record(create.ID); rec.State != StateDone || rec.Attempts != 1 || rec.ClientID != clientID {
+	if rec := e.record(create.ID); rec.State != idem.StateDone || rec.Attempts != 1 || rec.ClientID != clientID {
 		t.Fatalf("create record: %+v", rec)
 	}
 
@@ -298,7 +299,7 @@ func TestCrashBetweenAPISuccessAndAck(t *testing.T) {
 	if n := e.sb.Stats().CreatesByPhone[strings.TrimPrefix(phone(5), "+")]; n != 1 {
 		t.Fatalf("creates for the phone: %d, want 1", n)
 	}
-	if rec := e.record(c.ID); rec.State != StateDone || rec.Attempts != 2 {
+	if rec := e.record(c.ID); rec.State != idem.StateDone || rec.Attempts != 2 {
 		t.Fatalf("record: %+v", rec)
 	}
 	e.assertOneTerminal(c.ID)
@@ -311,11 +312,11 @@ func TestCrashAfterRecordBeforePublish(t *testing.T) {
 	t.Parallel()
 	for _, tc := range []struct {
 		name  string
-		state State
+		state idem.State
 		seed  bool // seed a client with the phone, so that the create fails 422
 	}{
-		{"done", StateDone, false},
-		{"dead", StateDead, true},
+		{"done", idem.StateDone, false},
+		{"dead", idem.StateDead, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, envOpts{})
@@ -324,7 +325,7 @@ func TestCrashAfterRecordBeforePublish(t *testing.T) {
 			}
 			reached, release := make(chan struct{}), make(chan struct{})
 			var once sync.Once
-			w1 := e.startWorker(workerOpts{hooks: hooks{afterRecord: func(_ commands.Command, s State) {
+			w1 := e.startWorker(workerOpts{hooks: hooks{afterRecord: func(_ commands.Command, s idem.State) {
 				if s == tc.state {
 					once.Do(func() { close(reached); <-release })
 				}
@@ -341,7 +342,7 @@ func TestCrashAfterRecordBeforePublish(t *testing.T) {
 			calls := e.sb.Stats().Requests
 			e.startWorker(workerOpts{})
 			got := e.waitTerminal(30*time.Second, c.ID)[c.ID]
-			wantOutcome := map[State]commands.Outcome{StateDone: commands.OutcomeSucceeded, StateDead: commands.OutcomeDeadLettered}[tc.state]
+			wantOutcome := map[idem.State]commands.Outcome{idem.StateDone: commands.OutcomeSucceeded, idem.StateDead: commands.OutcomeDeadLettered}[tc.state]
 			if got.Outcome != wantOutcome || got.Attempts != 1 {
 				t.Fatalf("result: %+v", got)
 			}
@@ -349,7 +350,7 @@ func TestCrashAfterRecordBeforePublish(t *testing.T) {
 			if n := e.sb.Stats().Requests; n != calls {
 				t.Errorf("%d API calls after the crash, want 0", n-calls)
 			}
-			if tc.state == StateDead {
+			if tc.state == idem.StateDead {
 				testenv.WaitFor(t, 5*time.Second, func() error {
 					if len(e.dlqOf(c.ID)) == 0 {
 						return errNotYet
