@@ -168,6 +168,32 @@ func StoredPartition(locationToken, clientKey string, partitions int) string {
 	return strconv.Itoa(int(h.Sum32() % uint32(max(partitions, 1))))
 }
 
+// StoredSubject is a subject as COMMANDS stores it:
+// altegio.cmd.<partition>.<location>.<client-key>.<op>.
+type StoredSubject struct {
+	Partition, Location, ClientKey, Op string
+}
+
+// ParseStoredSubject splits a COMMANDS subject into its parts; ok is false
+// for a subject of any other form.
+func ParseStoredSubject(subject string) (s StoredSubject, ok bool) {
+	t := strings.Split(subject, ".")
+	if len(t) != 6 || t[0] != "altegio" || t[1] != "cmd" {
+		return StoredSubject{}, false
+	}
+	return StoredSubject{Partition: t[2], Location: t[3], ClientKey: t[4], Op: t[5]}, true
+}
+
+// Lane names the commands of one client in one location:
+// "<location>.<client-key>".
+func (s StoredSubject) Lane() string { return s.Location + "." + s.ClientKey }
+
+// ClientFilter matches every stored command of the same client:
+// altegio.cmd.<partition>.<location>.<client-key>.*.
+func (s StoredSubject) ClientFilter() string {
+	return "altegio.cmd." + s.Partition + "." + s.Location + "." + s.ClientKey + ".*"
+}
+
 // CheckStoredSubject reports whether subject, under which c was stored in
 // COMMANDS (altegio.cmd.<partition>.<location>.<client-key>.<op>), agrees
 // with c: its location, client key and operation, and the partition the
@@ -176,16 +202,16 @@ func StoredPartition(locationToken, clientKey string, partitions int) string {
 // wrong client; the error wraps ErrSubjectMismatch and says which part
 // differs.
 func (c Command) CheckStoredSubject(subject string, partitions int) error {
-	t := strings.Split(subject, ".")
-	if len(t) != 6 || t[0] != "altegio" || t[1] != "cmd" {
+	t, ok := ParseStoredSubject(subject)
+	if !ok {
 		return fmt.Errorf("%w: %q is not altegio.cmd.<partition>.<location>.<client-key>.<op>", ErrSubjectMismatch, subject)
 	}
 	loc, key := locationToken(c.LocationID), c.ClientKey()
 	for _, part := range []struct{ name, got, want string }{
-		{"location", t[3], loc},
-		{"client key", t[4], key},
-		{"operation", t[5], c.Type.Op()},
-		{"partition", t[2], StoredPartition(loc, key, partitions)},
+		{"location", t.Location, loc},
+		{"client key", t.ClientKey, key},
+		{"operation", t.Op, c.Type.Op()},
+		{"partition", t.Partition, StoredPartition(loc, key, partitions)},
 	} {
 		if part.got != part.want {
 			return fmt.Errorf("%w: %s %q in the subject, %q in the command", ErrSubjectMismatch, part.name, part.got, part.want)

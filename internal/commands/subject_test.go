@@ -203,3 +203,20 @@ func TestCheckStoredSubject(t *testing.T) {
 		}
 	}
 }
+
+// A stored subject splits into its parts, names its lane and its client's
+// filter; any other form is refused.
+func TestParseStoredSubject(t *testing.T) {
+	s, ok := ParseStoredSubject("altegio.cmd.3.7.ref_crm-1.update")
+	if !ok || s != (StoredSubject{Partition: "3", Location: "7", ClientKey: "ref_crm-1", Op: "update"}) {
+		t.Fatalf("parse = %+v %v", s, ok)
+	}
+	if s.Lane() != "7.ref_crm-1" || s.ClientFilter() != "altegio.cmd.3.7.ref_crm-1.*" {
+		t.Errorf("lane %q, filter %q", s.Lane(), s.ClientFilter())
+	}
+	for _, bad := range []string{"altegio.cmd.7.ref_crm-1.update", "altegio.evt.3.7.ref_crm-1.update", "altegio.cmd.3.7.ref.crm.update", ""} {
+		if _, ok := ParseStoredSubject(bad); ok {
+			t.Errorf("ParseStoredSubject(%q) is ok", bad)
+		}
+	}
+}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -45,15 +44,11 @@ import (
 // for client keys that name only the command itself (cmd_…, a create
 // without ref or a bulk create), which have no other command to wait for.
 func clientFilter(subject string) (filter string, ok bool) {
-	parts := strings.Split(subject, ".")
-	if len(parts) != 6 || parts[0] != "altegio" || parts[1] != "cmd" {
+	s, ok := commands.ParseStoredSubject(subject)
+	if !ok || !commands.NamesClient(s.ClientKey) {
 		return "", false
 	}
-	if !commands.NamesClient(parts[4]) {
-		return "", false
-	}
-	parts[5] = "*"
-	return strings.Join(parts, "."), true
+	return s.ClientFilter(), true
 }
 
 // olderPending returns the oldest command of the delivered command's client

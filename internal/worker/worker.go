@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -318,9 +317,8 @@ func (w *Worker) router() (*message.Router, []*wmjetstream.Subscriber, *share, e
 // carried out one at a time in stream order. A subject of another shape is
 // its own key.
 func LaneKey(subject string, _ nats.Header) string {
-	parts := strings.SplitN(subject, ".", 6)
-	if len(parts) == 6 {
-		return parts[3] + "." + parts[4]
+	if s, ok := commands.ParseStoredSubject(subject); ok {
+		return s.Lane()
 	}
 	return subject
 }
