@@ -263,24 +263,35 @@ func testLogger() *slog.Logger {
 }
 
 // elsewhere changes client id's email straight through the sandbox's API,
-// as another system would: logs in as the dev user, then PUTs.
+// as another system would: logs in as the dev user, then PUTs. It shares
+// the sandbox's per-IP budget with the integrator without sharing its
+// schedule, so a 429 is possible: it retries, as such a system must.
 func elsewhere(t *testing.T, st DevStack, id int64) {
 	t.Helper()
 	call := func(method, path, auth, body string) []byte {
-		req, _ := http.NewRequest(method, st.APIURL+path, strings.NewReader(body))
-		req.Header.Set("Authorization", auth)
-		req.Header.Set("Accept", "application/vnd.api.v2+json")
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		var out []byte
+		testenv.WaitFor(t, 10*time.Second, func() error {
+			req, _ := http.NewRequest(method, st.APIURL+path, strings.NewReader(body))
+			req.Header.Set("Authorization", auth)
+			req.Header.Set("Accept", "application/vnd.api.v2+json")
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			switch resp.StatusCode {
+			case http.StatusOK, http.StatusCreated:
+				out = b
+				return nil
+			case http.StatusTooManyRequests:
+				return fmt.Errorf("%s %s: 429", method, path)
+			}
 			t.Fatalf("%s %s: %d %s", method, path, resp.StatusCode, b)
-		}
-		return b
+			return nil
+		})
+		return out
 	}
 	var login struct {
 		Data struct {
