@@ -15,7 +15,7 @@
 // # Session model
 //
 // The user token of every login account lives in a JetStream KV bucket
-// (default "altegio_tokens", see [EnsureBucket]) under the key
+// (default "altegio_tokens", defined by the topology) under the key
 // "token.<account>", so that all worker processes share one session. The
 // revision of that key is [altegio.Credentials.Version]. Each Manager caches
 // the token in memory: [Manager.Credentials] never touches the KV once the

@@ -50,10 +50,10 @@ var _ Loginer = (*altegio.Client)(nil)
 type Config struct {
 	// Accounts are the accounts to serve; see [ValidateAccounts]. Required.
 	Accounts []Account
-	// Bucket is the KV bucket holding the shared tokens; default
-	// DefaultBucket. The Manager binds it lazily on first use. Create it at
-	// start with [EnsureBucket] to choose its replicas; a missing bucket is
-	// created with one replica.
+	// Bucket is the KV bucket holding the shared tokens, one the topology
+	// defines; default DefaultBucket. The Manager binds it lazily on first
+	// use; a missing bucket is created from its definition with one
+	// replica (topology.Apply chooses the replicas).
 	Bucket string
 	// Logger receives warnings about logins and the token store; default
 	// discards. Secrets are never logged.

@@ -15,6 +15,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
+	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
 func TestLoginThenCacheHitAcrossProcesses(t *testing.T) {
@@ -350,7 +351,7 @@ func TestStaleLeaseIsTakenOver(t *testing.T) {
 
 	// A worker that died while logging in left its lease behind.
 	_, js := testenv.Connect(t, f.nats.URL())
-	kv, err := EnsureBucket(ctx, js, BucketConfig{})
+	kv, err := topology.BindBucket(ctx, js, DefaultBucket)
 	if err != nil {
 		t.Fatal(err)
 	}

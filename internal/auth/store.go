@@ -39,12 +39,8 @@ func (m *Manager) bucket(ctx context.Context) (jetstream.KeyValue, error) {
 	}
 	bctx, cancel := context.WithTimeout(ctx, m.cfg.KVTimeout)
 	defer cancel()
-	kv, err := m.js.KeyValue(bctx, m.cfg.Bucket)
-	if errors.Is(err, jetstream.ErrBucketNotFound) {
-		kv, err = EnsureBucket(bctx, m.js, BucketConfig{Name: m.cfg.Bucket})
-	}
+	kv, err := topology.BindBucket(bctx, m.js, m.cfg.Bucket)
 	if err != nil {
-		err = fmt.Errorf("bind bucket %s: %w", m.cfg.Bucket, err)
 		m.kvRetryAt, m.kvErr = m.now().Add(m.cfg.KVRetryInterval), err
 		return nil, err
 	}

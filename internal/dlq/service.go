@@ -138,39 +138,13 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Service, err
 	if s.idem, err = js.KeyValue(ctx, topology.BucketIdempotency); err != nil {
 		return nil, fmt.Errorf("bind bucket %s: %w", topology.BucketIdempotency, err)
 	}
-	if s.marks, err = bindMarks(ctx, js); err != nil {
+	if s.marks, err = topology.BindBucket(ctx, js, topology.BucketDLQState); err != nil {
 		return nil, err
 	}
 	if s.metrics, err = newMetrics(cfg.Registerer, s); err != nil {
 		return nil, err
 	}
 	return s, nil
-}
-
-// bindMarks opens the marks bucket, creating it from its definition when
-// it does not exist.
-func bindMarks(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
-	kv, err := js.KeyValue(ctx, topology.BucketDLQState)
-	if err == nil {
-		return kv, nil
-	}
-	if !errors.Is(err, jetstream.ErrBucketNotFound) {
-		return nil, fmt.Errorf("bind bucket %s: %w", topology.BucketDLQState, err)
-	}
-	top, lerr := topology.Load()
-	if lerr != nil {
-		return nil, lerr
-	}
-	for _, b := range top.Buckets {
-		if b.Bucket == topology.BucketDLQState {
-			kv, err = js.CreateOrUpdateKeyValue(ctx, b)
-			if err != nil {
-				return nil, fmt.Errorf("create bucket %s: %w", topology.BucketDLQState, err)
-			}
-			return kv, nil
-		}
-	}
-	return nil, fmt.Errorf("bucket %s: not defined in the topology", topology.BucketDLQState)
 }
 
 // timeout applies Config.Timeout when ctx has no deadline.

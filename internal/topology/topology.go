@@ -270,6 +270,33 @@ func setDirect(ctx context.Context, js jetstream.JetStream, stream string, direc
 	return err
 }
 
+// BindBucket opens the KV bucket name, creating it from its definition in
+// the embedded topology (with one replica) when it does not exist yet: for
+// a process that may run before any worker applied the topology. A bucket
+// the topology does not define is an error.
+func BindBucket(ctx context.Context, js jetstream.JetStream, name string) (jetstream.KeyValue, error) {
+	kv, err := js.KeyValue(ctx, name)
+	if err == nil {
+		return kv, nil
+	}
+	if !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, fmt.Errorf("bind bucket %s: %w", name, err)
+	}
+	top, err := Load()
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range top.Buckets {
+		if b.Bucket == name {
+			if kv, err = js.CreateOrUpdateKeyValue(ctx, b); err != nil {
+				return nil, fmt.Errorf("create bucket %s: %w", name, err)
+			}
+			return kv, nil
+		}
+	}
+	return nil, fmt.Errorf("bucket %s: not defined in the topology", name)
+}
+
 // IsKVConflict reports whether err from a KV Create or Update is a lost
 // compare-and-set: the key exists, or its revision moved on. nats.go reports
 // the conflict as ErrKeyExists or ErrKeyRevisionMismatch, whatever the
