@@ -154,7 +154,7 @@ func printEvent(c cli, subject string, data []byte, asJSON bool) error {
 		}
 		_ = json.Unmarshal(data, &a)
 		_, err := fmt.Fprintf(c.stdout, "%s  %-13s  account %s  loc %d  %s  %s\n", a.At.UTC().Format(time.RFC3339),
-			"attention", dash(a.Account, a.Account == ""), a.LocationID, a.CommandID, oneLine(a.Reason, 80))
+			"attention", orDash(a.Account), a.LocationID, a.CommandID, oneLine(a.Reason, 80))
 		return err
 	}
 	var r commands.Result

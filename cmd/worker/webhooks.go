@@ -241,7 +241,7 @@ func printHooks(w io.Writer, location int64, s altegio.HookSettings) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  active\t%s\n", yes(s.Active))
 	events := hookEvents(s)
-	fmt.Fprintf(tw, "  events\t%s\n", dash(strings.Join(events, ", "), len(events) == 0))
+	fmt.Fprintf(tw, "  events\t%s\n", orDash(strings.Join(events, ", ")))
 	fmt.Fprintf(tw, "  self sending\t%s\n", yes(s.SelfSending))
 	if len(s.URLs) == 0 {
 		fmt.Fprintf(tw, "  urls\t-\n")
