@@ -1,8 +1,7 @@
 package auth
 
 import (
-	"fmt"
-
+	"github.com/altegio-integrator/integrator/internal/prom"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -35,13 +34,8 @@ func newMetrics(reg prometheus.Registerer, m *Manager) (*metrics, error) {
 			met.logins.WithLabelValues(a.cfg.Name, "success")
 		}
 	}
-	if reg == nil {
-		return met, nil
-	}
-	for _, c := range []prometheus.Collector{met.logins, met.unauthorized, met} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register auth metrics: %w", err)
-		}
+	if err := prom.Register(reg, "auth", met.logins, met.unauthorized, met); err != nil {
+		return nil, err
 	}
 	return met, nil
 }

@@ -2,13 +2,13 @@ package dlq
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/prom"
 )
 
 // metrics are the package's collectors.
@@ -31,10 +31,8 @@ func newMetrics(reg prometheus.Registerer, s *Service) (*metrics, error) {
 	for _, r := range []string{"replayed", "skipped", "error"} {
 		m.replays.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.replays, m.purged, depthCollector{s}} {
-		if err := reg.Register(c); err != nil {
-			return nil, fmt.Errorf("register dlq metrics: %w", err)
-		}
+	if err := prom.Register(reg, "dlq", m.replays, m.purged, depthCollector{s}); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

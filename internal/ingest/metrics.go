@@ -1,12 +1,11 @@
 package ingest
 
 import (
-	"errors"
-	"fmt"
 	"net/http"
 	"strconv"
 	"time"
 
+	"github.com/altegio-integrator/integrator/internal/prom"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -70,14 +69,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	for _, r := range ownLookupResults {
 		m.ownLookups.WithLabelValues(r)
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.commands, m.publish, m.inFlight, m.webhooks, m.ownLookups} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, fmt.Errorf("register ingest metrics (one server per registerer): %w", err)
-			}
-			return nil, fmt.Errorf("register ingest metrics: %w", err)
-		}
+	if err := prom.Register(reg, "ingest", m.requests, m.commands, m.publish, m.inFlight, m.webhooks, m.ownLookups); err != nil {
+		return nil, err
 	}
 	return m, nil
 }

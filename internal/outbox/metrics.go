@@ -1,9 +1,7 @@
 package outbox
 
 import (
-	"errors"
-	"fmt"
-
+	"github.com/altegio-integrator/integrator/internal/prom"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -86,23 +84,7 @@ func newMetrics(o *Outbox) *metrics {
 // register registers every collector with r, or none of them. A nil r
 // registers nothing.
 func (m *metrics) register(r prometheus.Registerer) error {
-	if r == nil {
-		return nil
-	}
-	for i, c := range m.all {
-		if err := r.Register(c); err != nil {
-			for _, done := range m.all[:i] {
-				r.Unregister(done)
-			}
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return fmt.Errorf("register outbox metrics (wrap the registerer to run two outboxes): %w", err)
-			}
-			return fmt.Errorf("register outbox metrics: %w", err)
-		}
-	}
-	m.registerer = r
-	return nil
+	return prom.Register(r, "outbox", m.all...)
 }
 
 func (m *metrics) unregister() {

@@ -73,6 +73,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/altegio-integrator/integrator/internal/prom"
 	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
@@ -362,13 +363,9 @@ func New(kv jetstream.KeyValue, cfg Config) (*Limiter, error) {
 		}),
 	}
 	l.m.margin.Set(l.margin.Seconds())
-	if cfg.Registerer != nil {
-		for _, c := range []prometheus.Collector{l.m.waitSeconds, l.m.fallbacks, l.m.penalties, l.m.leases,
-			l.m.dropped, l.m.margin, l.m.waiting, l.m.refused} {
-			if err := cfg.Registerer.Register(c); err != nil {
-				return nil, fmt.Errorf("ratelimit: register metrics: %w", err)
-			}
-		}
+	if err := prom.Register(cfg.Registerer, "ratelimit", l.m.waitSeconds, l.m.fallbacks, l.m.penalties, l.m.leases,
+		l.m.dropped, l.m.margin, l.m.waiting, l.m.refused); err != nil {
+		return nil, err
 	}
 	l.stopped.Add(1)
 	go l.dispatch()

@@ -1,8 +1,6 @@
 package worker
 
 import (
-	"errors"
-	"fmt"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
@@ -10,6 +8,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/prom"
 )
 
 // metrics are the worker's Prometheus collectors.
@@ -106,15 +105,9 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Failed writes of the client history or the own changes (the command's result is stored regardless), by index.",
 		}, []string{"index"}),
 	}
-	for _, c := range []prometheus.Collector{m.commands, m.retries, m.dlq, m.inFlight, m.pending, m.duration, m.createBatch, m.accountPaused,
-		m.members, m.owned, m.takeovers, m.refused, m.indexErrors} {
-		if err := reg.Register(c); err != nil {
-			var are prometheus.AlreadyRegisteredError
-			if errors.As(err, &are) {
-				return nil, fmt.Errorf("register worker metrics: %w (use one registry per worker)", err)
-			}
-			return nil, fmt.Errorf("register worker metrics: %w", err)
-		}
+	if err := prom.Register(reg, "worker", m.commands, m.retries, m.dlq, m.inFlight, m.pending, m.duration, m.createBatch,
+		m.accountPaused, m.members, m.owned, m.takeovers, m.refused, m.indexErrors); err != nil {
+		return nil, err
 	}
 	return m, nil
 }
