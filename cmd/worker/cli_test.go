@@ -20,6 +20,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 	"github.com/altegio-integrator/integrator/internal/topology"
+	"github.com/altegio-integrator/integrator/internal/topology/topotest"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata/")
@@ -100,15 +101,7 @@ func jetStreamWithTopology(t *testing.T) (*testenv.NATS, jetstream.JetStream) {
 	t.Helper()
 	n := testenv.RunJetStream(t)
 	_, js := testenv.Connect(t, n.URL())
-	top, err := topology.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := topology.Apply(ctx, js, top); err != nil {
-		t.Fatal(err)
-	}
+	topotest.Apply(t, js)
 	return n, js
 }
 

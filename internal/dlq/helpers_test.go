@@ -18,6 +18,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 	"github.com/altegio-integrator/integrator/internal/topology"
+	"github.com/altegio-integrator/integrator/internal/topology/topotest"
 	"github.com/altegio-integrator/integrator/internal/worker"
 )
 
@@ -47,15 +48,9 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	n := testenv.RunJetStream(t)
 	_, js := testenv.Connect(t, n.URL())
-	top, err := topology.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
+	top := topotest.Apply(t, js)
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	if err := topology.Apply(ctx, js, top); err != nil {
-		t.Fatalf("apply topology: %v", err)
-	}
 	sb, url := testenv.Sandbox(t, sandbox.Config{
 		PartnerToken:  testPartner,
 		Users:         []sandbox.User{{Login: "owner@example.com", Password: "secret", Token: testUser}},

@@ -27,6 +27,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/outbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 	"github.com/altegio-integrator/integrator/internal/topology"
+	"github.com/altegio-integrator/integrator/internal/topology/topotest"
 )
 
 // Test producers.
@@ -58,15 +59,7 @@ func newEnv(t testing.TB) *env {
 	t.Helper()
 	n := testenv.RunJetStream(t)
 	_, js := connect(t, n.URL())
-	top, err := topology.Load()
-	if err != nil {
-		t.Fatalf("load topology: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := topology.Apply(ctx, js, top); err != nil {
-		t.Fatalf("apply topology: %v", err)
-	}
+	topotest.Apply(t, js)
 	return &env{nats: n, dir: t.TempDir()}
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 	"github.com/altegio-integrator/integrator/internal/topology"
+	"github.com/altegio-integrator/integrator/internal/topology/topotest"
 	"github.com/altegio-integrator/integrator/internal/worker"
 )
 
@@ -51,15 +52,9 @@ func setupWith(t *testing.T, cfg reads.Config, sbCfg func(*sandbox.Config), lim 
 	if err != nil {
 		t.Fatal(err)
 	}
+	topotest.Apply(t, js)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	top, err := topology.Load()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := topology.Apply(ctx, js, top); err != nil {
-		t.Fatal(err)
-	}
 	kv, err := js.KeyValue(ctx, topology.BucketClientRefs)
 	if err != nil {
 		t.Fatal(err)
