@@ -377,7 +377,7 @@ func (m *Manager) refresh(ctx context.Context, a *account, rejected altegio.Cred
 			return altegio.Credentials{}, err
 		}
 		f = &flight{done: make(chan struct{})}
-		if !m.spawn(func() { m.fly(a, f, rejected) }) {
+		if !m.spawn(func() { m.runFlight(a, f, rejected) }) {
 			a.mu.Unlock()
 			return altegio.Credentials{}, ErrClosed
 		}
@@ -392,8 +392,8 @@ func (m *Manager) refresh(ctx context.Context, a *account, rejected altegio.Cred
 	}
 }
 
-// fly runs one flight to completion and hands its result to the waiters.
-func (m *Manager) fly(a *account, f *flight, rejected altegio.Credentials) {
+// runFlight runs one flight (a login or token refresh) to completion and hands its result to the waiters.
+func (m *Manager) runFlight(a *account, f *flight, rejected altegio.Credentials) {
 	ctx, cancel := context.WithTimeout(m.ctx, m.cfg.RefreshTimeout)
 	defer cancel()
 	creds, err := m.obtain(ctx, a, rejected)

@@ -48,10 +48,10 @@ func (w *Worker) handler(p int) message.NoPublishHandlerFunc {
 	}
 }
 
-// bk returns a context for bookkeeping (KV writes, publishes): it keeps the
+// bookkeeping returns a context for bookkeeping (KV writes, publishes): it keeps the
 // values of ctx but not its deadline, so that a handler timeout does not
 // stop the worker from recording what happened.
-func (j *job) bk(ctx context.Context) (context.Context, context.CancelFunc) {
+func (j *job) bookkeeping(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), j.w.cfg.BookkeepingTimeout)
 }
 
@@ -83,7 +83,7 @@ func (j *job) run(ctx context.Context) error {
 	var rev uint64
 	j.unread = j.info.NumDelivered == 1 && replayOf(j.msg) == 0
 	if !j.unread {
-		bctx, cancel := j.bk(ctx)
+		bctx, cancel := j.bookkeeping(ctx)
 		rec, rev, err = j.w.idem.load(bctx, cmd.ID)
 		cancel()
 		if err != nil {
@@ -149,7 +149,7 @@ func (j *job) alreadyDone(ctx context.Context, replay int, sameMsg bool) error {
 	default:
 		return j.duplicate(ctx)
 	}
-	bctx, cancel := j.bk(ctx)
+	bctx, cancel := j.bookkeeping(ctx)
 	defer cancel()
 	if err := j.w.publishResult(bctx, r); err != nil {
 		return j.retryInfra(err)
@@ -170,7 +170,7 @@ func (j *job) duplicate(ctx context.Context) error {
 		r.Attempts = j.rec.Result.Attempts
 	}
 	r.Note = "command id already reached " + string(j.rec.State) + "; not repeated"
-	bctx, cancel := j.bk(ctx)
+	bctx, cancel := j.bookkeeping(ctx)
 	defer cancel()
 	if err := j.w.publishResult(bctx, r); err != nil {
 		return j.retryInfra(err)
@@ -290,7 +290,7 @@ func (j *job) resolveClient(ctx context.Context) (int64, error) {
 	case c.ClientID > 0:
 		return c.ClientID, nil
 	}
-	bctx, cancel := j.bk(ctx)
+	bctx, cancel := j.bookkeeping(ctx)
 	defer cancel()
 	id, ok, err := j.w.refs.get(bctx, c.LocationID, c.ClientKey())
 	if err != nil {
@@ -304,7 +304,7 @@ func (j *job) resolveClient(ctx context.Context) (int64, error) {
 
 // save writes j.rec with compare-and-set on j.rev.
 func (j *job) save(ctx context.Context) error {
-	bctx, cancel := j.bk(ctx)
+	bctx, cancel := j.bookkeeping(ctx)
 	defer cancel()
 	rev, err := j.w.idem.save(bctx, j.cmd.ID, j.rec, j.rev)
 	if err != nil {
@@ -322,7 +322,7 @@ func (j *job) succeed(ctx context.Context, out outcome) error {
 	if out.clientID > 0 {
 		j.rec.ClientID = out.clientID
 	}
-	bctx, cancel := j.bk(ctx)
+	bctx, cancel := j.bookkeeping(ctx)
 	defer cancel()
 	if c.ClientRef != "" {
 		var err error
@@ -422,7 +422,7 @@ func (j *job) fail(ctx context.Context, err error, uncertainBefore bool) error {
 			return j.deadLetter(ctx, v, fmt.Errorf("the account did not work again before the last delivery: %w", err))
 		}
 		w.metrics.accountPaused.WithLabelValues(accountLabel(v.account)).Inc()
-		bctx, cancel := j.bk(ctx)
+		bctx, cancel := j.bookkeeping(ctx)
 		if perr := w.publishAccountPaused(bctx, j.cmd, j.info.StreamSeq, v.account, deadReason(v.class, err)); perr != nil {
 			j.log.Warn("publish account event", slog.Any("error", perr))
 		}
@@ -484,7 +484,7 @@ func (j *job) retry(ctx context.Context, v verdict, delay time.Duration, attempt
 	if attempt {
 		outcomeLabel = string(commands.OutcomeFailed)
 		r := j.result(commands.OutcomeFailed, v)
-		bctx, cancel := j.bk(ctx)
+		bctx, cancel := j.bookkeeping(ctx)
 		if err := w.publishResult(bctx, r); err != nil {
 			j.log.Warn("publish failed event", slog.Any("error", err))
 		}
@@ -568,7 +568,7 @@ func (j *job) emitDead(ctx context.Context, dl commands.DLQRecord, r commands.Re
 	if err := j.storeDLQRecord(ctx, &dl); err != nil {
 		return err
 	}
-	bctx, cancel := j.bk(ctx)
+	bctx, cancel := j.bookkeeping(ctx)
 	defer cancel()
 	if dl.ErrorClass == commands.ClassAuth {
 		if err := w.publishAccountAttention(bctx, j.cmd, dl.StreamSeq, j.rec.Account, dl.Reason); err != nil {
@@ -590,7 +590,7 @@ func (j *job) emitDead(ctx context.Context, dl commands.DLQRecord, r commands.Re
 func (j *job) storeDLQRecord(ctx context.Context, dl *commands.DLQRecord) error {
 	dl.SetCommand(j.msg.Payload)
 	dl.Headers = messageHeaders(j.msg)
-	bctx, cancel := j.bk(ctx)
+	bctx, cancel := j.bookkeeping(ctx)
 	defer cancel()
 	return j.w.publishDLQ(bctx, j.cmd, *dl)
 }
@@ -646,7 +646,7 @@ func (j *job) recordInvalid(ctx context.Context, dl commands.DLQRecord, r comman
 	rec := idem.Record{State: idem.StateDead, StreamSeq: j.info.StreamSeq, LastError: dl.Reason, LastClass: dl.ErrorClass,
 		FirstFailureAt: dl.FirstFailureAt, LastFailureAt: dl.LastFailureAt, DeadLetter: &dl, Result: &r,
 		WorkerID: j.w.cfg.WorkerID}
-	bctx, cancel := j.bk(ctx)
+	bctx, cancel := j.bookkeeping(ctx)
 	defer cancel()
 	_, err = j.w.idem.save(bctx, j.cmd.ID, rec, 0)
 	if !errors.Is(err, errConflict) {

@@ -59,7 +59,7 @@ func (j *job) olderPending(ctx context.Context) (*jetstream.RawStreamMsg, error)
 	if !ok || j.w.commands == nil {
 		return nil, nil
 	}
-	bctx, cancel := j.bk(ctx)
+	bctx, cancel := j.bookkeeping(ctx)
 	defer cancel()
 	first, err := j.w.commands.GetMsg(bctx, 1, jetstream.WithGetMsgSubject(filter))
 	switch {

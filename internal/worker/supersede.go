@@ -76,7 +76,7 @@ func (j *job) newerApplied(ctx context.Context) (uint64, error) {
 	if orig == 0 || !ordersClient(j.cmd) {
 		return 0, nil
 	}
-	bctx, cancel := j.bk(ctx)
+	bctx, cancel := j.bookkeeping(ctx)
 	defer cancel()
 	last, _, err := j.w.refs.lastApplied(bctx, j.cmd.LocationID, j.cmd.ClientKey())
 	if err != nil {
@@ -110,7 +110,7 @@ func (j *job) supersede(ctx context.Context, newer uint64) error {
 	if err := j.save(ctx); err != nil {
 		return j.retryInfra(err)
 	}
-	bctx, cancel := j.bk(ctx)
+	bctx, cancel := j.bookkeeping(ctx)
 	defer cancel()
 	if err := j.w.publishResult(bctx, r); err != nil {
 		// Done is recorded: the redelivery re-publishes the stored result.
