@@ -714,7 +714,7 @@ func runEndToEnd(ctx context.Context, t *testing.T, url string, top *topology.To
 	testenv.WaitFor(t, 10*time.Second, func() error {
 		return httpContains(base+"/v1/commands?location_id=1&client_ref=crm-1", id)
 	})
-	if err := w.Ready(); err != nil {
+	if err := w.Ready(context.Background()); err != nil {
 		t.Errorf("worker readiness: %v", err)
 	}
 	if got := len(sb.Clients(1)); got != 1 {

@@ -103,7 +103,7 @@ func (e *env) startWorker() (stop func()) {
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()
 	testenv.WaitFor(t, 10*time.Second, func() error {
-		if err := w.Ready(); err != nil {
+		if err := w.Ready(context.Background()); err != nil {
 			return err
 		}
 		return nil

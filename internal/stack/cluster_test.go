@@ -261,7 +261,7 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 
 	testenv.WaitFor(t, 20*time.Second, func() error {
 		for i, w := range workers {
-			if err := w.Ready(); err != nil {
+			if err := w.Ready(context.Background()); err != nil {
 				return fmt.Errorf("worker %d: %w", i, err)
 			}
 		}

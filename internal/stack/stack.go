@@ -126,16 +126,16 @@ func ApplyTopology(ctx context.Context, js jetstream.JetStream, replicas int, ti
 }
 
 // OpsHandler serves /healthz (the process is alive), /readyz (ready returns
-// nil) and /metrics (from g).
-func OpsHandler(ready func() error, g prometheus.Gatherer) http.Handler {
+// nil; it is given the request's context) and /metrics (from g).
+func OpsHandler(ready func(context.Context) error, g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
 	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if err := ready(); err != nil {
+		if err := ready(r.Context()); err != nil {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			fmt.Fprintf(w, "not ready: %v\n", err)
 			return

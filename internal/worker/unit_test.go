@@ -182,19 +182,19 @@ func TestNATSRestart(t *testing.T) {
 	first := createCmd("nr-1", "Oli", phone(1500))
 	e.publish(first)
 	e.waitTerminal(10*time.Second, first.ID)
-	if err := r.w.Ready(); err != nil {
+	if err := r.w.Ready(context.Background()); err != nil {
 		t.Fatalf("Ready: %v", err)
 	}
 
 	e.nats.Stop()
 	testenv.WaitFor(t, 10*time.Second, func() error {
-		if err := r.w.Ready(); !errors.Is(err, ErrNotConnected) {
+		if err := r.w.Ready(context.Background()); !errors.Is(err, ErrNotConnected) {
 			return fmt.Errorf("Ready = %v, want ErrNotConnected", err)
 		}
 		return nil
 	})
 	e.nats.Start()
-	testenv.WaitFor(t, 10*time.Second, r.w.Ready)
+	testenv.WaitFor(t, 10*time.Second, func() error { return r.w.Ready(context.Background()) })
 
 	second := createCmd("nr-2", "Pat", phone(1501))
 	e.publish(second)

@@ -351,15 +351,16 @@ func (w *Worker) pollPending(ctx context.Context) {
 // Ready reports whether the worker can do its job, for /readyz: Run is
 // running, the NATS connection is up, and the COMMANDS, EVENTS and DLQ
 // streams exist. It returns ErrNotRunning, ErrNotConnected or the stream
-// lookup error. Safe for concurrent use; each call asks the server.
-func (w *Worker) Ready() error {
+// lookup error; the lookups end with ctx, within 2 s at most. Safe for
+// concurrent use; each call asks the server.
+func (w *Worker) Ready(ctx context.Context) error {
 	if !w.running.Load() {
 		return ErrNotRunning
 	}
 	if nc := w.js.Conn(); nc == nil || !nc.IsConnected() {
 		return ErrNotConnected
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	for _, name := range []string{topology.StreamCommands, topology.StreamEvents, topology.StreamDLQ} {
 		if _, err := w.js.Stream(ctx, name); err != nil {

@@ -79,7 +79,7 @@ func TestLifecycleByRef(t *testing.T) {
 	if v := r.counter(t, "worker_handle_duration_seconds", map[string]string{"type": "client.create"}); v < 1 {
 		t.Errorf("no handle duration observed for client.create")
 	}
-	if err := r.w.Ready(); err != nil {
+	if err := r.w.Ready(context.Background()); err != nil {
 		t.Errorf("Ready: %v", err)
 	}
 	testenv.WaitFor(t, 5*time.Second, func() error {
@@ -97,7 +97,7 @@ func TestLifecycleByRef(t *testing.T) {
 	if err := r.stop(); err != nil {
 		t.Fatalf("stop: %v", err)
 	}
-	if err := r.w.Ready(); !errors.Is(err, ErrNotRunning) {
+	if err := r.w.Ready(context.Background()); !errors.Is(err, ErrNotRunning) {
 		t.Errorf("Ready after stop: %v, want ErrNotRunning", err)
 	}
 }
