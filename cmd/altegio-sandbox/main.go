@@ -38,6 +38,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/altegio-integrator/integrator/internal/envflag"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 )
 
@@ -77,61 +78,56 @@ type config struct {
 	webhookBearer         string
 }
 
-// parseConfig reads flags over environment variables. It returns
-// flag.ErrHelp after printing the usage for -h/--help.
+// parseConfig reads flags over environment variables (internal/envflag,
+// like every other binary). It returns flag.ErrHelp after printing the
+// usage for -h/--help.
 func parseConfig(args []string, getenv func(string) string, out io.Writer) (config, error) {
-	var c config
-	fs := flag.NewFlagSet("altegio-sandbox", flag.ContinueOnError)
-	fs.SetOutput(out)
-	fs.StringVar(&c.addr, "addr", "127.0.0.1:8090", "listen address")
-	fs.TextVar(&c.logLevel, "log-level", slog.LevelInfo, "log level: debug, info, warn, error")
-	fs.StringVar(&c.partnerToken, "partner-token", "sandbox-partner-token", "partner token every request must carry")
-	fs.StringVar(&c.login, "user-login", "owner@example.com", "login of the business user for POST /auth")
-	fs.StringVar(&c.password, "user-password", "sandbox-password", "password of the business user")
-	fs.StringVar(&c.userToken, "user-token", "", "initial user token (random when empty)")
-	fs.StringVar(&c.userEmail, "user-email", "", "email of the business user (also accepted as login)")
-	fs.StringVar(&c.userPhone, "user-phone", "", "phone of the business user (also accepted as login)")
-	fs.BoolVar(&c.twoFactor, "user-2fa", false, "POST /auth answers a 2FA challenge (200, data.uuid) instead of a token")
-	fs.StringVar(&c.locations, "user-locations", "", "comma-separated location IDs the user may access (empty: all)")
-	fs.IntVar(&c.ratePerSecond, "rate-per-second", sandbox.DefaultRatePerSecond, "per-IP requests per second (<0 disables)")
-	fs.IntVar(&c.ratePerMinute, "rate-per-minute", sandbox.DefaultRatePerMinute, "per-IP requests per minute (<0 disables)")
-	fs.BoolVar(&c.retryAfter, "retry-after", false, "send Retry-After on 429 (the real API documents none)")
-	fs.BoolVar(&c.publishedCommentPaths, "published-comment-paths", false, "also serve /clients/{loc}/clients/{id}/comments")
-	fs.DurationVar(&c.faults.Latency, "latency", 0, "delay added to every answer")
-	fs.Float64Var(&c.faults.ErrorRate, "error-rate", 0, "share of calls answered with a random 5xx, 0..1")
-	fs.Float64Var(&c.faults.ResetRate, "reset-rate", 0, "share of calls whose connection is reset, 0..1")
-	fs.Float64Var(&c.faults.AfterApplyRate, "after-apply-rate", 0, "share of successful writes whose answer is lost (connection reset) after the change, 0..1")
-	fs.DurationVar(&c.faults.SlowBody, "slow-body", 0, "spread writing each body over this duration")
-	fs.BoolVar(&c.control, "control", false, "serve /control/… to change faults, rotate the token and read the state (tests only)")
-	fs.Int64Var(&c.faults.Seed, "seed", 1, "seed of the random faults")
-	fs.DurationVar(&c.webhookDelay, "webhook-delay", sandbox.DefaultWebhookDelay, "how long after a client change its webhooks are sent (negative: at once)")
-	fs.DurationVar(&c.webhookRetryDelay, "webhook-retry-delay", sandbox.DefaultWebhookRetryDelay, "pause before each of the two retries of a webhook after a transport error, 429 or 5xx")
-	fs.StringVar(&c.webhookBearer, "webhook-bearer", "", "send \"Authorization: Bearer <this>\" with every webhook (empty: no header)")
-
+	var (
+		c     config
+		level string
+	)
+	fs := envflag.New("altegio-sandbox", getenv, out)
+	str := func(p *string, name, def, u string) { fs.String(p, name, envName(name), def, u) }
+	boolean := func(p *bool, name string, u string) { fs.Bool(p, name, envName(name), false, u) }
+	integer := func(p *int, name string, def int, u string) { fs.Int(p, name, envName(name), def, u) }
+	share := func(p *float64, name, u string) { fs.Float64(p, name, envName(name), 0, u) }
+	duration := func(p *time.Duration, name string, def time.Duration, u string) {
+		fs.Duration(p, name, envName(name), def, u)
+	}
+	str(&c.addr, "addr", "127.0.0.1:8090", "listen address")
+	str(&level, "log-level", "info", "log level: debug, info, warn, error")
+	str(&c.partnerToken, "partner-token", "sandbox-partner-token", "partner token every request must carry")
+	str(&c.login, "user-login", "owner@example.com", "login of the business user for POST /auth")
+	str(&c.password, "user-password", "sandbox-password", "password of the business user")
+	str(&c.userToken, "user-token", "", "initial user token (random when empty)")
+	str(&c.userEmail, "user-email", "", "email of the business user (also accepted as login)")
+	str(&c.userPhone, "user-phone", "", "phone of the business user (also accepted as login)")
+	boolean(&c.twoFactor, "user-2fa", "POST /auth answers a 2FA challenge (200, data.uuid) instead of a token")
+	str(&c.locations, "user-locations", "", "comma-separated location IDs the user may access (empty: all)")
+	integer(&c.ratePerSecond, "rate-per-second", sandbox.DefaultRatePerSecond, "per-IP requests per second (<0 disables)")
+	integer(&c.ratePerMinute, "rate-per-minute", sandbox.DefaultRatePerMinute, "per-IP requests per minute (<0 disables)")
+	boolean(&c.retryAfter, "retry-after", "send Retry-After on 429 (the real API documents none)")
+	boolean(&c.publishedCommentPaths, "published-comment-paths", "also serve /clients/{loc}/clients/{id}/comments")
+	duration(&c.faults.Latency, "latency", 0, "delay added to every answer")
+	share(&c.faults.ErrorRate, "error-rate", "share of calls answered with a random 5xx, 0..1")
+	share(&c.faults.ResetRate, "reset-rate", "share of calls whose connection is reset, 0..1")
+	share(&c.faults.AfterApplyRate, "after-apply-rate", "share of successful writes whose answer is lost (connection reset) after the change, 0..1")
+	duration(&c.faults.SlowBody, "slow-body", 0, "spread writing each body over this duration")
+	boolean(&c.control, "control", "serve /control/… to change faults, rotate the token and read the state (tests only)")
+	fs.Int64(&c.faults.Seed, "seed", envName("seed"), 1, "seed of the random faults")
+	duration(&c.webhookDelay, "webhook-delay", sandbox.DefaultWebhookDelay, "how long after a client change its webhooks are sent (negative: at once)")
+	duration(&c.webhookRetryDelay, "webhook-retry-delay", sandbox.DefaultWebhookRetryDelay, "pause before each of the two retries of a webhook after a transport error, 429 or 5xx")
+	str(&c.webhookBearer, "webhook-bearer", "", "send \"Authorization: Bearer <this>\" with every webhook (empty: no header)")
 	fs.Usage = func() {
-		fmt.Fprintf(out, "Usage: altegio-sandbox [flags]\n\nRuns the Altegio API sandbox; the API is under /api/v1.\n"+
+		fmt.Fprint(out, "Usage: altegio-sandbox [flags]\n\nRuns the Altegio API sandbox; the API is under /api/v1.\n"+
 			"Every flag can also be set with the environment variable shown; flags win.\n\n")
-		fs.VisitAll(func(f *flag.Flag) {
-			fmt.Fprintf(out, "  -%s (env %s, default %q)\n    \t%s\n", f.Name, envName(f.Name), f.DefValue, f.Usage)
-		})
+		fs.PrintDefaults()
 	}
-
-	var envErr error
-	fs.VisitAll(func(f *flag.Flag) {
-		if v := getenv(envName(f.Name)); v != "" && envErr == nil {
-			if err := fs.Set(f.Name, v); err != nil {
-				envErr = fmt.Errorf("%s: %w", envName(f.Name), err)
-			}
-		}
-	})
-	if envErr != nil {
-		return c, envErr
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := fs.ParseNoArgs(args); err != nil {
 		return c, err
 	}
-	if fs.NArg() > 0 {
-		return c, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	if err := c.logLevel.UnmarshalText([]byte(level)); err != nil {
+		return c, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
 	return c, nil
 }

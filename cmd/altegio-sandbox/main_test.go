@@ -182,7 +182,7 @@ func TestWebhooksAndControl(t *testing.T) {
 	if err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, &help); err != nil {
 		t.Fatalf("run --help: %v", err)
 	}
-	for _, want := range []string{"ALTEGIO_SANDBOX_WEBHOOK_DELAY", "ALTEGIO_SANDBOX_WEBHOOK_RETRY_DELAY", "ALTEGIO_SANDBOX_WEBHOOK_BEARER", `default "5s"`, `default "1.5s"`} {
+	for _, want := range []string{"ALTEGIO_SANDBOX_WEBHOOK_DELAY", "ALTEGIO_SANDBOX_WEBHOOK_RETRY_DELAY", "ALTEGIO_SANDBOX_WEBHOOK_BEARER", `default 5s`, `default 1.5s`} {
 		if !strings.Contains(help.String(), want) {
 			t.Errorf("help lacks %q", want)
 		}
