@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
+	"github.com/altegio-integrator/integrator/internal/backoff"
 	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
@@ -672,13 +673,7 @@ func (m *Manager) loginFailed(a *account, err error) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.failures++
-	d := m.cfg.LoginBackoffMin
-	for i := 1; i < a.failures && d < m.cfg.LoginBackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, m.cfg.LoginBackoffMax)
-	d = d/2 + jitter(d-d/2)
-	a.backoffUntil = m.now().Add(d)
+	a.backoffUntil = m.now().Add(backoff.Delay(m.cfg.LoginBackoffMin, m.cfg.LoginBackoffMax, a.failures))
 	a.lastErr = err
 	return &AccountError{Account: a.cfg.Name, Err: err}
 }

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -101,12 +99,4 @@ func (m *Manager) kvUpdate(ctx context.Context, kv jetstream.KeyValue, key strin
 		return 0, kvErr(ctx, "update", key, err)
 	}
 	return newRev, err
-}
-
-// jitter returns a random duration in [0, d].
-func jitter(d time.Duration) time.Duration {
-	if d <= 0 {
-		return 0
-	}
-	return rand.N(d + 1)
 }

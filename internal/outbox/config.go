@@ -56,7 +56,7 @@ type Config struct {
 
 	// RetryMin and RetryMax bound the relay's exponential backoff after a
 	// failed publish: it starts at RetryMin, doubles per failure up to
-	// RetryMax, with up to 20% jitter. Defaults DefaultRetryMin (100ms) and
+	// RetryMax, with equal jitter (backoff.Delay). Defaults DefaultRetryMin (100ms) and
 	// DefaultRetryMax (10s).
 	RetryMin time.Duration
 	RetryMax time.Duration

@@ -301,24 +301,6 @@ func testWaitRelaying(t *testing.T, o *Outbox) {
 	})
 }
 
-func TestBackoff(t *testing.T) {
-	const lo, hi = 100 * time.Millisecond, time.Second
-	tests := []struct {
-		failures int
-		want     time.Duration
-	}{
-		{0, lo}, {1, 2 * lo}, {3, 8 * lo}, {4, hi}, {40, hi}, {1000, hi},
-	}
-	for _, tt := range tests {
-		for range 20 {
-			got := backoff(lo, hi, tt.failures)
-			if got > tt.want || got < tt.want*4/5 {
-				t.Fatalf("backoff(%d) = %v, want within 20%% below %v", tt.failures, got, tt.want)
-			}
-		}
-	}
-}
-
 // TestCrashKeepsEntries appends in a child process that exits without
 // Close, as a crash would, and reads the entries back in this one.
 func TestCrashKeepsEntries(t *testing.T) {

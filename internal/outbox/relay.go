@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
-	"math/rand/v2"
 	"time"
 
+	"github.com/altegio-integrator/integrator/internal/backoff"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -304,8 +304,8 @@ func (r *relay) deleteAcked(ctx context.Context) {
 
 // sleep waits for the next backoff delay. It returns false when ctx ended.
 func (r *relay) sleep(ctx context.Context) bool {
-	d := backoff(r.o.cfg.RetryMin, r.o.cfg.RetryMax, r.failures)
 	r.failures++
+	d := backoff.Delay(r.o.cfg.RetryMin, r.o.cfg.RetryMax, r.failures)
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
@@ -314,16 +314,4 @@ func (r *relay) sleep(ctx context.Context) bool {
 	case <-ctx.Done():
 		return false
 	}
-}
-
-// backoff returns min·2^failures, capped at max, minus up to 20% jitter.
-func backoff(minDelay, maxDelay time.Duration, failures int) time.Duration {
-	d := maxDelay
-	if failures < 32 {
-		d = min(minDelay<<failures, maxDelay)
-	}
-	if d <= 0 {
-		d = maxDelay
-	}
-	return d - time.Duration(rand.Int64N(int64(d)/5+1))
 }

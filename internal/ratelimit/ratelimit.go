@@ -743,6 +743,8 @@ func (l *Limiter) Penalize(retryAfter time.Duration) {
 		l.penaltyAt = now
 		d = l.penalty
 		l.mu.Unlock()
+		// Not backoff.Delay: a push is the least the API asked us to wait,
+		// so its jitter only adds (up to a quarter), never shortens it.
 		d += time.Duration(rand.Int64N(int64(d)/4 + 1))
 	}
 	l.m.penalties.Inc()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/altegio-integrator/integrator/internal/backoff"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -38,18 +39,18 @@ type subscription struct {
 	watchWG  sync.WaitGroup
 
 	// Loop-owned state.
-	now          func() time.Time
-	known        map[uint64]*entry // by stream sequence: everything in custody
-	lanes        map[string]*lane
-	parked       map[*lane]struct{}
-	ready        []*entry // to emit, in order
-	emitted      int      // out to handlers, not settled
-	held         int
-	reserved     int // asked for by pull requests in flight, not received
-	fetches      int // fetch goroutines running
-	closing      bool
-	fetchBackoff time.Duration
-	fetchAfter   time.Time
+	now           func() time.Time
+	known         map[uint64]*entry // by stream sequence: everything in custody
+	lanes         map[string]*lane
+	parked        map[*lane]struct{}
+	ready         []*entry // to emit, in order
+	emitted       int      // out to handlers, not settled
+	held          int
+	reserved      int // asked for by pull requests in flight, not received
+	fetches       int // fetch goroutines running
+	closing       bool
+	fetchFailures int // fetches that failed in a row
+	fetchAfter    time.Time
 	// pin is the pin this subscription last received messages under
 	// (also read by [Subscriber.Pins], outside the loop).
 	pin atomic.Pointer[string]
@@ -285,11 +286,12 @@ func (s *subscription) onFetch(ev fetchEvent) {
 		s.reserved -= ev.unreceived
 		switch {
 		case ev.err == nil || errors.Is(ev.err, nats.ErrTimeout):
-			s.fetchBackoff = 0
+			s.fetchFailures = 0
 		default:
-			s.fetchBackoff = min(max(2*s.fetchBackoff, 50*time.Millisecond), 5*time.Second)
-			s.fetchAfter = s.now().Add(s.fetchBackoff)
-			s.log.Warn("fetch", "error", ev.err, "retry_in", s.fetchBackoff)
+			s.fetchFailures++
+			wait := backoff.Delay(50*time.Millisecond, 5*time.Second, s.fetchFailures)
+			s.fetchAfter = s.now().Add(wait)
+			s.log.Warn("fetch", "error", ev.err, "retry_in", wait)
 		}
 		return
 	}

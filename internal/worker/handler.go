@@ -12,6 +12,7 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message"
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
+	"github.com/altegio-integrator/integrator/internal/backoff"
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/wmjetstream"
@@ -757,16 +758,10 @@ func trimReason(err error) string {
 	return s
 }
 
-// backoff returns the delay before retry n (n >= 1): RetryBase·2^(n−1)
-// capped at RetryMax, with equal jitter in [d/2, d].
+// backoff returns the delay before retry n (n >= 1): backoff.Delay of
+// RetryBase and RetryMax.
 func (w *Worker) backoff(n int) time.Duration {
-	d := w.cfg.RetryBase
-	for i := 1; i < n && d < w.cfg.RetryMax; i++ {
-		d *= 2
-	}
-	d = min(d, w.cfg.RetryMax)
-	half := d / 2
-	return half + rand.N(d-half+1)
+	return backoff.Delay(w.cfg.RetryBase, w.cfg.RetryMax, n)
 }
 
 // originalSeq returns the acceptance order of a replayed message: the
