@@ -559,12 +559,7 @@ func TestPenaltyRefusesSlotsHandedOut(t *testing.T) {
 // ones of their flow that stay.
 func TestFairQueueRemoveGivesTagsBack(t *testing.T) {
 	q := newFairQueue(nil, 0.6)
-	var a []*waiter
-	for range 5 {
-		w := &waiter{flow: "a"}
-		q.push(w, false)
-		a = append(a, w)
-	}
+	a := pushN(&q, "a", 5)
 	for _, w := range a[2:] {
 		if !q.remove(w) {
 			t.Fatal("remove of a queued waiter = false")
@@ -748,13 +743,8 @@ func TestExpectedWaitCountsTheClassShare(t *testing.T) {
 // and a later request of another class does not meet a stale node.
 func TestFairQueueKeepsTagsOfWaiters(t *testing.T) {
 	q := newFairQueue(nil, 0.6)
-	var a []*waiter
-	for range 3 {
-		w := &waiter{flow: "acc/1"}
-		q.push(w, false)
-		a = append(a, w)
-	}
-	q.push(&waiter{flow: "acc/2"}, false)
+	a := pushN(&q, "acc/1", 3)
+	pushN(&q, "acc/2", 1)
 	if got := q.pop().flow; got != "acc/1" {
 		t.Fatalf("first pop %s, want acc/1", got)
 	}
@@ -830,4 +820,14 @@ func TestFairQueueRandomOperations(t *testing.T) {
 		}
 		check(&q.root, 0)
 	}
+}
+
+// pushN queues n commands of flow in q and returns them.
+func pushN(q *fairQueue, flow string, n int) []*waiter {
+	out := make([]*waiter, n)
+	for i := range out {
+		out[i] = &waiter{flow: flow}
+		q.push(out[i], false)
+	}
+	return out
 }
