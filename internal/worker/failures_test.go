@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -71,9 +72,14 @@ func TestPermanent422ToDLQ(t *testing.T) {
 	if n := e.sb.Stats().CreateAttemptsByPhone["15550000400"]; n != 1 {
 		t.Errorf("create attempts: %d, want 1 (no retry of a permanent failure)", n)
 	}
-	if v := r.counter(t, "worker_dlq_writes_total", map[string]string{"class": "permanent"}); v != 1 {
-		t.Errorf("worker_dlq_writes_total{class=permanent} = %v", v)
-	}
+	// The counter moves once the result event is out too, a moment after
+	// the DLQ record.
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		if v := r.counter(t, "worker_dlq_writes_total", map[string]string{"class": "permanent"}); v != 1 {
+			return fmt.Errorf("worker_dlq_writes_total{class=permanent} = %v", v)
+		}
+		return nil
+	})
 	e.assertOneTerminal(c.ID)
 }
 

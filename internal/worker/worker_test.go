@@ -73,12 +73,17 @@ func TestLifecycleByRef(t *testing.T) {
 	if n := e.sb.Stats().CreatesByPhone["15550000001"]; n != 1 {
 		t.Fatalf("creates for the phone: %d, want 1", n)
 	}
-	if v := r.counter(t, "worker_commands_total", map[string]string{"outcome": "succeeded"}); v != 4 {
-		t.Errorf("worker_commands_total{outcome=succeeded} = %v, want 4", v)
-	}
-	if v := r.counter(t, "worker_handle_duration_seconds", map[string]string{"type": "client.create"}); v < 1 {
-		t.Errorf("no handle duration observed for client.create")
-	}
+	// The counters move when the handler returns, a moment after the
+	// result event is out.
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		if v := r.counter(t, "worker_commands_total", map[string]string{"outcome": "succeeded"}); v != 4 {
+			return fmt.Errorf("worker_commands_total{outcome=succeeded} = %v, want 4", v)
+		}
+		if v := r.counter(t, "worker_handle_duration_seconds", map[string]string{"type": "client.create"}); v < 1 {
+			return errors.New("no handle duration observed for client.create")
+		}
+		return nil
+	})
 	if err := r.w.Ready(context.Background()); err != nil {
 		t.Errorf("Ready: %v", err)
 	}
