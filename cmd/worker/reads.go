@@ -8,9 +8,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
-	"github.com/altegio-integrator/integrator/internal/reads"
+	"github.com/altegio-integrator/integrator/internal/readclient"
 	"github.com/altegio-integrator/integrator/internal/worker"
 )
 
@@ -62,11 +61,11 @@ func runExport(ctx context.Context, args []string, c cli) error {
 	}
 	defer drainAndWait(nc)
 
-	enc := json.NewEncoder(c.stdout)
-	var last reads.ExportProgress
-	err = reads.Export(ctx, nc, location, after, func(card altegio.ClientRecord) error {
-		return enc.Encode(card)
-	}, func(p reads.ExportProgress) {
+	var last readclient.ExportProgress
+	err = readclient.Export(ctx, nc, location, after, func(card json.RawMessage) error {
+		_, err := fmt.Fprintf(c.stdout, "%s\n", card) // compact JSON: one line
+		return err
+	}, func(p readclient.ExportProgress) {
 		last = p
 		pages := "?"
 		if p.Pages > 0 {
@@ -94,7 +93,7 @@ func runExport(ctx context.Context, args []string, c cli) error {
 func runCommands(ctx context.Context, args []string, c cli) error {
 	var (
 		o        opFlags
-		req      reads.CommandsRequest
+		req      readclient.CommandsRequest
 		location int64
 		since    string
 	)
@@ -135,7 +134,7 @@ func runCommands(ctx context.Context, args []string, c cli) error {
 	rctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	var page worker.HistoryPage
-	if err := reads.Ask(rctx, nc, location, commands.ReadCommands, body, &page); err != nil {
+	if err := readclient.Ask(rctx, nc, location, commands.ReadCommands, body, &page); err != nil {
 		return fmt.Errorf("commands: %w", err)
 	}
 	if len(page.Commands) == 0 {

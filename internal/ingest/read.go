@@ -13,9 +13,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
-	"github.com/altegio-integrator/integrator/internal/reads"
+	"github.com/altegio-integrator/integrator/internal/readclient"
 )
 
 // Reads over HTTP. Ingest holds no Altegio credentials: it asks the workers'
@@ -137,13 +136,13 @@ func (s *Server) askRead(w http.ResponseWriter, r *http.Request, loc int64, quer
 	ctx, cancel := context.WithTimeout(r.Context(), readTimeout)
 	defer cancel()
 	var answer json.RawMessage
-	err := reads.Ask(ctx, s.nc, loc, query, req, &answer)
-	var re *reads.ReadError
+	err := readclient.Ask(ctx, s.nc, loc, query, req, &answer)
+	var re *readclient.ReadError
 	switch {
 	case err == nil:
 		w.Header().Set("Content-Type", "application/json")
 		_, _ = w.Write(answer)
-	case errors.Is(err, reads.ErrNoReadService):
+	case errors.Is(err, readclient.ErrNoReadService):
 		s.writeProblem(w, r, probUnavailable.problem(err.Error()))
 	case r.Context().Err() != nil:
 		w.WriteHeader(statusClientClosedRequest)
@@ -179,7 +178,7 @@ func readRequest(r *http.Request, target readTarget, body []byte) ([]byte, *Prob
 }
 
 // listQuery turns the query parameters of GET …/clients into the request
-// of clients.list (reads.ListRequest): numbers as numbers, id repeated.
+// of clients.list (readclient.ListRequest): numbers as numbers, id repeated.
 func listQuery(q url.Values) ([]byte, *Problem) {
 	req := map[string]any{}
 	var errs []commands.Problem
@@ -294,7 +293,6 @@ func (s *Server) exportClients(w http.ResponseWriter, r *http.Request) {
 		after = n
 	}
 	rc := http.NewResponseController(w)
-	enc := json.NewEncoder(w)
 	started := false
 	begin := func() {
 		if !started {
@@ -305,12 +303,13 @@ func (s *Server) exportClients(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusOK)
 		}
 	}
-	err := reads.Export(r.Context(), s.nc, loc, after, func(c altegio.ClientRecord) error {
+	err := readclient.Export(r.Context(), s.nc, loc, after, func(card json.RawMessage) error {
 		begin()
 		_ = rc.SetWriteDeadline(time.Now().Add(exportWriteTimeout))
-		return enc.Encode(c)
-	}, func(reads.ExportProgress) { _ = rc.Flush() })
-	var re *reads.ReadError
+		_, err := fmt.Fprintf(w, "%s\n", card) // compact JSON: one line
+		return err
+	}, func(readclient.ExportProgress) { _ = rc.Flush() })
+	var re *readclient.ReadError
 	switch {
 	case err == nil:
 		begin()
@@ -318,7 +317,7 @@ func (s *Server) exportClients(w http.ResponseWriter, r *http.Request) {
 	case started || r.Context().Err() != nil:
 		s.log.Warn("export cut off", "location_id", loc, "error", err)
 		panic(http.ErrAbortHandler)
-	case errors.Is(err, reads.ErrNoReadService):
+	case errors.Is(err, readclient.ErrNoReadService):
 		s.writeProblem(w, r, probUnavailable.problem("no read service is running (start a worker with --reads)"))
 	case errors.As(err, &re):
 		s.writeProblem(w, r, readProblem(strconv.Itoa(re.Code), re.Reason))

@@ -9,32 +9,8 @@ import (
 	"time"
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
+	"github.com/altegio-integrator/integrator/internal/readclient"
 )
-
-// ListRequest is the request of clients.list, the deprecated list of full
-// cards (reference §6.7): a page (1-based) of count cards (at most 300),
-// and the API's filters. Times are RFC 3339, or "2006-01-02T15:04:05" in
-// UTC.
-type ListRequest struct {
-	Page          int      `json:"page,omitempty"`
-	Count         int      `json:"count,omitempty"`
-	Fullname      string   `json:"fullname,omitempty"`
-	Phone         string   `json:"phone,omitempty"`
-	Email         string   `json:"email,omitempty"`
-	Card          string   `json:"card,omitempty"`
-	PaidMin       *float64 `json:"paid_min,omitempty"`
-	PaidMax       *float64 `json:"paid_max,omitempty"`
-	IDs           []int64  `json:"ids,omitempty"`
-	ChangedAfter  string   `json:"changed_after,omitempty"`
-	ChangedBefore string   `json:"changed_before,omitempty"`
-}
-
-// ExportRequest is the request of clients.export: one page of every
-// client, in ascending id, throttled to the export share of the budget.
-type ExportRequest struct {
-	Page  int `json:"page,omitempty"`
-	Count int `json:"count,omitempty"`
-}
 
 // ListResult is the answer of clients.list and clients.export.
 type ListResult struct {
@@ -51,16 +27,13 @@ type ListResult struct {
 	FilterIgnored bool `json:"filter_ignored,omitempty"`
 }
 
-// ExportPageSize is the page size of an export: the list's maximum.
-const ExportPageSize = 300
-
 // errExportBusy is a page of an export that would wait past its deadline
 // for the export share.
 var errExportBusy = errors.New("exports are using their whole share of the API budget; retry later")
 
 // list reads one page of the deprecated list and checks every row against
 // the filter, which the API may have dropped.
-func (s *Service) list(ctx context.Context, loc int64, r ListRequest) (ListResult, error) {
+func (s *Service) list(ctx context.Context, loc int64, r readclient.ListRequest) (ListResult, error) {
 	p := altegio.ListClientsParams{Page: r.Page, Count: r.Count, Fullname: r.Fullname, Phone: r.Phone,
 		Email: r.Email, Card: r.Card, PaidMin: r.PaidMin, PaidMax: r.PaidMax, IDs: r.IDs}
 	var err error
@@ -85,9 +58,9 @@ func (s *Service) list(ctx context.Context, loc int64, r ListRequest) (ListResul
 }
 
 // exportPage reads one page of an export, after the export share allows.
-func (s *Service) exportPage(ctx context.Context, loc int64, r ExportRequest) (ListResult, error) {
-	if r.Page < 0 || r.Count < 0 || r.Count > ExportPageSize {
-		return ListResult{}, &badRequest{fmt.Sprintf("page must be positive and count 1 to %d", ExportPageSize)}
+func (s *Service) exportPage(ctx context.Context, loc int64, r readclient.ExportRequest) (ListResult, error) {
+	if r.Page < 0 || r.Count < 0 || r.Count > readclient.ExportPageSize {
+		return ListResult{}, &badRequest{fmt.Sprintf("page must be positive and count 1 to %d", readclient.ExportPageSize)}
 	}
 	if s.export != nil {
 		if err := s.export.Wait(ctx); err != nil {
@@ -96,9 +69,9 @@ func (s *Service) exportPage(ctx context.Context, loc int64, r ExportRequest) (L
 	}
 	count := r.Count
 	if count == 0 {
-		count = ExportPageSize
+		count = readclient.ExportPageSize
 	}
-	return s.list(ctx, loc, ListRequest{Page: max(r.Page, 1), Count: count})
+	return s.list(ctx, loc, readclient.ListRequest{Page: max(r.Page, 1), Count: count})
 }
 
 // listTime reads a time filter: RFC 3339, or the API's form without an

@@ -17,6 +17,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/ratelimit"
+	"github.com/altegio-integrator/integrator/internal/readclient"
 	"github.com/altegio-integrator/integrator/internal/reads"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
@@ -70,23 +71,23 @@ func TestExportResumesFromTheLastID(t *testing.T) {
 
 	var got []int64
 	stop := errors.New("interrupted")
-	var last reads.ExportProgress
-	err := reads.Export(ctx, f.nc, loc, 0, func(c altegio.ClientRecord) error {
+	var last readclient.ExportProgress
+	err := readclient.Export(ctx, f.nc, loc, 0, func(card json.RawMessage) error {
 		if len(got) == 450 {
 			return stop
 		}
-		got = append(got, c.ID)
+		got = append(got, cardID(t, card))
 		return nil
-	}, func(p reads.ExportProgress) { last = p })
+	}, func(p readclient.ExportProgress) { last = p })
 	if !errors.Is(err, stop) || last.Exported != 300 || last.LastID != got[299] || last.Pages != 3 {
 		t.Fatalf("first run: %v, progress %+v after %d cards", err, last, len(got))
 	}
 	// Resume from the last id written, as a caller would from its file.
 	f.sb.ResetStats()
-	err = reads.Export(ctx, f.nc, loc, got[len(got)-1], func(c altegio.ClientRecord) error {
-		got = append(got, c.ID)
+	err = readclient.Export(ctx, f.nc, loc, got[len(got)-1], func(card json.RawMessage) error {
+		got = append(got, cardID(t, card))
 		return nil
-	}, func(p reads.ExportProgress) { last = p })
+	}, func(p readclient.ExportProgress) { last = p })
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -221,4 +222,14 @@ func TestClientCacheIsInvalidatedByEvents(t *testing.T) {
 	if n := gets(); n != 3 || !strings.HasPrefix(name(), "Ann") {
 		t.Errorf("%d GETs, want 3", n)
 	}
+}
+
+// cardID reads the id of a client card.
+func cardID(t *testing.T, card json.RawMessage) int64 {
+	t.Helper()
+	var c altegio.ClientRecord
+	if err := json.Unmarshal(card, &c); err != nil {
+		t.Fatalf("card %s: %v", card, err)
+	}
+	return c.ID
 }

@@ -42,6 +42,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/ratelimit"
+	"github.com/altegio-integrator/integrator/internal/readclient"
 	"github.com/altegio-integrator/integrator/internal/worker"
 )
 
@@ -70,24 +71,6 @@ const (
 	// QueueGroup balances the reads over the worker processes.
 	QueueGroup = "altegio-reads"
 )
-
-// ClientRequest names a client by id or by client_ref (one of them).
-type ClientRequest struct {
-	ClientID  int64  `json:"client_id,omitempty"`
-	ClientRef string `json:"client_ref,omitempty"`
-}
-
-// VisitsRequest is the request of visits.search: the client (by id, by
-// client_ref, or by phone), a date range and the API's filters; the answer's
-// cursor gives the next page's range.
-type VisitsRequest struct {
-	ClientRequest
-	ClientPhone     string   `json:"client_phone,omitempty"`
-	From            string   `json:"from,omitempty"`
-	To              string   `json:"to,omitempty"`
-	PaymentStatuses []string `json:"payment_statuses,omitempty"`
-	Attendance      *int     `json:"attendance,omitempty"`
-}
 
 // Config configures a Service.
 type Config struct {
@@ -293,19 +276,19 @@ func (s *Service) read(ctx context.Context, query, subject string, data []byte) 
 			TotalCount int                          `json:"total_count"`
 		}{rows, res.TotalCount}, nil
 	case commands.ReadList:
-		var r ListRequest
+		var r readclient.ListRequest
 		if err := decode(data, &r); err != nil {
 			return nil, err
 		}
 		return s.list(ctx, loc, r)
 	case commands.ReadExport:
-		var r ExportRequest
+		var r readclient.ExportRequest
 		if err := decode(data, &r); err != nil {
 			return nil, err
 		}
 		return s.exportPage(ctx, loc, r)
 	case commands.ReadVisits:
-		var r VisitsRequest
+		var r readclient.VisitsRequest
 		if err := decode(data, &r); err != nil {
 			return nil, err
 		}
@@ -320,13 +303,13 @@ func (s *Service) read(ctx context.Context, query, subject string, data []byte) 
 			PaymentStatuses: r.PaymentStatuses, Attendance: r.Attendance,
 		})
 	case commands.ReadCommands:
-		var r CommandsRequest
+		var r readclient.CommandsRequest
 		if err := decode(data, &r); err != nil {
 			return nil, err
 		}
 		return s.commands(ctx, loc, r)
 	}
-	var r ClientRequest
+	var r readclient.ClientRequest
 	if err := decode(data, &r); err != nil {
 		return nil, err
 	}
@@ -361,18 +344,8 @@ func (s *Service) getClient(ctx context.Context, loc, id int64) (altegio.ClientR
 // errNoHistory answers commands.list in a service started without History.
 var errNoHistory = errors.New("the client history is not available in this worker")
 
-// CommandsRequest is the request of commands.list: the client (by id or by
-// client_ref), and optionally since (RFC 3339), limit and the cursor of
-// the previous page.
-type CommandsRequest struct {
-	ClientRequest
-	Since  string `json:"since,omitempty"`
-	Limit  int    `json:"limit,omitempty"`
-	Cursor string `json:"cursor,omitempty"`
-}
-
 // commands lists the commands of a client from the workers' history.
-func (s *Service) commands(ctx context.Context, loc int64, r CommandsRequest) (worker.HistoryPage, error) {
+func (s *Service) commands(ctx context.Context, loc int64, r readclient.CommandsRequest) (worker.HistoryPage, error) {
 	if s.cfg.History == nil {
 		return worker.HistoryPage{}, errNoHistory
 	}
@@ -397,7 +370,7 @@ func (s *Service) commands(ctx context.Context, loc int64, r CommandsRequest) (w
 }
 
 // client resolves the client a request names.
-func (s *Service) client(ctx context.Context, loc int64, r ClientRequest) (int64, error) {
+func (s *Service) client(ctx context.Context, loc int64, r readclient.ClientRequest) (int64, error) {
 	switch {
 	case r.ClientID > 0 && r.ClientRef != "":
 		return 0, &badRequest{"name the client by client_id or by client_ref, not both"}

@@ -1,4 +1,8 @@
-package reads
+// Package readclient is the callers' side of the workers' read service
+// (internal/reads): the requests, one request-reply (Ask) and the export
+// loop (Export). It links neither the API client nor the worker, so ingest
+// and the CLI can ask without them.
+package readclient
 
 import (
 	"context"
@@ -11,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/micro"
 
-	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
 )
 
@@ -57,7 +60,7 @@ const pageTimeout = 15 * time.Second
 // (if not nil) after each page. A page answered 503 is asked again after
 // its Retry-After until ctx ends; another error answer ends the export
 // with a *ReadError. emit's error ends it too.
-func Export(ctx context.Context, nc *nats.Conn, location, afterID int64, emit func(altegio.ClientRecord) error, progress func(ExportProgress)) error {
+func Export(ctx context.Context, nc *nats.Conn, location, afterID int64, emit func(card json.RawMessage) error, progress func(ExportProgress)) error {
 	x := exporter{nc: nc, loc: location}
 	page, res, err := x.start(ctx, afterID)
 	if err != nil {
@@ -66,14 +69,15 @@ func Export(ctx context.Context, nc *nats.Conn, location, afterID int64, emit fu
 	p := ExportProgress{LastID: afterID, Pages: pages(res.TotalCount)}
 	for {
 		for _, c := range res.Clients {
-			if c.ID <= p.LastID {
+			id := cardID(c)
+			if id <= p.LastID {
 				continue
 			}
 			if err := emit(c); err != nil {
 				return err
 			}
 			p.Exported++
-			p.LastID = c.ID
+			p.LastID = id
 		}
 		p.Page = page
 		if progress != nil {
@@ -106,18 +110,18 @@ type exporter struct {
 // start finds the first page holding an id above afterID: page 1 when
 // afterID is 0, else a binary search over the pages, whose last ids
 // ascend.
-func (x exporter) start(ctx context.Context, afterID int64) (int, ListResult, error) {
+func (x exporter) start(ctx context.Context, afterID int64) (int, Page, error) {
 	first, err := x.page(ctx, 1)
 	if err != nil || afterID <= 0 || len(first.Clients) == 0 || last(first) > afterID || first.TotalCount < 0 {
 		return 1, first, err
 	}
 	lo, hi := 2, max(2, pages(first.TotalCount))
-	var found *ListResult
+	var found *Page
 	for lo < hi {
 		mid := (lo + hi) / 2
 		res, err := x.page(ctx, mid)
 		if err != nil {
-			return 0, ListResult{}, err
+			return 0, Page{}, err
 		}
 		if len(res.Clients) == 0 || last(res) > afterID {
 			hi, found = mid, &res
@@ -132,10 +136,29 @@ func (x exporter) start(ctx context.Context, afterID int64) (int, ListResult, er
 	return lo, res, err
 }
 
-func last(r ListResult) int64 { return r.Clients[len(r.Clients)-1].ID }
+func last(r Page) int64 { return cardID(r.Clients[len(r.Clients)-1]) }
+
+// cardID reads the id of a client card; 0 when it has none.
+func cardID(card json.RawMessage) int64 {
+	var c struct {
+		ID int64 `json:"id"`
+	}
+	_ = json.Unmarshal(card, &c)
+	return c.ID
+}
+
+// Page is a page of clients.list or clients.export as the caller reads it:
+// the cards as the service sent them (the API's field names), in
+// ascending id.
+type Page struct {
+	Clients       []json.RawMessage `json:"clients"`
+	Page          int               `json:"page"`
+	TotalCount    int               `json:"total_count"`
+	FilterIgnored bool              `json:"filter_ignored,omitempty"`
+}
 
 // page asks for one page, again after each 503's Retry-After.
-func (x exporter) page(ctx context.Context, page int) (ListResult, error) {
+func (x exporter) page(ctx context.Context, page int) (Page, error) {
 	body, _ := json.Marshal(ExportRequest{Page: page, Count: ExportPageSize})
 	for {
 		res, retry, err := x.ask(ctx, body)
@@ -146,30 +169,30 @@ func (x exporter) page(ctx context.Context, page int) (ListResult, error) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ListResult{}, ctx.Err()
+			return Page{}, ctx.Err()
 		case <-t.C:
 		}
 	}
 }
 
 // ask makes one request; retry > 0 when it should be asked again then.
-func (x exporter) ask(ctx context.Context, body []byte) (ListResult, time.Duration, error) {
+func (x exporter) ask(ctx context.Context, body []byte) (Page, time.Duration, error) {
 	rctx, cancel := context.WithTimeout(ctx, pageTimeout)
 	defer cancel()
-	var res ListResult
+	var res Page
 	err := Ask(rctx, x.nc, x.loc, commands.ReadExport, body, &res)
 	var re *ReadError
 	switch {
 	case err == nil:
 		return res, 0, nil
 	case ctx.Err() != nil:
-		return ListResult{}, 0, ctx.Err()
+		return Page{}, 0, ctx.Err()
 	case errors.As(err, &re) && re.Code == 503:
-		return ListResult{}, max(re.RetryAfter, time.Second), nil
+		return Page{}, max(re.RetryAfter, time.Second), nil
 	case errors.Is(err, context.DeadlineExceeded):
-		return ListResult{}, time.Second, nil // the worker did not answer in time: ask again
+		return Page{}, time.Second, nil // the worker did not answer in time: ask again
 	}
-	return ListResult{}, 0, fmt.Errorf("export page: %w", err)
+	return Page{}, 0, fmt.Errorf("export page: %w", err)
 }
 
 // Ask sends one read, query in location with the JSON request body, to the
