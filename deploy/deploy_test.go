@@ -38,6 +38,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/testenv"
 	"github.com/altegio-integrator/integrator/internal/topology"
 	"github.com/altegio-integrator/integrator/internal/worker"
+	"github.com/altegio-integrator/integrator/internal/workerstack"
 )
 
 // Paths of the NATS configs, relative to this package.
@@ -638,7 +639,7 @@ func runEndToEnd(ctx context.Context, t *testing.T, url string, top *topology.To
 	quiet := slog.New(slog.DiscardHandler)
 
 	wk := connectAs(t, url, "worker")
-	w, closeWorker, err := stack.NewWorker(ctx, wk.js, top, stack.WorkerConfig{
+	w, closeWorker, err := workerstack.NewWorker(ctx, wk.js, top, workerstack.WorkerConfig{
 		APIBaseURL: apiURL,
 		Accounts:   []auth.Account{{Name: "default", PartnerToken: partner, Login: login, Password: password}},
 		RateLimit:  ratelimit.Config{Key: "egress.deploy-test", PerSecond: 50, PerMinute: -1},

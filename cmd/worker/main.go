@@ -33,6 +33,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/ratelimit"
 	"github.com/altegio-integrator/integrator/internal/stack"
 	"github.com/altegio-integrator/integrator/internal/worker"
+	"github.com/altegio-integrator/integrator/internal/workerstack"
 )
 
 func main() {
@@ -137,7 +138,7 @@ func (a *apiFlags) define(fs *envflag.Set) {
 
 // apply sets the API base URL and the budget of cfg; a bad weight list is
 // an error.
-func (a *apiFlags) apply(cfg *stack.WorkerConfig) error {
+func (a *apiFlags) apply(cfg *workerstack.WorkerConfig) error {
 	lw, err := ratelimit.ParseWeights(a.weights)
 	if err != nil {
 		return err
@@ -158,7 +159,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		replicas int
 		timeout  time.Duration
 		profile  string
-		cfg      stack.WorkerConfig
+		cfg      workerstack.WorkerConfig
 	)
 	fs := envflag.New("worker run", getenv, stderr)
 	c.define(fs)
@@ -216,7 +217,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return err
 	}
-	w, closeWorker, err := stack.NewWorker(ctx, js, top, cfg)
+	w, closeWorker, err := workerstack.NewWorker(ctx, js, top, cfg)
 	if err != nil {
 		return err
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/auth"
 	"github.com/altegio-integrator/integrator/internal/envflag"
-	"github.com/altegio-integrator/integrator/internal/stack"
+	"github.com/altegio-integrator/integrator/internal/workerstack"
 )
 
 const webhooksUsage = `Usage: worker webhooks <command> --location N [flags]
@@ -121,10 +121,10 @@ func parseSelfSending(s string) (*bool, error) {
 	return nil, fmt.Errorf("--self-sending %q: want keep, on or off", s)
 }
 
-// connectAPI builds the API client the workers use (stack.NewAPI) on a
+// connectAPI builds the API client the workers use (workerstack.NewAPI) on a
 // new NATS connection. The returned function closes both.
 func connectAPI(ctx context.Context, f webhookFlags, c cli) (*altegio.Client, func(), error) {
-	var cfg stack.WorkerConfig
+	var cfg workerstack.WorkerConfig
 	if err := f.api.apply(&cfg); err != nil {
 		return nil, nil, usageErr("webhooks: %v", err)
 	}
@@ -137,7 +137,7 @@ func connectAPI(ctx context.Context, f webhookFlags, c cli) (*altegio.Client, fu
 		return nil, nil, err
 	}
 	cfg.Accounts, cfg.Logger = accounts, log
-	api, closeAPI, err := stack.NewAPI(ctx, js, cfg)
+	api, closeAPI, err := workerstack.NewAPI(ctx, js, cfg)
 	if err != nil {
 		nc.Close()
 		if errors.Is(err, jetstream.ErrBucketNotFound) {

@@ -39,6 +39,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/stack"
 	"github.com/altegio-integrator/integrator/internal/topology"
 	"github.com/altegio-integrator/integrator/internal/worker"
+	"github.com/altegio-integrator/integrator/internal/workerstack"
 )
 
 // The development sandbox's fixed credentials, printed at start.
@@ -197,7 +198,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 	}
 
 	// The worker.
-	w, closeWorker, err := stack.NewWorker(ctx, js, top, stack.WorkerConfig{
+	w, closeWorker, err := workerstack.NewWorker(ctx, js, top, workerstack.WorkerConfig{
 		APIBaseURL: st.APIURL,
 		Accounts:   accounts,
 		RateLimit:  withKey(cfg.RateLimit, "egress.dev"),
@@ -286,7 +287,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 // registerDevWebhook registers ingest's webhook route for DevLocationID
 // with the sandbox, through the workers' API client.
 func registerDevWebhook(ctx context.Context, js jetstream.JetStream, st DevStack, accounts []auth.Account, cfg DevConfig, log *slog.Logger) error {
-	api, closeAPI, err := stack.NewAPI(ctx, js, stack.WorkerConfig{APIBaseURL: st.APIURL, Accounts: accounts,
+	api, closeAPI, err := workerstack.NewAPI(ctx, js, workerstack.WorkerConfig{APIBaseURL: st.APIURL, Accounts: accounts,
 		RateLimit: withKey(cfg.RateLimit, "egress.dev"), Logger: log})
 	if err != nil {
 		return err

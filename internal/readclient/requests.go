@@ -55,4 +55,3 @@ type ExportRequest struct {
 
 // ExportPageSize is the page size of an export: the list's maximum.
 const ExportPageSize = 300
-

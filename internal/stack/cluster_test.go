@@ -28,6 +28,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/testenv"
 	"github.com/altegio-integrator/integrator/internal/topology"
 	"github.com/altegio-integrator/integrator/internal/worker"
+	"github.com/altegio-integrator/integrator/internal/workerstack"
 )
 
 const (
@@ -153,7 +154,7 @@ func TestClusterSurvivesStreamLeaderLoss(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(nc.Close)
-		w, closeWorker, err := NewWorker(ctx, js, top, WorkerConfig{
+		w, closeWorker, err := workerstack.NewWorker(ctx, js, top, workerstack.WorkerConfig{
 			APIBaseURL: apiURL,
 			Accounts:   []auth.Account{{Name: "cluster", PartnerToken: clusterPartner, Login: clusterLogin, Password: clusterPassword}},
 			// The same key for both: one shared budget, raised for speed.

@@ -105,7 +105,7 @@ type Config struct {
 	// DefaultRetryBase and DefaultRetryMax.
 	RetryBase time.Duration
 	RetryMax  time.Duration
-	// HandlerTimeout bounds each exchange with the API (stack.NewWorker
+	// HandlerTimeout bounds each exchange with the API (workerstack.NewWorker
 	// gives it to the API client); a call cut off by it counts as a
 	// transport error whose outcome is unknown. Waiting for the budget is
 	// not bounded: it ends only when the slot comes or the worker stops.

@@ -1,4 +1,9 @@
-package stack
+// Package workerstack assembles a worker process from the library
+// packages: the shared rate limit, the session manager and the API client
+// (NewAPI, also used by the tools beside the workers), the worker, and the
+// read service. Only cmd/worker (and the dev stack) import it: ingest links
+// none of the API client.
+package workerstack
 
 import (
 	"cmp"
@@ -6,8 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -229,18 +232,4 @@ func newLimiter(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, l
 	rl := cfg.RateLimit
 	rl.Logger, rl.Registerer = log.With("component", "ratelimit"), cfg.Registerer
 	return ratelimit.New(kv, rl)
-}
-
-// ServeOps serves srv on ln until ctx ends, then shuts the server down.
-func ServeOps(ctx context.Context, srv *http.Server, ln net.Listener) error {
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("ops server: %w", err)
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	return srv.Shutdown(sctx)
 }
