@@ -231,7 +231,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		if err != nil {
 			return fmt.Errorf("dlq: %w", err)
 		}
-		cfg.Operator = dlq.Handler(svc, operatorKeys)
+		cfg.DLQ, cfg.OperatorKeys = svc, operatorKeys
 	}
 	srv, err := ingest.New(cfg, nc, js, ob)
 	if err != nil {

@@ -232,7 +232,8 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 	}
 	in, err := ingest.New(ingest.Config{
 		Producers:            []ingest.Producer{{Name: "dev", KeyHashes: [][sha256.Size]byte{sha256.Sum256([]byte(DevProducerKey))}, Read: true}},
-		Operator:             dlq.Handler(dlqSvc, [][sha256.Size]byte{sha256.Sum256([]byte(DevOperatorKey))}),
+		DLQ:                  dlqSvc,
+		OperatorKeys:         [][sha256.Size]byte{sha256.Sum256([]byte(DevOperatorKey))},
 		AltegioWebhookSecret: DevWebhookSecret,
 		Logger:               log,
 		Registerer:           reg,

@@ -3,7 +3,6 @@ package ingest
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -71,31 +70,36 @@ func (a *authenticator) authenticate(h http.Header, body []byte) (identity, erro
 	if h.Get(headerWebhookSignature) != "" {
 		return a.webhook(h, body)
 	}
-	auth := h.Get("Authorization")
-	if auth == "" {
+	if h.Get("Authorization") == "" {
 		return identity{}, ErrNoCredentials
 	}
-	scheme, key, ok := strings.Cut(auth, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(key) == "" {
+	key, ok := bearerKey(h)
+	if !ok {
 		return identity{}, fmt.Errorf("%w: authorization is not a bearer key", ErrBadAPIKey)
 	}
-	p := a.byKey(strings.TrimSpace(key))
+	p := a.byKey(key)
 	if p == nil {
 		return identity{}, ErrBadAPIKey
 	}
 	return identity{producer: p}, nil
 }
 
+// bearerKey returns the key of "Authorization: Bearer <key>".
+func bearerKey(h http.Header) (string, bool) {
+	scheme, key, ok := strings.Cut(h.Get("Authorization"), " ")
+	key = strings.TrimSpace(key)
+	return key, ok && strings.EqualFold(scheme, "Bearer") && key != ""
+}
+
 // byKey returns the producer with the key, comparing the digest with every
-// configured digest in constant time (no early exit).
+// configured digest in constant time (no early exit: every producer's
+// digests are compared).
 func (a *authenticator) byKey(key string) *Producer {
 	sum := HashAPIKey(key)
 	var found *Producer
 	for i := range a.producers {
-		for _, h := range a.producers[i].KeyHashes {
-			if subtle.ConstantTimeCompare(sum[:], h[:]) == 1 && found == nil {
-				found = &a.producers[i]
-			}
+		if keyMatches(sum, a.producers[i].KeyHashes) && found == nil {
+			found = &a.producers[i]
 		}
 	}
 	return found

@@ -1,13 +1,14 @@
 package ingest
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/netip"
 	"time"
 
+	"github.com/altegio-integrator/integrator/internal/dlq"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -163,11 +164,11 @@ type Config struct {
 	// bucket's TTL (10m). Default DefaultAltegioWebhookOwnWindow (2m).
 	AltegioWebhookOwnWindow time.Duration
 
-	// Operator is served under /v1/dlq and /v1/dlq/ when set: the DLQ
-	// operations for tools that cannot run the CLI (dlq.Handler, which
-	// checks operator keys itself; producer authentication does not apply).
-	// Default: none, and /v1/dlq answers 404.
-	Operator http.Handler
+	// DLQ, when set, is served under /v1/dlq (dlq.go) to callers with one
+	// of OperatorKeys (SHA-256 digests of the keys; producer keys do not
+	// open it). Default: none, and /v1/dlq answers 404.
+	DLQ          *dlq.Service
+	OperatorKeys [][sha256.Size]byte
 
 	// now is the clock for webhook timestamps. Default time.Now.
 	now func() time.Time

@@ -62,7 +62,7 @@ var (
 	probOutboxDown   = problemKind{"outbox-unavailable", "NATS and outbox unavailable", http.StatusServiceUnavailable, "outbox_unavailable"}
 	probUnavailable  = problemKind{"unavailable", "Service unavailable", http.StatusServiceUnavailable, "unavailable"}
 	probInternal     = problemKind{"internal", "Internal error", http.StatusInternalServerError, "internal"}
-	allProblemKinds  = []problemKind{probBadJSON, probBadHeader, probUnauth, probForbidden, probNotFound, probMethod, probTooLarge, probMediaType, probInvalid, probUnknownType, probStreamFull, probOutboxFull, probOutboxDown, probUnavailable, probInternal, probBadRead, probUpstream}
+	allProblemKinds  = []problemKind{probBadJSON, probBadHeader, probUnauth, probForbidden, probNotFound, probMethod, probTooLarge, probMediaType, probInvalid, probUnknownType, probStreamFull, probOutboxFull, probOutboxDown, probUnavailable, probInternal, probBadRead, probUpstream, probInvalidFilter, probEmptySelection}
 	rejectionReasons = func() []string {
 		var r []string
 		for _, k := range allProblemKinds {

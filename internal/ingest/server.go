@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 
@@ -52,6 +53,7 @@ type route struct {
 // Statuses of the read routes (read.go).
 var (
 	readStatuses   = []int{200, 400, 401, 402, 403, 404, 422, 502, 503}
+	dlqStatuses    = []int{200, 400, 401, 404, 500, 503}
 	searchStatuses = []int{200, 400, 401, 402, 403, 404, 413, 415, 422, 502, 503}
 )
 
@@ -74,6 +76,9 @@ var routes = []route{
 	{http.MethodGet, "/v1/locations/{location_id}/clients-by-ref/{client_ref}/files", readStatuses, readRoute(commands.ReadFiles, readByRef)},
 	{http.MethodPost, "/v1/locations/{location_id}/search/clients", searchStatuses, readRoute(commands.ReadSearch, readNoClient)},
 	{http.MethodPost, "/v1/locations/{location_id}/search/visits", searchStatuses, readRoute(commands.ReadVisits, readNoClient)},
+	{http.MethodGet, "/v1/dlq", dlqStatuses, func(s *Server) http.HandlerFunc { return s.dlqList }},
+	{http.MethodGet, "/v1/dlq/{ref}", dlqStatuses, func(s *Server) http.HandlerFunc { return s.dlqShow }},
+	{http.MethodPost, "/v1/dlq/replay", []int{200, 400, 401, 404, 415, 500, 503}, func(s *Server) http.HandlerFunc { return s.dlqReplay }},
 	{http.MethodGet, "/healthz", []int{200}, func(s *Server) http.HandlerFunc { return s.healthz }},
 	{http.MethodGet, "/readyz", []int{200, 503}, func(s *Server) http.HandlerFunc { return s.readyz }},
 	{http.MethodGet, "/metrics", []int{200}, func(s *Server) http.HandlerFunc { return s.metricsHandler().ServeHTTP }},
@@ -128,12 +133,15 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, ob *outbox.Outbox) (
 		mux.HandleFunc(rt.method+" "+rt.path, rt.handler(s))
 		allowed[rt.path] = append(allowed[rt.path], rt.method)
 	}
+	// 405 for the other methods, registered one by one: a pattern without
+	// a method would conflict with a wildcard route of the same shape
+	// (/v1/dlq/replay next to GET /v1/dlq/{ref}).
 	for path, methods := range allowed {
-		mux.HandleFunc(path, s.methodNotAllowed(methods))
-	}
-	if cfg.Operator != nil {
-		mux.Handle("/v1/dlq", cfg.Operator)
-		mux.Handle("/v1/dlq/", cfg.Operator)
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete} {
+			if !slices.Contains(methods, m) {
+				mux.HandleFunc(m+" "+path, s.methodNotAllowed(methods))
+			}
+		}
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, probNotFound.problem("no such endpoint; see /openapi.json"))
