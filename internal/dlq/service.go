@@ -52,7 +52,8 @@ type Config struct {
 	// Registerer receives the metrics dlq_depth (a collector reading the
 	// DLQ stream's state when scraped), dlq_replays_total{result} and
 	// dlq_purged_total. DLQ inflow by reason is the worker's
-	// worker_dlq_writes_total{class}. Default: a private registry.
+	// worker_dlq_writes_total{class}. Nil registers none, as everywhere in
+	// this project.
 	Registerer prometheus.Registerer
 	// Now tells the time. Default time.Now.
 	Now func() time.Time
@@ -70,9 +71,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.Registerer == nil {
-		c.Registerer = prometheus.NewRegistry()
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -124,7 +124,8 @@ type Config struct {
 	// Logger receives structured logs. Default: discarded.
 	Logger *slog.Logger
 
-	// Registerer registers the ingest metrics. Default: a new registry.
+	// Registerer registers the ingest metrics. Default: a new registry (the
+	// one exception to "nil registers none": ingest serves /metrics itself).
 	Registerer prometheus.Registerer
 
 	// Gatherer is what GET /metrics serves. Default: Registerer when it is

@@ -135,8 +135,8 @@ type Config struct {
 	// location_id, stream_seq, attempt) and Warn lines for dead letters and
 	// infrastructure trouble; never payloads or secrets. Default: discard.
 	Logger *slog.Logger
-	// Registerer receives the worker's metrics. Default: a private registry
-	// (metrics are kept but not exported).
+	// Registerer receives the worker's metrics; nil registers none (they
+	// are kept, not exported), as everywhere in this project.
 	Registerer prometheus.Registerer
 	// Now tells the time. Default time.Now.
 	Now func() time.Time
@@ -181,9 +181,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
-	}
-	if c.Registerer == nil {
-		c.Registerer = prometheus.NewRegistry()
 	}
 	if c.Now == nil {
 		c.Now = time.Now

@@ -23,7 +23,7 @@ func TestConfigDefaultsAndValidate(t *testing.T) {
 		t.Fatalf("defaults invalid: %v", err)
 	}
 	if c.MaxAttempts != 0 || c.RetryFor != DefaultRetryFor || c.RetryBase != time.Second || c.RetryMax != 30*time.Second ||
-		c.MaxInFlight != DefaultMaxInFlight || c.WorkerID == "" || c.Logger == nil || c.Registerer == nil || c.Now == nil {
+		c.MaxInFlight != DefaultMaxInFlight || c.WorkerID == "" || c.Logger == nil || c.Registerer != nil || c.Now == nil {
 		t.Fatalf("defaults: %+v", c)
 	}
 	for _, tc := range []struct {
