@@ -422,7 +422,9 @@ func TestDuplicateAndReplay(t *testing.T) {
 // terminal result and none is applied twice.
 func TestShutdownMidBatchThenRestart(t *testing.T) {
 	t.Parallel()
-	e := newEnv(t, envOpts{sandbox: func(c *sandbox.Config) { c.Faults.Latency = 15 * time.Millisecond }})
+	// Every answer takes a second, so that the stop below certainly comes
+	// while requests are on the wire and later commands wait behind them.
+	e := newEnv(t, envOpts{sandbox: func(c *sandbox.Config) { c.Faults.Latency = time.Second }})
 	r := e.startWorker(workerOpts{})
 	const n = 30
 	var all []commands.Command
@@ -435,13 +437,7 @@ func TestShutdownMidBatchThenRestart(t *testing.T) {
 		e.publish(c)
 	}
 	testenv.WaitFor(t, 20*time.Second, func() error {
-		done := 0
-		for _, c := range all {
-			if len(e.terminal(c.ID)) > 0 {
-				done++
-			}
-		}
-		if done < 5 {
+		if r.counter(t, "worker_in_flight", nil) < 1 {
 			return errNotYet
 		}
 		return nil
@@ -459,9 +455,13 @@ func TestShutdownMidBatchThenRestart(t *testing.T) {
 			done++
 		}
 	}
+	// A comment waits for its client's create, which was on the wire at
+	// the stop: the restart has work to do.
 	if done == len(all) {
-		t.Log("every command finished before the shutdown; the restart has nothing to do")
+		t.Fatalf("all %d commands finished before the shutdown: it was not mid-batch", done)
 	}
+	t.Logf("%d of %d commands finished before the shutdown", done, len(all))
+	e.sb.SetFaults(sandbox.Faults{})
 
 	e.startWorker(workerOpts{})
 	res := e.waitTerminal(30*time.Second, ids(all...)...)
