@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/altegio-integrator/integrator/internal/testenv/poll"
 )
 
 const (
@@ -104,7 +106,7 @@ func (rc *receiver) requests() []hookRequest {
 // waitRequests waits until the receiver got n requests and returns them.
 func (rc *receiver) waitRequests(t *testing.T, n int) []hookRequest {
 	t.Helper()
-	waitFor(t, waitLong, func() error {
+	poll.Until(t, waitLong, func() error {
 		if got := len(rc.requests()); got < n {
 			return fmt.Errorf("receiver got %d requests, want %d", got, n)
 		}
@@ -117,7 +119,7 @@ func (rc *receiver) waitRequests(t *testing.T, n int) []hookRequest {
 func (e *env) waitDelivery(id int64) WebhookDelivery {
 	e.t.Helper()
 	var got WebhookDelivery
-	waitFor(e.t, waitLong, func() error {
+	poll.Until(e.t, waitLong, func() error {
 		for _, d := range e.sb.Webhooks() {
 			if d.ID == id {
 				got = d
@@ -310,7 +312,7 @@ func TestWebhookCreateUpdateDelete(t *testing.T) {
 		t.Errorf("bulk events for %v, want Bo and Cy", names)
 	}
 
-	waitFor(t, waitLong, func() error {
+	poll.Until(t, waitLong, func() error {
 		if st := e.sb.Stats(); st.WebhookDeliveries != 5 || st.WebhookAttempts != 5 || st.WebhookFailures != 0 {
 			return fmt.Errorf("stats: %d deliveries, %d attempts, %d failures, want 5, 5, 0",
 				st.WebhookDeliveries, st.WebhookAttempts, st.WebhookFailures)
@@ -527,24 +529,6 @@ func TestCloseStopsWebhooks(t *testing.T) {
 			t.Errorf("after Close: %+v", d)
 		}
 	})
-}
-
-// waitFor calls check until it returns nil or timeout passes, then fails
-// the test with the last error; it is testenv.WaitFor, which this package
-// cannot import (testenv imports the sandbox).
-func waitFor(t testing.TB, timeout time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", timeout, err)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // closeWithin fails the test when sb.Close does not return within d.
