@@ -105,7 +105,7 @@ func NamesClient(key string) bool {
 func (c Command) ClientKey() string {
 	switch {
 	case c.ClientRef != "":
-		if isSafeToken(c.ClientRef) {
+		if IsSafeToken(c.ClientRef) {
 			return keyRefPrefix + c.ClientRef
 		}
 		return keyRefHashPrefix + hashToken(c.ClientRef)
@@ -118,8 +118,9 @@ func (c Command) ClientKey() string {
 	}
 }
 
-// isSafeToken reports whether s can appear in a subject token as it is.
-func isSafeToken(s string) bool {
+// IsSafeToken reports whether s can appear in a subject token (and a KV
+// key) as it is: 1 to MaxClientRefLength ASCII letters, digits, '-' and '_'.
+func IsSafeToken(s string) bool {
 	if s == "" || len(s) > MaxClientRefLength {
 		return false
 	}

@@ -214,10 +214,4 @@ func deadReason(c commands.ErrorClass, cause error) string {
 }
 
 // trimReason bounds a reason's length.
-func trimReason(err error) string {
-	s := err.Error()
-	if len(s) > 500 {
-		s = s[:500] + "…"
-	}
-	return s
-}
+func trimReason(err error) string { return truncate(err.Error(), 500) }

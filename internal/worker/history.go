@@ -44,10 +44,11 @@ func HistoryKey(locationID int64, clientKey string, completed time.Time, command
 		fmt.Sprintf("%019d", math.MaxInt64-completed.UnixNano()) + "." + commandToken(commandID)
 }
 
-// commandToken is commandID when it is made of letters, digits, '-' and
-// '_' only, and else the client key of a command with that id (a hash).
+// commandToken is commandID when it is a safe subject token
+// (commands.IsSafeToken), and else the client key of a command with that
+// id (a hash).
 func commandToken(commandID string) string {
-	if commandID != "" && strings.Trim(commandID, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") == "" {
+	if commands.IsSafeToken(commandID) {
 		return commandID
 	}
 	return commands.Command{ID: commandID}.ClientKey()

@@ -53,12 +53,11 @@ type Worker struct {
 	pinned     map[int]bool
 
 	// Bound by Run.
-	idem       recordStore
-	refs       refStore
-	history    jetstream.KeyValue // the client history (history.go)
-	ownChanges jetstream.KeyValue // the own changes (history.go)
-	pub        *wmjetstream.Publisher
-	commands   jetstream.Stream
+	idem     recordStore
+	refs     refStore
+	history  jetstream.KeyValue // the client history (history.go)
+	pub      *wmjetstream.Publisher
+	commands jetstream.Stream
 
 	started atomic.Bool
 	running atomic.Bool
@@ -238,12 +237,13 @@ func (w *Worker) bind(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bind bucket %s: %w", topology.BucketCommandHistory, err)
 	}
-	own, err := w.js.KeyValue(bctx, topology.BucketOwnChanges)
-	if err != nil {
+	// The own changes are written by subject (history.go): only check
+	// that the bucket is there.
+	if _, err := w.js.KeyValue(bctx, topology.BucketOwnChanges); err != nil {
 		return fmt.Errorf("bind bucket %s: %w", topology.BucketOwnChanges, err)
 	}
 	w.idem, w.refs, w.commands = recordStore{kv: idem}, refStore{kv: refs}, s
-	w.history, w.ownChanges = history, own
+	w.history = history
 	return nil
 }
 
