@@ -2,8 +2,8 @@
 // (cmd/dev: embedded NATS, the sandbox, ingest and the worker) and for the
 // one-process pipeline bench (cmd/bench pipeline). Only those two binaries
 // import it, so the production binaries link neither nats-server nor the
-// sandbox; the parts themselves are built by internal/stack, as in
-// production.
+// sandbox; the parts themselves are built by internal/stack and
+// internal/workerstack, as in production.
 package devstack
 
 import (

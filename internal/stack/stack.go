@@ -1,8 +1,7 @@
-// Package stack is the composition root of the production binaries
-// (cmd/ingest, cmd/worker): the NATS connection and topology every binary
-// needs, and the worker with its credentials, shared rate limit and read
-// service. The binaries parse settings and call into here; tests do the
-// same. It links neither an embedded nats-server nor the sandbox
+// Package stack is what every production binary (cmd/ingest, cmd/worker)
+// shares: the logger, the NATS connection, the topology and the ops
+// server; the worker process itself is assembled by internal/workerstack.
+// The binaries parse settings and call into here; tests do the same. It links neither an embedded nats-server nor the sandbox
 // (TestProductionBinariesLinkNoTestMachinery): the one-process development
 // stack and the pipeline bench are in internal/devstack.
 package stack

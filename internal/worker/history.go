@@ -182,7 +182,8 @@ var ErrBadCursor = errors.New("history: malformed cursor")
 // token), q.Limit at a time. A client addressed by client_ref is found by
 // its ref; one addressed by id also finds the creates and ref-addressed
 // commands that resolved to that id. The keys carry the time, so a page
-// reads its own entries only, whatever the client's whole history.
+// reads its own entries only (the listing of keys still covers the
+// client's whole history).
 func ClientHistory(ctx context.Context, kv jetstream.KeyValue, locationID int64, q HistoryQuery) (HistoryPage, error) {
 	if q.Limit <= 0 {
 		q.Limit = 50
