@@ -258,13 +258,15 @@ type metrics struct {
 	dropped     *prometheus.CounterVec
 	margin      prometheus.Gauge
 	waiting     *prometheus.GaugeVec
+	waitingBy   [2]prometheus.Gauge // waiting's child of each Class, looked up once
 	refused     prometheus.Counter
 }
 
-// setWaiting sets the waiting gauge of each class from q.
+// setWaiting sets the waiting gauge of each class from q (under the
+// limiter's mutex, on every push and pop: no label lookups here).
 func (m *metrics) setWaiting(q *fairQueue) {
-	for _, c := range []Class{Commands, Reads} {
-		m.waiting.WithLabelValues(c.String()).Set(float64(q.waiting(c)))
+	for c, g := range m.waitingBy {
+		g.Set(float64(q.waiting(Class(c))))
 	}
 }
 
@@ -361,6 +363,9 @@ func New(kv jetstream.KeyValue, cfg Config) (*Limiter, error) {
 			Name: "altegio_ratelimit_reads_refused_total",
 			Help: "Reads refused at once because the wait they expected would pass their deadline.",
 		}),
+	}
+	for c := range l.m.waitingBy {
+		l.m.waitingBy[c] = l.m.waiting.WithLabelValues(Class(c).String())
 	}
 	l.m.margin.Set(l.margin.Seconds())
 	if err := prom.Register(cfg.Registerer, "ratelimit", l.m.waitSeconds, l.m.fallbacks, l.m.penalties, l.m.leases,
