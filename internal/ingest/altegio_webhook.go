@@ -105,10 +105,6 @@ var altegioWebhookStatuses = []int{200, 400, 404, 413, 503}
 // webhook; Errors says which fields.
 var probBadWebhook = problemKind{"invalid-webhook", "Invalid webhook", http.StatusBadRequest, "invalid"}
 
-// notFoundDetail is the detail of the answer to an unknown path (New's
-// catch-all), which every refusal of the webhook route repeats.
-const notFoundDetail = "no such endpoint; see /openapi.json"
-
 // minWebhookSecretLength is the shortest Config.AltegioWebhookSecret.
 const minWebhookSecretLength = 16
 
@@ -116,15 +112,12 @@ const minWebhookSecretLength = 16
 // be dated and still count: the clocks of ingest and the workers differ.
 const maxOwnChangeSkew = 30 * time.Second
 
-// Results and reasons of ingest_altegio_webhooks_total.
+// Results and reasons of ingest_altegio_webhooks_total: the receipt
+// statuses (WebhookPublished, …) and these.
 const (
-	webhookResultPublished = "published"
-	webhookResultDuplicate = "duplicate"
-	webhookResultSkipped   = "skipped"
-	webhookResultIgnored   = "ignored"
-	webhookResultRejected  = "rejected"
-	webhookResultRefused   = "refused"
-	webhookResultFailed    = "failed"
+	webhookResultRejected = "rejected"
+	webhookResultRefused  = "refused"
+	webhookResultFailed   = "failed"
 
 	originExternal = "external"
 	originOwn      = "own"
@@ -154,16 +147,16 @@ var knownResources = []string{
 // registered at zero.
 var webhookMetricLabels = func() [][2]string {
 	l := [][2]string{
-		{webhookResultPublished, originExternal}, {webhookResultPublished, originOwn},
-		{webhookResultDuplicate, originExternal}, {webhookResultDuplicate, originOwn},
-		{webhookResultSkipped, reasonOwnChange},
+		{WebhookPublished, originExternal}, {WebhookPublished, originOwn},
+		{WebhookDuplicate, originExternal}, {WebhookDuplicate, originOwn},
+		{WebhookSkipped, reasonOwnChange},
 		{webhookResultRejected, reasonMalformed}, {webhookResultRejected, reasonInvalid}, {webhookResultRejected, reasonTooLarge},
 		{webhookResultRefused, refusedDisabled}, {webhookResultRefused, refusedSource}, {webhookResultRefused, refusedSecret},
 		{webhookResultFailed, reasonUnavailable}, {webhookResultFailed, reasonTooLarge},
-		{webhookResultIgnored, reasonOther},
+		{WebhookIgnored, reasonOther},
 	}
 	for _, r := range knownResources {
-		l = append(l, [2]string{webhookResultIgnored, r})
+		l = append(l, [2]string{WebhookIgnored, r})
 	}
 	return l
 }()
@@ -363,7 +356,7 @@ func (s *Server) altegioWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	if hook.Resource != commands.WebhookResourceClient {
 		reason := ignoredReason(hook.Resource)
-		s.metrics.webhooks.WithLabelValues(webhookResultIgnored, reason).Inc()
+		s.metrics.webhooks.WithLabelValues(WebhookIgnored, reason).Inc()
 		s.log.Debug("altegio webhook ignored", "resource", reason, "request_id", requestID(r))
 		writeJSON(w, http.StatusOK, WebhookReceipt{Status: WebhookIgnored})
 		return
@@ -384,7 +377,7 @@ func (s *Server) altegioWebhook(w http.ResponseWriter, r *http.Request) {
 	origin := originExternal
 	if change, own := s.ownChange(ctx, hook, received); own {
 		if s.cfg.AltegioWebhookOwn == OwnChangeSkip {
-			s.metrics.webhooks.WithLabelValues(webhookResultSkipped, reasonOwnChange).Inc()
+			s.metrics.webhooks.WithLabelValues(WebhookSkipped, reasonOwnChange).Inc()
 			s.log.Debug("altegio webhook of an own change skipped", "location_id", hook.CompanyID, "client_id", hook.ResourceID,
 				"status", hook.Status, "delivery_id", ev.DeliveryID, "command_id", change.CommandID)
 			writeJSON(w, http.StatusOK, WebhookReceipt{Status: WebhookSkipped, DeliveryID: ev.DeliveryID})
@@ -409,9 +402,9 @@ func (s *Server) altegioWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	receipt := WebhookReceipt{Status: WebhookPublished, DeliveryID: ev.DeliveryID, StreamSeq: ack.Sequence}
-	result := webhookResultPublished
+	result := WebhookPublished
 	if ack.Duplicate {
-		receipt.Status, result = WebhookDuplicate, webhookResultDuplicate
+		receipt.Status, result = WebhookDuplicate, WebhookDuplicate
 	}
 	s.metrics.webhooks.WithLabelValues(result, origin).Inc()
 	s.log.Debug("altegio webhook "+receipt.Status, "location_id", hook.CompanyID, "client_id", hook.ResourceID,

@@ -38,6 +38,10 @@ type Problem struct {
 	Commands []CommandStatus `json:"commands,omitempty"`
 }
 
+// notFoundDetail is the detail of the answer to an unknown path (New's
+// catch-all), which every refusal of the webhook route repeats.
+const notFoundDetail = "no such endpoint; see /openapi.json"
+
 // problem kinds: slug, title and status.
 type problemKind struct {
 	slug   string

@@ -47,7 +47,7 @@ const (
 	readNoClient readTarget = iota // the body is the query
 	readByID                       // path value client_id
 	readByRef                      // path value client_ref
-	readByQuery                    // the URL's query parameters are the query (listQuery)
+	readByQuery                    // the URL's query parameters are the query (listParams)
 )
 
 // readHandler answers a read route: query on the read service, with the
@@ -150,7 +150,7 @@ func (s *Server) askRead(w http.ResponseWriter, r *http.Request, loc int64, quer
 		if re.Code == http.StatusServiceUnavailable && re.RetryAfter > 0 {
 			w.Header().Set("Retry-After", strconv.Itoa(int(re.RetryAfter/time.Second))) // kept by writeProblem
 		}
-		s.writeProblem(w, r, readProblem(strconv.Itoa(re.Code), re.Reason))
+		s.writeProblem(w, r, readProblem(re.Code, re.Reason))
 	default:
 		s.writeProblem(w, r, probUnavailable.problem("the read service did not answer: "+err.Error()))
 	}
@@ -169,7 +169,7 @@ func readRequest(r *http.Request, target readTarget, body []byte) ([]byte, *Prob
 		b, _ := json.Marshal(map[string]string{"client_ref": r.PathValue("client_ref")})
 		return b, nil
 	case readByQuery:
-		return listQuery(r.URL.Query())
+		return queryRequest(r.URL.Query(), listParams)
 	}
 	if len(body) > 0 && !isJSON(r.Header.Get("Content-Type")) {
 		return nil, probMediaType.problem("Content-Type must be application/json")
@@ -177,40 +177,68 @@ func readRequest(r *http.Request, target readTarget, body []byte) ([]byte, *Prob
 	return body, nil
 }
 
-// listQuery turns the query parameters of GET …/clients into the request
-// of clients.list (readclient.ListRequest): numbers as numbers, id repeated.
-func listQuery(q url.Values) ([]byte, *Problem) {
+// param says how a query parameter becomes a field of a read's request.
+type param int
+
+const (
+	paramString   param = iota // as it is
+	paramPositive              // a whole number above 0
+	paramNumber                // any number
+	paramIDs                   // repeatable client ids, the field "ids"
+	paramSkip                  // read by the handler itself
+)
+
+// listParams are the query parameters of GET …/clients: the request of
+// clients.list (readclient.ListRequest).
+var listParams = map[string]param{
+	"page": paramPositive, "count": paramPositive, "paid_min": paramNumber, "paid_max": paramNumber, "id": paramIDs,
+	"fullname": paramString, "phone": paramString, "email": paramString, "card": paramString,
+	"changed_after": paramString, "changed_before": paramString,
+}
+
+// commandsParams are the query parameters of GET /v1/commands: the
+// request of commands.list (readclient.CommandsRequest) and the location.
+var commandsParams = map[string]param{
+	"location_id": paramSkip, "client_ref": paramString, "since": paramString, "cursor": paramString,
+	"client_id": paramPositive, "limit": paramPositive,
+}
+
+// queryRequest turns query parameters into the JSON request of a read, as
+// params say; every bad or unknown parameter is a problem, by path.
+func queryRequest(q url.Values, params map[string]param) ([]byte, *Problem) {
 	req := map[string]any{}
 	var errs []commands.Problem
+	bad := func(key, reason string) { errs = append(errs, commands.Problem{Path: key, Reason: reason}) }
 	for key, vals := range q {
 		v := vals[len(vals)-1]
-		switch key {
-		case "page", "count":
-			n, err := strconv.Atoi(v)
+		kind, known := params[key]
+		switch {
+		case !known:
+			bad(key, "unknown query parameter")
+		case kind == paramString:
+			req[key] = v
+		case kind == paramPositive:
+			n, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || n < 1 {
-				errs = append(errs, commands.Problem{Path: key, Reason: "must be a positive whole number"})
+				bad(key, "must be a positive whole number")
 			}
 			req[key] = n
-		case "paid_min", "paid_max":
+		case kind == paramNumber:
 			f, err := strconv.ParseFloat(v, 64)
 			if err != nil {
-				errs = append(errs, commands.Problem{Path: key, Reason: "must be a number"})
+				bad(key, "must be a number")
 			}
 			req[key] = f
-		case "id":
+		case kind == paramIDs:
 			ids := make([]int64, 0, len(vals))
 			for _, v := range vals {
 				id, err := strconv.ParseInt(v, 10, 64)
 				if err != nil || id < 1 {
-					errs = append(errs, commands.Problem{Path: key, Reason: "must be client ids"})
+					bad(key, "must be client ids")
 				}
 				ids = append(ids, id)
 			}
 			req["ids"] = ids
-		case "fullname", "phone", "email", "card", "changed_after", "changed_before":
-			req[key] = v
-		default:
-			errs = append(errs, commands.Problem{Path: key, Reason: "unknown query parameter"})
 		}
 	}
 	if len(errs) > 0 {
@@ -242,30 +270,11 @@ func (s *Server) getClientCommands(w http.ResponseWriter, r *http.Request) {
 	if !s.readAllowed(w, r, p, loc) {
 		return
 	}
-	req := map[string]any{}
-	var errs []commands.Problem
-	for key, vals := range q {
-		switch v := vals[len(vals)-1]; key {
-		case "location_id":
-		case "client_ref", "since", "cursor":
-			req[key] = v
-		case "client_id", "limit":
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || n < 1 {
-				errs = append(errs, commands.Problem{Path: key, Reason: "must be a positive whole number"})
-			}
-			req[key] = n
-		default:
-			errs = append(errs, commands.Problem{Path: key, Reason: "unknown query parameter"})
-		}
-	}
-	if len(errs) > 0 {
-		p := probBadRead.problem("invalid query parameters")
-		p.Errors = errs
-		s.writeProblem(w, r, p)
+	b, prob := queryRequest(q, commandsParams)
+	if prob != nil {
+		s.writeProblem(w, r, prob)
 		return
 	}
-	b, _ := json.Marshal(req)
 	s.askRead(w, r, loc, commands.ReadCommands, b)
 }
 
@@ -320,7 +329,7 @@ func (s *Server) exportClients(w http.ResponseWriter, r *http.Request) {
 	case errors.Is(err, readclient.ErrNoReadService):
 		s.writeProblem(w, r, probUnavailable.problem("no read service is running (start a worker with --reads)"))
 	case errors.As(err, &re):
-		s.writeProblem(w, r, readProblem(strconv.Itoa(re.Code), re.Reason))
+		s.writeProblem(w, r, readProblem(re.Code, re.Reason))
 	default:
 		s.writeProblem(w, r, probUnavailable.problem("export: "+err.Error()))
 	}
@@ -337,19 +346,18 @@ const exportWriteTimeout = 30 * time.Second
 // error keeps its status when it is a client error (400, 402, 403, 404,
 // 422; the service makes a 401 of the API a 502), other failures are 502
 // or 503.
-func readProblem(code, reason string) *Problem {
-	switch code {
-	case "400":
+func readProblem(code int, reason string) *Problem {
+	switch {
+	case code == http.StatusBadRequest:
 		return probBadRead.problem(reason)
-	case "404":
+	case code == http.StatusNotFound:
 		return probNotFound.problem(reason)
-	case "503":
+	case code == http.StatusServiceUnavailable:
 		return probUnavailable.problem(reason)
 	}
-	if n, err := strconv.Atoi(code); err == nil && n > 400 && n < 500 {
-		p := probUpstream.problem(fmt.Sprintf("%s (%s)", reason, code))
-		p.Status = n
-		return p
+	p := probUpstream.problem(fmt.Sprintf("%s (%d)", reason, code))
+	if code > 400 && code < 500 {
+		p.Status = code
 	}
-	return probUpstream.problem(fmt.Sprintf("%s (%s)", reason, code))
+	return p
 }

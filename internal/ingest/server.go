@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
@@ -35,8 +34,7 @@ type Server struct {
 	recent  *recentIDs
 	handler http.Handler
 
-	kvMu sync.Mutex
-	kv   jetstream.KeyValue // the idempotency bucket, once looked up
+	idem lazyBucket // the idempotency bucket (status.go)
 
 	ownChanges lazyBucket // the own-changes bucket (altegio_webhook.go)
 }
@@ -144,7 +142,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, ob *outbox.Outbox) (
 		}
 	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		s.writeProblem(w, r, probNotFound.problem("no such endpoint; see /openapi.json"))
+		s.writeProblem(w, r, probNotFound.problem(notFoundDetail))
 	})
 	s.handler = s.instrument(mux)
 	if cfg.AuthDisabled {

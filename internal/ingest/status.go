@@ -159,17 +159,7 @@ func (s *Server) recentState(e recentEntry) string {
 
 // idempotency returns the idempotency bucket, looked up once.
 func (s *Server) idempotency(ctx context.Context) (jetstream.KeyValue, error) {
-	s.kvMu.Lock()
-	defer s.kvMu.Unlock()
-	if s.kv != nil {
-		return s.kv, nil
-	}
-	kv, err := s.js.KeyValue(ctx, topology.BucketIdempotency)
-	if err != nil {
-		return nil, err
-	}
-	s.kv = kv
-	return kv, nil
+	return s.idem.get(ctx, s.js, topology.BucketIdempotency)
 }
 
 // recentEntry is what a process remembers of a command it accepted.
