@@ -8,8 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/dlq"
 	"github.com/altegio-integrator/integrator/internal/envflag"
@@ -129,7 +127,7 @@ func connect(ctx context.Context, o common, c cli, operator string, rate float64
 	if err != nil {
 		return nil, nil, err
 	}
-	svc, err := dlq.New(ctx, js, dlq.Config{Logger: log, Registerer: prometheus.NewRegistry(), Operator: operator, Rate: rate})
+	svc, err := dlq.New(ctx, js, dlq.Config{Logger: log, Operator: operator, Rate: rate}) // no Registerer: the CLI exports no metrics
 	if err != nil {
 		nc.Close()
 		return nil, nil, err

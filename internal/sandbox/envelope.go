@@ -140,17 +140,7 @@ func (s *Server) deliver(w http.ResponseWriter, r *http.Request, resp response) 
 // sleepCtx waits d or until the request is cancelled; it reports whether
 // the full wait elapsed.
 func sleepCtx(r *http.Request, d time.Duration) bool {
-	if d <= 0 {
-		return true
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-r.Context().Done():
-		return false
-	}
+	return d <= 0 || sleepFor(r.Context(), d)
 }
 
 // parseID parses a positive integer path segment.

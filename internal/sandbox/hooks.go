@@ -35,12 +35,6 @@ type HookSettings struct {
 	WrittenBy string
 }
 
-func (h HookSettings) clone() HookSettings {
-	h.URLs = slices.Clone(h.URLs)
-	h.Flags = maps.Clone(h.Flags)
-	return h
-}
-
 // hookState is a location's stored settings. Guarded by Server.mu.
 type hookState struct {
 	urls   []string
@@ -182,7 +176,6 @@ func (s *Server) HookSettingsOf(locationID int64) (HookSettings, bool) {
 // validation, as if another system had written them: WrittenBy is ignored,
 // so self_sending never holds back a change. Flags missing from h are 0.
 func (s *Server) SeedHookSettings(locationID int64, h HookSettings) {
-	h = h.clone()
 	st := &hookState{flags: make(map[string]int, len(HookFlags)+1)}
 	for _, u := range h.URLs {
 		if !slices.Contains(st.urls, u) {
