@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -331,14 +330,13 @@ func (s *Server) altegioWebhook(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	received := s.cfg.now().UTC()
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			s.rejectWebhook(w, r, reasonTooLarge, probTooLarge.problem(fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxBodyBytes)))
-			return
+	body, prob := s.readBody(w, r, probBadJSON)
+	if prob != nil {
+		reason := reasonMalformed
+		if prob.Status == http.StatusRequestEntityTooLarge {
+			reason = reasonTooLarge
 		}
-		s.rejectWebhook(w, r, reasonMalformed, probBadJSON.problem("read body: "+err.Error()))
+		s.rejectWebhook(w, r, reason, prob)
 		return
 	}
 	hook, err := decodeAltegioWebhook(body)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -61,14 +60,9 @@ var errStreamFull = errors.New("command stream full")
 
 // postCommands is POST /v1/commands.
 func (s *Server) postCommands(w http.ResponseWriter, r *http.Request) {
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			s.reject(w, r, probTooLarge.problem(fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxBodyBytes)), 1)
-			return
-		}
-		s.reject(w, r, probBadJSON.problem("read body: "+err.Error()), 1)
+	body, prob := s.readBody(w, r, probBadJSON)
+	if prob != nil {
+		s.reject(w, r, prob, 1)
 		return
 	}
 	id, err := s.auth.authenticate(r.Header, body)

@@ -56,7 +56,7 @@ func (s *Server) readHandler(query string, target readTarget) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var body []byte
 		if target == readNoClient {
-			b, prob := s.readBody(w, r)
+			b, prob := s.readBody(w, r, probBadRead)
 			if prob != nil {
 				s.writeProblem(w, r, prob)
 				return
@@ -76,15 +76,16 @@ func (s *Server) readHandler(query string, target readTarget) http.HandlerFunc {
 	}
 }
 
-// readBody reads a read's request body.
-func (s *Server) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *Problem) {
+// readBody reads a request's body, at most MaxBodyBytes: a larger one is
+// a 413 problem, one that cannot be read a problem of kind unreadable.
+func (s *Server) readBody(w http.ResponseWriter, r *http.Request, unreadable problemKind) ([]byte, *Problem) {
 	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes))
 	var mbe *http.MaxBytesError
 	switch {
 	case errors.As(err, &mbe):
 		return nil, probTooLarge.problem(fmt.Sprintf("request body larger than %d bytes", s.cfg.MaxBodyBytes))
 	case err != nil:
-		return nil, probBadRead.problem("read body: " + err.Error())
+		return nil, unreadable.problem("read body: " + err.Error())
 	}
 	return b, nil
 }
