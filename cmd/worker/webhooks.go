@@ -240,7 +240,7 @@ func printHooks(w io.Writer, location int64, s altegio.HookSettings) {
 	fmt.Fprintf(w, "webhook settings of location %d\n", location)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintf(tw, "  active\t%s\n", yes(s.Active))
-	events := hookEvents(s)
+	events := s.Events()
 	fmt.Fprintf(tw, "  events\t%s\n", orDash(strings.Join(events, ", ")))
 	fmt.Fprintf(tw, "  self sending\t%s\n", yes(s.SelfSending))
 	if len(s.URLs) == 0 {
@@ -256,22 +256,3 @@ func printHooks(w io.Writer, location int64, s altegio.HookSettings) {
 	_ = tw.Flush()
 }
 
-// hookEvents names the event flags that are on, as the API spells them.
-func hookEvents(s altegio.HookSettings) []string {
-	var out []string
-	for _, e := range []struct {
-		name string
-		on   bool
-	}{
-		{"client", s.Client}, {"record", s.Record}, {"salon", s.Salon}, {"service", s.Service},
-		{"service_category", s.ServiceCategory}, {"master", s.Master}, {"good", s.Good},
-		{"goods_operations_sale", s.GoodsOperationsSale}, {"goods_operations_receipt", s.GoodsOperationsReceipt},
-		{"goods_operations_consumable", s.GoodsOperationsConsumable}, {"goods_operations_stolen", s.GoodsOperationsStolen},
-		{"goods_operations_move", s.GoodsOperationsMove}, {"finances_operation", s.FinancesOperation},
-	} {
-		if e.on {
-			out = append(out, e.name)
-		}
-	}
-	return out
-}

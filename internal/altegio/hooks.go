@@ -59,6 +59,28 @@ type HookSettings struct {
 	SelfSending bool
 }
 
+// HookResources are the resources Altegio sends webhooks about, named as
+// their flags in POST /hooks_settings, in the reference's order.
+var HookResources = []string{
+	"client", "record", "salon", "service", "service_category", "master", "good",
+	"goods_operations_sale", "goods_operations_receipt", "goods_operations_consumable",
+	"goods_operations_stolen", "goods_operations_move", "finances_operation",
+}
+
+// Events returns the resources (HookResources) whose events s turns on.
+func (s HookSettings) Events() []string {
+	on := []bool{s.Client, s.Record, s.Salon, s.Service, s.ServiceCategory, s.Master, s.Good,
+		s.GoodsOperationsSale, s.GoodsOperationsReceipt, s.GoodsOperationsConsumable,
+		s.GoodsOperationsStolen, s.GoodsOperationsMove, s.FinancesOperation}
+	var out []string
+	for i, r := range HookResources {
+		if on[i] {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
 // hookWire is HookSettings as the API spells it.
 type hookWire struct {
 	URLs                      []string `json:"urls"`

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -134,13 +135,9 @@ const (
 )
 
 // knownResources are the other resources Altegio sends webhooks about
-// (the flags of POST /hooks_settings): the reason of an ignored webhook is
+// (altegio.HookResources but client): the reason of an ignored webhook is
 // its resource when known, else "other", so the label stays bounded.
-var knownResources = []string{
-	"record", "salon", "service", "service_category", "master", "good",
-	"goods_operations_sale", "goods_operations_receipt", "goods_operations_consumable",
-	"goods_operations_stolen", "goods_operations_move", "finances_operation",
-}
+var knownResources = slices.DeleteFunc(slices.Clone(altegio.HookResources), func(r string) bool { return r == commands.WebhookResourceClient })
 
 // webhookMetricLabels are the label pairs of ingest_altegio_webhooks_total,
 // registered at zero.
