@@ -255,4 +255,3 @@ func printHooks(w io.Writer, location int64, s altegio.HookSettings) {
 	}
 	_ = tw.Flush()
 }
-
