@@ -12,15 +12,16 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/altegio-integrator/integrator/internal/testenv"
+	"github.com/altegio-integrator/integrator/internal/testenv/poll"
 	"github.com/altegio-integrator/integrator/internal/wmjetstream"
 )
 
 // TestCloseHandsOverKeyInOrder closes a subscriber that holds the pin of a
 // priority group while another process's subscriber is already pulling (as
-// every worker pulls every partition). Key k is parked: k0 was retried with a
-// delay that runs out while Close waits, and k1..k9 are held behind it. The
-// other subscriber must then get k0 first and all of k in order, well within
-// the ack wait.
+// every worker pulls every partition). Key k is parked: k0 was retried, and
+// k1..k9 are held behind it. The other subscriber must then get k0 first and
+// all of k in order, well within the ack wait, whether k0 came back while
+// the subscriber closed or is still waiting out its retry delay.
 //
 // The other subscriber's pull requests wait on the server while the closing
 // one holds the pin. Every time the server's delivery loop takes the head of
@@ -28,21 +29,21 @@ import (
 // back at the tail: the queue rotates. Naks processed in stream order while
 // the pin is held therefore reach the next pin holder rotated (k3..k9, k0..k2).
 func TestCloseHandsOverKeyInOrder(t *testing.T) {
-	const (
-		held  = 9
-		delay = 300 * time.Millisecond
-	)
+	const held = 9
 	tests := []struct {
 		name string
+		// delay k0 is retried with.
+		delay time.Duration
 		// fetchExpiry of the closing subscriber: long enough that k0 comes
-		// back into its open pull request while it closes, or so short
-		// that nobody but the other subscriber is pulling when k0 is due.
+		// back into its open pull request while it closes.
 		fetchExpiry time.Duration
-		// redelivered: k0's redelivery reaches the closing subscriber.
+		// redelivered: k0's redelivery reaches the closing subscriber,
+		// which then gives that delivery back; otherwise Close gives back
+		// the parked delivery, whose delay has not run out.
 		redelivered bool
 	}{
-		{"k0 redelivered while closing", 2 * time.Second, true},
-		{"k0 due while only the other subscriber pulls", 100 * time.Millisecond, false},
+		{"k0 redelivered while closing", 300 * time.Millisecond, 2 * time.Second, true},
+		{"k0's retry delay outlasts the close", time.Hour, 100 * time.Millisecond, false},
 	}
 	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -62,7 +63,7 @@ func TestCloseHandsOverKeyInOrder(t *testing.T) {
 			}
 
 			// The closing subscriber: retries k0 once; the handler of b
-			// keeps Close waiting until k0 has come due.
+			// keeps Close waiting until k0 has come back, if it is to.
 			closingCfg := cfg
 			closingCfg.FetchExpiry = tc.fetchExpiry
 			sub1 := newSubscriber(t, js, closingCfg)
@@ -79,13 +80,15 @@ func TestCloseHandsOverKeyInOrder(t *testing.T) {
 					mu.Unlock()
 					switch {
 					case info.Key == "k" && string(msg.Payload) == "0" && info.NumDelivered == 1:
-						wmjetstream.Retry(msg, delay)
+						wmjetstream.Retry(msg, tc.delay)
 						close(retried)
 					case info.Key == "b":
 						close(bStarted)
 						wg.Go(func() {
 							<-retried
-							waitDue(t, js, topic, tc.redelivered, delay)
+							if tc.redelivered {
+								waitRedelivered(t, js, topic)
+							}
 							msg.Ack()
 						})
 					default:
@@ -184,31 +187,27 @@ func TestCloseHandsOverKeyInOrder(t *testing.T) {
 	}
 }
 
-// waitDue returns once k0's retry delay has run out. If k0 comes back into
-// the closing subscriber's open pull request, that is when the consumer
-// shows the redelivery. Otherwise the server holds k0 back for the pin and
-// nothing shows: the handler works for a while longer than the delay.
-func waitDue(t *testing.T, js jetstream.JetStream, consumer string, redelivered bool, delay time.Duration) {
-	if !redelivered {
-		<-time.After(delay + 200*time.Millisecond)
-		return
-	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+// waitRedelivered returns once k0 has come back into the closing
+// subscriber's open pull request. It runs in a handler, so it reports a
+// timeout with t.Errorf.
+func waitRedelivered(t *testing.T, js jetstream.JetStream, consumer string) {
+	err := poll.Wait(5*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
 		c, err := js.Consumer(ctx, testStream, consumer)
-		var info *jetstream.ConsumerInfo
-		if err == nil {
-			info, err = c.Info(ctx)
+		if err != nil {
+			return err
 		}
-		cancel()
-		if err == nil && info.NumRedelivered > 0 {
-			return
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
 		}
-		if time.Now().After(deadline) {
-			t.Errorf("k0 not redelivered within 5s (consumer info error: %v)", err)
-			return
+		if info.NumRedelivered == 0 {
+			return fmt.Errorf("k0 not redelivered")
 		}
-		<-time.After(10 * time.Millisecond)
+		return nil
+	})
+	if err != nil {
+		t.Errorf("waiting for k0's redelivery: %v", err)
 	}
 }

@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill"
 	"github.com/ThreeDotsLabs/watermill/message"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/altegio-integrator/integrator/internal/testenv"
@@ -252,31 +254,58 @@ func TestTerminateDoesNotRedeliver(t *testing.T) {
 
 // TestKeepAlive holds a message for several AckWaits. With the default
 // KeepAlive (AckWait/3) it is not redelivered; with a KeepAlive longer than
-// AckWait it is, which shows the test can tell the difference.
+// AckWait it is, which shows the test can tell the difference. The test
+// counts the keep-alives the subscriber sends instead of watching the clock.
 func TestKeepAlive(t *testing.T) {
 	const ackWait = 500 * time.Millisecond
 	tests := []struct {
-		name          string
-		keepAlive     time.Duration
-		wantRedeliver bool
+		name      string
+		keepAlive time.Duration
 	}{
-		{name: "Default", wantRedeliver: false},
-		{name: "TooLong", keepAlive: time.Hour, wantRedeliver: true},
+		{name: "Default"},
+		{name: "TooLong", keepAlive: time.Hour},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			_, js := startJetStream(t)
+			// Every keep-alive is an in-progress ack (+WPI) on the
+			// message's reply subject.
+			var keptAlive atomic.Int32
+			acks, err := js.Conn().Subscribe("$JS.ACK."+testStream+".t_slow.>", func(m *nats.Msg) {
+				if string(m.Data) == "+WPI" {
+					keptAlive.Add(1)
+				}
+			})
+			if err != nil {
+				t.Fatalf("subscribe to acks: %v", err)
+			}
+			t.Cleanup(func() { _ = acks.Unsubscribe() })
 			pub := newPublisher(t, js)
 			sub := newSubscriber(t, js, wmjetstream.SubscriberConfig{AckWait: ackWait, KeepAlive: tc.keepAlive})
 			ch := subscribe(t, sub, "t.slow")
 			publish(t, pub, "t.slow", message.NewMessage(watermill.NewUUID(), []byte("x")))
 			msg := receive(t, ch, 10*time.Second)
 
-			// A slow handler: four ack waits.
-			<-time.After(4 * ackWait)
-			redelivered := consumerInfo(t, js, "t_slow").NumRedelivered > 0
-			if redelivered != tc.wantRedeliver {
-				t.Fatalf("redelivered = %v, want %v", redelivered, tc.wantRedeliver)
+			// A slow handler.
+			if tc.keepAlive == 0 {
+				// Twelve keep-alives span four ack waits: without them the
+				// server would have redelivered the message.
+				testenv.WaitFor(t, 10*time.Second, func() error {
+					if n := keptAlive.Load(); n < 12 {
+						return fmt.Errorf("%d keep-alives sent", n)
+					}
+					return nil
+				})
+				if n := consumerInfo(t, js, "t_slow").NumRedelivered; n != 0 {
+					t.Fatalf("%d redelivered despite the keep-alives", n)
+				}
+			} else {
+				testenv.WaitFor(t, 10*time.Second, func() error {
+					if consumerInfo(t, js, "t_slow").NumRedelivered == 0 {
+						return fmt.Errorf("not redelivered")
+					}
+					return nil
+				})
 			}
 			msg.Ack()
 			testenv.WaitFor(t, 5*time.Second, func() error {

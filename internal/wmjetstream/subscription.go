@@ -41,13 +41,11 @@ type subscription struct {
 	// Loop-owned state.
 	now           func() time.Time
 	known         map[uint64]*entry // by stream sequence: everything in custody
-	lanes         map[string]*lane
-	parked        map[*lane]struct{}
-	ready         []*entry // to emit, in order
-	emitted       int      // out to handlers, not settled
-	held          int
-	reserved      int // asked for by pull requests in flight, not received
-	fetches       int // fetch goroutines running
+	lanes         *laneSet          // nil without ordered lanes
+	ready         []*entry          // to emit, in order
+	emitted       int               // out to handlers, not settled
+	reserved      int               // asked for by pull requests in flight, not received
+	fetches       int               // fetch goroutines running
 	closing       bool
 	fetchFailures int // fetches that failed in a row
 	fetchAfter    time.Time
@@ -72,17 +70,6 @@ type entry struct {
 }
 
 func (e *entry) claim() bool { return e.claimed.CompareAndSwap(false, true) }
-
-// lane is the per-key state with ordered lanes.
-type lane struct {
-	key      string
-	active   *entry        // ready or emitted; at most one per lane
-	parkSeq  uint64        // stream sequence the lane waits to see redelivered
-	parkMsg  jetstream.Msg // its last delivery, to give it back at shutdown
-	parkDue  time.Time     // when the parked message should come back
-	parkGive time.Time     // when to stop waiting for it
-	held     []*entry      // sorted by stream sequence
-}
 
 type fetchEvent struct {
 	msg        jetstream.Msg
@@ -112,9 +99,14 @@ func newSubscription(cfg SubscriberConfig, topic string, conn *nats.Conn, cons j
 	if keepAlive == 0 {
 		keepAlive = max(deadline/3, time.Millisecond)
 	}
+	log := cfg.Logger.With("topic", topic, "stream", info.Stream, "consumer", info.Name)
+	var lanes *laneSet
+	if cfg.KeyFunc != nil {
+		lanes = newLaneSet(redeliver, cfg.FetchExpiry+keepAlive, ackWait-keepAlive, info.Config.MaxDeliver, log)
+	}
 	return &subscription{
 		cfg:        cfg,
-		log:        cfg.Logger.With("topic", topic, "stream", info.Stream, "consumer", info.Name),
+		log:        log,
 		cons:       cons,
 		conn:       conn,
 		ackWait:    ackWait,
@@ -128,8 +120,7 @@ func newSubscription(cfg SubscriberConfig, topic string, conn *nats.Conn, cons j
 		settleCh:   make(chan settleEvent),
 		now:        time.Now,
 		known:      make(map[uint64]*entry),
-		lanes:      make(map[string]*lane),
-		parked:     make(map[*lane]struct{}),
+		lanes:      lanes,
 	}
 }
 
@@ -178,46 +169,15 @@ func (s *subscription) run(ctx context.Context, closing <-chan struct{}) {
 	}
 }
 
-// maybeFetch starts a pull request for the room left in custody. Only one
-// pull request is out at a time: the server fills it in delivery order, and
-// one goroutine forwards it, so messages reach the loop in that order. With
-// two requests the forwarding goroutines could swap two messages of a lane.
-//
-// Without ordered lanes the room is the free handler slots. With lanes it is
-// MaxInFlight + MaxHeld in all, and at most MaxHeld more held: messages whose
-// lane is busy are held, and messages whose lane is free wait in ready for a
-// handler slot, so a subscription whose handlers are all busy (waiting for a
-// rate limit, say) keeps fetching past them, up to its bounds, and sees what
-// else is in the stream.
+// maybeFetch starts a pull request of the size fetchSize decides.
 func (s *subscription) maybeFetch() {
 	if s.closing || s.fetches > 0 || s.now().Before(s.fetchAfter) {
 		return
 	}
-	inCustody := s.emitted + len(s.ready) + s.reserved
-	n := s.cfg.MaxInFlight - inCustody
-	parkedOnly := false // fetching only to collect a parked message
-	if s.cfg.KeyFunc != nil {
-		// Every fetched message may have to be held.
-		n = min(s.cfg.MaxInFlight+s.cfg.MaxHeld-inCustody-s.held, s.cfg.MaxHeld-s.held)
-		if s.cfg.MaxHeld < 0 { // hold nothing beyond the free handler slots
-			n = s.cfg.MaxInFlight - inCustody - s.held
-		}
-		if n <= 0 {
-			// Custody is at its bound. Fetch only to collect a parked
-			// message that has come due, one at a time: the server hands
-			// out redeliveries before new messages.
-			if !s.parkedDue() {
-				return
-			}
-			n, parkedOnly = 1, true
-		}
-	}
+	c := s.custody()
+	parkedDue := s.lanes != nil && laneRoom(s.cfg, c) <= 0 && s.lanes.due(s.now())
+	n := fetchSize(s.cfg, c, parkedDue)
 	if n <= 0 {
-		return
-	}
-	if busy := s.emitted + len(s.ready); busy > 0 && n < (s.cfg.MaxInFlight+1)/2 && !parkedOnly {
-		// Pull in batches of at least half the slots while busy: a pull
-		// request per freed slot costs more than it gains.
 		return
 	}
 	s.reserved += n
@@ -226,19 +186,68 @@ func (s *subscription) maybeFetch() {
 	go s.fetch(n)
 }
 
-func (s *subscription) parkedDue() bool {
-	now := s.now()
-	for l := range s.parked {
-		if !now.Before(l.parkDue) {
-			return true
+// custody counts what a subscription holds, to size its pull requests.
+type custody struct {
+	emitted  int // out to handlers
+	ready    int // free to go out, waiting for a handler slot
+	reserved int // asked for by the pull request in flight, not received yet
+	held     int // behind a busy or parked lane
+}
+
+func (s *subscription) custody() custody {
+	c := custody{emitted: s.emitted, ready: len(s.ready), reserved: s.reserved}
+	if s.lanes != nil {
+		c.held = s.lanes.held
+	}
+	return c
+}
+
+// fetchSize returns how many messages the next pull request asks for, 0
+// for none. Only one pull request is out at a time: the server fills it in
+// delivery order, and one goroutine forwards it, so messages reach the loop
+// in that order. With two requests the forwarding goroutines could swap two
+// messages of a lane.
+//
+// Without ordered lanes the room is the free handler slots. With lanes it is
+// MaxInFlight + MaxHeld in all, and at most MaxHeld more held: messages whose
+// lane is busy are held, and messages whose lane is free wait in ready for a
+// handler slot, so a subscription whose handlers are all busy (waiting for a
+// rate limit, say) keeps fetching past them, up to its bounds, and sees what
+// else is in the stream. With custody at its bound, it fetches one message
+// at a time only to collect a parked message that has come due (parkedDue):
+// the server hands out redeliveries before new messages.
+func fetchSize(cfg SubscriberConfig, c custody, parkedDue bool) int {
+	n := cfg.MaxInFlight - (c.emitted + c.ready + c.reserved)
+	if cfg.KeyFunc != nil {
+		n = laneRoom(cfg, c)
+		if n <= 0 && parkedDue {
+			return 1
 		}
 	}
-	return false
+	if n <= 0 {
+		return 0
+	}
+	if busy := c.emitted + c.ready; busy > 0 && n < (cfg.MaxInFlight+1)/2 {
+		// Pull in batches of at least half the slots while busy: a pull
+		// request per freed slot costs more than it gains.
+		return 0
+	}
+	return n
+}
+
+// laneRoom is how many more messages a subscription with ordered lanes may
+// take into custody: every one of them may have to be held.
+func laneRoom(cfg SubscriberConfig, c custody) int {
+	inCustody := c.emitted + c.ready + c.reserved
+	if cfg.MaxHeld < 0 { // hold nothing beyond the free handler slots
+		return cfg.MaxInFlight - inCustody - c.held
+	}
+	return min(cfg.MaxInFlight+cfg.MaxHeld-inCustody-c.held, cfg.MaxHeld-c.held)
 }
 
 // nextWake returns when the loop must look again at fetching without any
 // other event: after a fetch backoff, or when a parked message comes due
-// while held messages are at their bound.
+// while custody is at its bound.
 func (s *subscription) nextWake() (time.Duration, bool) {
 	if s.closing {
 		return 0, false
@@ -248,11 +257,9 @@ func (s *subscription) nextWake() (time.Duration, bool) {
 	if now.Before(s.fetchAfter) {
 		at = s.fetchAfter
 	}
-	if s.cfg.KeyFunc != nil && (s.held >= s.cfg.MaxHeld || s.emitted+len(s.ready)+s.reserved+s.held >= s.cfg.MaxInFlight+s.cfg.MaxHeld) {
-		for l := range s.parked {
-			if l.parkDue.After(now) && (at.IsZero() || l.parkDue.Before(at)) {
-				at = l.parkDue
-			}
+	if s.lanes != nil && laneRoom(s.cfg, s.custody()) <= 0 {
+		if due, ok := s.lanes.nextDue(now); ok && (at.IsZero() || due.Before(at)) {
+			at = due
 		}
 	}
 	if at.IsZero() {
@@ -326,102 +333,17 @@ func (s *subscription) receive(m jetstream.Msg) {
 	if s.closing {
 		// Given back at the end of shutdown through this, its latest,
 		// delivery. If it is a parked message that came back, its lane
-		// stays parked, and shutdown takes it from known, not parkMsg.
+		// stays parked, and shutdown takes it from known, not from the lane.
 		s.log.Debug("received while closing", "stream_seq", seq, "attempt", meta.NumDelivered)
 		return
 	}
-	if s.cfg.KeyFunc == nil {
+	if s.lanes == nil {
 		s.ready = append(s.ready, e)
 		return
 	}
-	l := s.lanes[e.key]
-	if l == nil {
-		l = &lane{key: e.key}
-		s.lanes[e.key] = l
+	if next := s.lanes.receive(e); next != nil {
+		s.ready = append(s.ready, next)
 	}
-	switch {
-	case l.parkSeq == seq && l.active == nil && len(l.held) > 0 && l.held[0].seq < seq:
-		// Back from its delay while an older message of the key is held:
-		// the older one goes first.
-		s.unpark(l)
-		s.hold(l, e)
-		s.advance(l)
-	case l.parkSeq == seq && l.active == nil:
-		s.unpark(l)
-		s.activate(l, e)
-	case l.parkSeq == seq:
-		// An older message of the key went ahead while this one was away.
-		s.unpark(l)
-		s.hold(l, e)
-	case l.active == nil && l.parkSeq != 0 && seq < l.parkSeq:
-		// An older message of the key arrived while a newer one is parked
-		// (it was first delivered to another subscriber, e.g. before the
-		// consumer's pin moved): in stream order it goes first, and the
-		// lane keeps waiting for the parked one.
-		s.activate(l, e)
-	case l.active != nil || l.parkSeq != 0:
-		s.hold(l, e)
-	default:
-		s.activate(l, e)
-	}
-}
-
-// hold keeps e behind its lane's active or parked message, in stream order.
-func (s *subscription) hold(l *lane, e *entry) {
-	i, _ := slices.BinarySearchFunc(l.held, e.seq, func(h *entry, seq uint64) int {
-		switch {
-		case h.seq < seq:
-			return -1
-		case h.seq > seq:
-			return 1
-		}
-		return 0
-	})
-	l.held = slices.Insert(l.held, i, e)
-	s.held++
-}
-
-func (s *subscription) activate(l *lane, e *entry) {
-	l.active = e
-	s.ready = append(s.ready, e)
-}
-
-func (s *subscription) unpark(l *lane) {
-	l.parkSeq, l.parkMsg = 0, nil
-	l.parkDue, l.parkGive = time.Time{}, time.Time{}
-	delete(s.parked, l)
-}
-
-// park makes l wait for the redelivery of m (stream sequence seq), expected
-// after delay.
-func (s *subscription) park(l *lane, seq uint64, m jetstream.Msg, delay time.Duration) {
-	now := s.now()
-	l.parkSeq, l.parkMsg = seq, m
-	l.parkDue = now.Add(delay)
-	// If the nak was lost, or the consumer has BackOff, the message comes
-	// back at the latest one redelivery period after it was due.
-	l.parkGive = l.parkDue.Add(s.redeliver + s.cfg.FetchExpiry + s.keepAlive)
-	s.parked[l] = struct{}{}
-}
-
-// advance emits the next held message of l if the lane is free, and forgets
-// the lane once it is empty.
-func (s *subscription) advance(l *lane) {
-	if l.active != nil {
-		return
-	}
-	if l.parkSeq != 0 && (len(l.held) == 0 || l.held[0].seq > l.parkSeq) {
-		// Waiting for the parked message; only older ones go before it.
-		return
-	}
-	if len(l.held) == 0 {
-		delete(s.lanes, l.key)
-		return
-	}
-	e := l.held[0]
-	l.held = l.held[1:]
-	s.held--
-	s.activate(l, e)
 }
 
 // emitMessage builds the Watermill message for e, once.
@@ -498,30 +420,26 @@ func (s *subscription) onSettle(ev settleEvent) {
 	}
 	s.emitted--
 	delete(s.known, e.seq)
-	l := s.lanes[e.key]
-	if s.cfg.KeyFunc == nil {
-		l = nil
+	how := settlement{kind: settledDone}
+	switch {
+	case ev.acked && ev.err != nil && !errors.Is(ev.err, jetstream.ErrMsgAlreadyAckd):
+		// The ack may not have reached the server: the message may come
+		// back after its ack wait.
+		s.log.Warn("ack not confirmed", "stream_seq", e.seq, "error", ev.err)
+		how.kind = settledUnconfirmed
+	case !ev.acked:
+		how = s.settleNacked(e)
 	}
-	if l != nil && l.active == e {
-		l.active = nil
-	}
-
-	if ev.acked {
-		if ev.err != nil && !errors.Is(ev.err, jetstream.ErrMsgAlreadyAckd) {
-			// The ack may not have reached the server: the message may
-			// come back after its ack wait. Keep the lane waiting for it.
-			s.log.Warn("ack not confirmed", "stream_seq", e.seq, "error", ev.err)
-			if l != nil {
-				s.park(l, e.seq, e.d.msg(), s.redeliver)
-				return
-			}
+	if s.lanes != nil {
+		if next := s.lanes.settled(e, how, s.now()); next != nil {
+			s.ready = append(s.ready, next)
 		}
-		if l != nil {
-			s.advance(l)
-		}
-		return
 	}
+}
 
+// settleNacked tells the server what the handler asked for when it nacked
+// e: terminate it, or redeliver it after a delay.
+func (s *subscription) settleNacked(e *entry) settlement {
 	disp := e.d.seal()
 	defer e.cancel()
 	m := e.d.msg()
@@ -534,10 +452,7 @@ func (s *subscription) onSettle(ev settleEvent) {
 			err = m.Term()
 		}
 		s.log.Debug("term", "stream_seq", e.seq, "attempt", attempt, "reason", disp.reason, "error", err)
-		if l != nil {
-			s.advance(l)
-		}
-		return
+		return settlement{kind: settledDone}
 	}
 	delay := disp.delay
 	if disp.kind == dispNack {
@@ -554,25 +469,7 @@ func (s *subscription) onSettle(ev settleEvent) {
 		delay = s.redeliver // it comes back when its ack wait runs out
 	}
 	s.log.Debug("nak", "stream_seq", e.seq, "attempt", attempt, "delay", delay)
-	if l == nil {
-		return
-	}
-	if s.maxDeliver > 0 && attempt >= uint64(s.maxDeliver) {
-		// The server will not deliver it again: do not wait for it.
-		s.log.Warn("message reached max deliver; lane moves on", "stream_seq", e.seq, "key", l.key, "attempt", attempt)
-		s.advance(l)
-		return
-	}
-	if safe := s.ackWait - s.keepAlive; delay > safe {
-		s.log.Warn("retry delay of an ordered lane exceeds AckWait − KeepAlive; order is not kept if this process crashes",
-			"key", l.key, "stream_seq", e.seq, "delay", delay, "max_safe", safe)
-	}
-	s.park(l, e.seq, m, delay)
-	// An older message of the key held behind this one (it arrived while
-	// this one was in the handler) goes first now: waiting for this one's
-	// redelivery could wait forever when its handler defers it for that
-	// very older message.
-	s.advance(l)
+	return settlement{kind: settledRetry, delay: delay, attempt: attempt}
 }
 
 // keepAliveAll sends InProgress for every message in custody.
@@ -587,17 +484,11 @@ func (s *subscription) keepAliveAll() {
 	}
 }
 
-// checkParked releases lanes whose parked message has not come back long
-// after it was due (it went to another client, was removed from the stream
-// or ran out of deliveries), so that a lane cannot stall forever.
+// checkParked releases the lanes that waited too long for a parked
+// message (see laneSet.expire).
 func (s *subscription) checkParked() {
-	now := s.now()
-	for l := range s.parked {
-		if now.After(l.parkGive) {
-			s.log.Warn("parked message not redelivered; releasing lane", "key", l.key, "stream_seq", l.parkSeq)
-			s.unpark(l)
-			s.advance(l)
-		}
+	if s.lanes != nil {
+		s.ready = append(s.ready, s.lanes.expire(s.now())...)
 	}
 }
 
@@ -647,9 +538,11 @@ func (s *subscription) shutdown(keepAlive <-chan time.Time) {
 	// messages of its key that were never delivered here would overtake it
 	// at the next subscriber, so it is given back now, with the rest (unless
 	// it came back while closing: then it is in known).
-	for l := range s.parked {
-		if _, ok := s.known[l.parkSeq]; !ok {
-			msgs = append(msgs, givenBack{seq: l.parkSeq, key: l.key, m: l.parkMsg})
+	if s.lanes != nil {
+		for _, e := range s.lanes.parkedEntries() {
+			if _, ok := s.known[e.seq]; !ok {
+				msgs = append(msgs, givenBack{seq: e.seq, key: e.key, m: e.d.msg()})
+			}
 		}
 	}
 	s.handBack(msgs)
@@ -686,25 +579,31 @@ type givenBack struct {
 // Without a priority group (or without ordered lanes) there is no pin to
 // wait for and everything goes back in one step.
 func (s *subscription) handBack(msgs []givenBack) {
-	var first, rest []givenBack
-	if s.cfg.KeyFunc == nil || s.unpin == nil {
-		first = msgs
-	} else {
-		slices.SortFunc(msgs, func(a, b givenBack) int { return cmp.Compare(a.seq, b.seq) })
-		seen := make(map[string]bool)
-		for _, g := range msgs {
-			if seen[g.key] {
-				rest = append(rest, g)
-				continue
-			}
-			seen[g.key] = true
-			first = append(first, g)
-		}
-	}
+	first, rest := handBackOrder(msgs, s.lanes != nil && s.unpin != nil)
 	s.giveBack(first)
 	s.watchWG.Wait()
 	s.releasePin()
 	s.giveBack(rest)
+}
+
+// handBackOrder splits msgs into the two steps of handBack, each in stream
+// order. With pinned lanes, first holds the oldest message of each key and
+// rest the others; otherwise first holds them all.
+func handBackOrder(msgs []givenBack, pinnedLanes bool) (first, rest []givenBack) {
+	msgs = slices.SortedFunc(slices.Values(msgs), func(a, b givenBack) int { return cmp.Compare(a.seq, b.seq) })
+	if !pinnedLanes {
+		return msgs, nil
+	}
+	seen := make(map[string]bool)
+	for _, g := range msgs {
+		if seen[g.key] {
+			rest = append(rest, g)
+			continue
+		}
+		seen[g.key] = true
+		first = append(first, g)
+	}
+	return first, rest
 }
 
 // pinID returns the pin this subscription last received messages under,
@@ -764,21 +663,16 @@ func Unpin(ctx context.Context, js jetstream.JetStream, stream, consumer, group 
 	return st.UnpinConsumer(ctx, consumer, group)
 }
 
-// giveBack nacks msgs for immediate redelivery in stream order and waits
-// until the server has processed them all, so that a subscriber started
-// after Close sees them first (see handBack for the order the server
-// redelivers them in).
+// giveBack nacks msgs (in stream order, see handBackOrder) for immediate
+// redelivery and waits until the server has processed them all, so that a
+// subscriber started after Close sees them first (see handBack for the
+// order the server redelivers them in).
 func (s *subscription) giveBack(msgs []givenBack) {
 	if len(msgs) == 0 {
 		return
 	}
-	slices.SortFunc(msgs, func(a, b givenBack) int { return cmp.Compare(a.seq, b.seq) })
-	// Raw naks: a message already nacked with a delay (parked) is refused by
-	// jetstream.Msg, but the server accepts a second nak while it is pending
-	// (through the reply subject of any of its deliveries).
-	nak := []byte("-NAK")
 	for _, g := range msgs[:len(msgs)-1] {
-		if err := s.conn.Publish(g.m.Reply(), nak); err != nil {
+		if err := renak(context.Background(), s.conn, g.m, false); err != nil {
 			s.log.Warn("nak at shutdown", "stream_seq", g.seq, "error", err)
 		}
 	}
@@ -787,8 +681,24 @@ func (s *subscription) giveBack(msgs []givenBack) {
 	last := msgs[len(msgs)-1]
 	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckTimeout)
 	defer cancel()
-	if _, err := s.conn.RequestWithContext(ctx, last.m.Reply(), nak); err != nil {
+	if err := renak(ctx, s.conn, last.m, true); err != nil {
 		s.log.Warn("nak at shutdown", "stream_seq", last.seq, "error", err)
 	}
 	s.log.Debug("returned messages at shutdown", "count", len(msgs), "first_seq", msgs[0].seq, "last_seq", last.seq)
+}
+
+// renak asks the server to redeliver m at once, even if it was already
+// nacked with a delay: it is the one place the subscriber settles a message
+// outside jetstream.Msg. A parked message was nacked with a delay, and
+// jetstream.Msg refuses to settle a message twice (ErrMsgAlreadyAckd), but
+// the server accepts another nak on the reply subject of any delivery of a
+// message while it is pending. With confirm, renak waits (within ctx) until
+// the server has processed the nak; without, it only publishes it.
+func renak(ctx context.Context, conn *nats.Conn, m jetstream.Msg, confirm bool) error {
+	nak := []byte("-NAK")
+	if !confirm {
+		return conn.Publish(m.Reply(), nak)
+	}
+	_, err := conn.RequestWithContext(ctx, m.Reply(), nak)
+	return err
 }

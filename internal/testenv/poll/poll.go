@@ -17,14 +17,20 @@ const Interval = 10 * time.Millisecond
 // time.Sleep to wait for something that happens asynchronously.
 func Until(t testing.TB, timeout time.Duration, check func() error) {
 	t.Helper()
+	if err := Wait(timeout, check); err != nil {
+		t.Fatalf("condition not met within %v: %v", timeout, err)
+	}
+}
+
+// Wait calls check until it returns nil or timeout passes, and returns the
+// last error check returned then. It is Until for a goroutine other than
+// the test's, which must not call t.Fatal.
+func Wait(timeout time.Duration, check func() error) error {
 	deadline := time.Now().Add(timeout)
 	for {
 		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v: %v", timeout, err)
+		if err == nil || time.Now().After(deadline) {
+			return err
 		}
 		time.Sleep(Interval)
 	}
