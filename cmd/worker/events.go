@@ -6,7 +6,6 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 
@@ -68,11 +67,9 @@ func eventsTail(ctx context.Context, args []string, c cli) error {
 	if err != nil {
 		return err
 	}
-	loc, op, out := "*", "*", "*"
+	var op string
 	if location < 0 {
 		return usageErr("--location %d: want a positive id", location)
-	} else if location > 0 {
-		loc = strconv.FormatInt(location, 10)
 	}
 	if typ != "" {
 		if !commands.Type(typ).Valid() {
@@ -80,11 +77,8 @@ func eventsTail(ctx context.Context, args []string, c cli) error {
 		}
 		op = commands.Type(typ).Op()
 	}
-	if outcome != "" {
-		if !commands.Outcome(outcome).Valid() {
-			return usageErr("--outcome %q is not an outcome", outcome)
-		}
-		out = outcome
+	if outcome != "" && !commands.Outcome(outcome).Valid() {
+		return usageErr("--outcome %q is not an outcome", outcome)
 	}
 
 	_, nc, js, err := cliConnect(o.common, c)
@@ -93,7 +87,7 @@ func eventsTail(ctx context.Context, args []string, c cli) error {
 	}
 	defer drainAndWait(nc)
 
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{"altegio.evt." + loc + "." + op + "." + out}}
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{commands.EventFilter(location, op, commands.Outcome(outcome))}}
 	switch {
 	case !start.IsZero():
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start

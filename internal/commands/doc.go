@@ -19,7 +19,13 @@
 //
 //	altegio.cmd.<location>.<client-key>.<op>    commands ([CommandSubject])
 //	altegio.evt.<location>.<op>.<outcome>       result events ([EventSubject])
+//	altegio.evt.<location>.account.needs_attention  ([AccountAttentionSubject])
+//	altegio.evt.<location>.webhook.client.<status>  Altegio's webhooks ([WebhookEventSubject])
 //	altegio.dlq.<location>.<op>                 dead-letter records ([DLQSubject])
+//	altegio.read.<location>.<query>             reads ([ReadSubject])
+//
+// COMMANDS stores commands as altegio.cmd.<partition>.<location>.<client-key>.<op>
+// ([StoredSubject], [ParseStoredSubject], [PartitionFilter]).
 //
 // <client-key> ([Command.ClientKey]) groups the commands of one client, so a
 // consumer can apply them in order. Every token is safe in a NATS subject,

@@ -169,6 +169,16 @@ func StoredPartition(locationToken, clientKey string, partitions int) string {
 	return strconv.Itoa(int(h.Sum32() % uint32(max(partitions, 1))))
 }
 
+// PartitionFilter matches the commands COMMANDS stores in partition p:
+// altegio.cmd.<p>.>, the filter of the partition's worker consumer.
+func PartitionFilter(p int) string { return "altegio.cmd." + strconv.Itoa(p) + ".>" }
+
+// MisformedCommandFilters match the altegio.cmd subjects of every form but
+// the one COMMANDS takes (CommandSubject: five tokens): two, three and four
+// tokens, and six or more. No stream stores them; the workers listen on
+// them so that a core publish there does not vanish without a word.
+var MisformedCommandFilters = []string{"altegio.cmd", "altegio.cmd.*", "altegio.cmd.*.*", "altegio.cmd.*.*.*.>"}
+
 // StoredSubject is a subject as COMMANDS stores it:
 // altegio.cmd.<partition>.<location>.<client-key>.<op>.
 type StoredSubject struct {
@@ -235,6 +245,41 @@ func EventSubject(r Result) string {
 		outcome = string(r.Outcome)
 	}
 	return "altegio.evt." + locationToken(r.LocationID) + "." + r.Type.Op() + "." + outcome
+}
+
+// EventFilter matches the result events of a location, operation and
+// outcome; a location of 0 or less and an empty op or outcome match any.
+func EventFilter(locationID int64, op string, outcome Outcome) string {
+	return "altegio.evt." + filterToken(locationID) + "." + orAny(op) + "." + orAny(string(outcome))
+}
+
+// AccountAttentionSubject returns the subject of the events that say a
+// location's account needs an operator (its credentials were refused):
+// altegio.evt.<location>.account.needs_attention, in the EVENTS stream next
+// to the result events.
+func AccountAttentionSubject(locationID int64) string {
+	return "altegio.evt." + locationToken(locationID) + ".account.needs_attention"
+}
+
+// DLQFilter matches the dead-letter records of a location and operation; a
+// location of 0 or less and an empty op match any.
+func DLQFilter(locationID int64, op string) string {
+	return "altegio.dlq." + filterToken(locationID) + "." + orAny(op)
+}
+
+// filterToken is the location token of a filter: "*" for any location.
+func filterToken(locationID int64) string {
+	if locationID <= 0 {
+		return "*"
+	}
+	return strconv.FormatInt(locationID, 10)
+}
+
+func orAny(token string) string {
+	if token == "" {
+		return "*"
+	}
+	return token
 }
 
 // DLQSubject returns the subject the dead-letter record of c is published

@@ -220,3 +220,25 @@ func TestParseStoredSubject(t *testing.T) {
 		}
 	}
 }
+
+func TestFilters(t *testing.T) {
+	tests := []struct{ got, want string }{
+		{EventFilter(0, "", ""), "altegio.evt.*.*.*"},
+		{EventFilter(7, "update", OutcomeSucceeded), "altegio.evt.7.update.succeeded"},
+		{EventFilter(-1, "", OutcomeFailed), "altegio.evt.*.*.failed"},
+		{DLQFilter(0, ""), DLQRecordFilter},
+		{DLQFilter(7, "create"), "altegio.dlq.7.create"},
+		{PartitionFilter(3), "altegio.cmd.3.>"},
+		{AccountAttentionSubject(7), "altegio.evt.7.account.needs_attention"},
+	}
+	for _, tc := range tests {
+		if tc.got != tc.want {
+			t.Errorf("got %q, want %q", tc.got, tc.want)
+		}
+	}
+	// Every result event matches the filter of its own parts.
+	r := Result{LocationID: 7, Type: TypeClientUpdate, Outcome: OutcomeSucceeded}
+	if got, want := EventSubject(r), EventFilter(r.LocationID, r.Type.Op(), r.Outcome); got != want {
+		t.Errorf("event subject %q, filter %q", got, want)
+	}
+}

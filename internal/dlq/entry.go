@@ -103,14 +103,11 @@ func (f Filter) Selective() bool {
 
 // subject returns the DLQ subject filter for the location and type.
 func (f Filter) subject() string {
-	loc, op := "*", "*"
-	if f.LocationID > 0 {
-		loc = strconv.FormatInt(f.LocationID, 10)
-	}
+	var op string
 	if f.Type != "" {
 		op = f.Type.Op()
 	}
-	return "altegio.dlq." + loc + "." + op
+	return commands.DLQFilter(f.LocationID, op)
 }
 
 // matchRecord reports whether e matches everything but Status.

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	deploy "github.com/altegio-integrator/integrator/deploy/nats/topology"
+	"github.com/altegio-integrator/integrator/internal/commands"
 )
 
 // Names of the streams, consumers and buckets the code refers to. The JSON
@@ -169,7 +170,7 @@ func (t *Topology) Validate() error {
 		switch {
 		case !ok:
 			return fmt.Errorf("topology: no consumer %s for partition %d", WorkerConsumer(p), p)
-		case c.Config.FilterSubject != fmt.Sprintf("altegio.cmd.%d.>", p):
+		case c.Config.FilterSubject != commands.PartitionFilter(p):
 			return fmt.Errorf("topology: consumer %s filters %q", c.Config.Durable, c.Config.FilterSubject)
 		case c.Config.PriorityPolicy != jetstream.PriorityPolicyPinned:
 			return fmt.Errorf("topology: consumer %s is not pinned", c.Config.Durable)

@@ -25,7 +25,7 @@ const AccountAttentionKind = "account.needs_attention"
 // authentication, wrong password): while its commands wait for it (Paused,
 // at most once per account per 5 minutes), and when one is dead-lettered
 // at its last delivery. Operators fix the account; the waiting commands
-// then go on by themselves. It is published on AccountAttentionSubject.
+// then go on by themselves. It is published on commands.AccountAttentionSubject.
 type AccountAttention struct {
 	// SchemaVersion is commands.SchemaVersion.
 	SchemaVersion int `json:"schema_version"`
@@ -49,13 +49,6 @@ type AccountAttention struct {
 	At time.Time `json:"at"`
 	// WorkerID is the process that saw the failure.
 	WorkerID string `json:"worker_id,omitempty"`
-}
-
-// AccountAttentionSubject returns the subject of AccountAttention events of
-// a location: altegio.evt.<location>.account.needs_attention (in the
-// EVENTS stream, next to the result events).
-func AccountAttentionSubject(locationID int64) string {
-	return "altegio.evt." + strconv.FormatInt(locationID, 10) + ".account.needs_attention"
 }
 
 // EventMsgID returns the Nats-Msg-Id of a result event: r.MsgID() (command
@@ -193,7 +186,7 @@ func (w *Worker) publishAccountEvent(ctx context.Context, cmd commands.Command, 
 		return fmt.Errorf("encode account event: %w", err)
 	}
 	h := map[string][]string{commands.HeaderCommandID: {cmd.ID}}
-	return w.publish(ctx, AccountAttentionSubject(cmd.LocationID), msgID, h, body)
+	return w.publish(ctx, commands.AccountAttentionSubject(cmd.LocationID), msgID, h, body)
 }
 
 // publish sends one message through the Watermill publisher and waits for

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/nats-io/nats.go"
 )
 
@@ -21,10 +22,6 @@ import (
 // answer a JetStream publisher with an error that says which form COMMANDS
 // takes. A stored subject of the right form that disagrees with its body is
 // the handler's business (CheckStoredSubject): dead-lettered as invalid.
-
-// refusedSubjects are the altegio.cmd subjects of every form but the one
-// COMMANDS stores.
-var refusedSubjects = []string{"altegio.cmd", "altegio.cmd.*", "altegio.cmd.*.*", "altegio.cmd.*.*.*.>"}
 
 // refusedQueue is the queue group of the workers' refused-subject listeners.
 const refusedQueue = "altegio-workers-refused"
@@ -62,7 +59,7 @@ func (w *Worker) watchRefused(ctx context.Context) {
 		}
 	}
 	var subs []*nats.Subscription
-	for _, s := range refusedSubjects {
+	for _, s := range commands.MisformedCommandFilters {
 		sub, err := nc.QueueSubscribe(s, refusedQueue, handle)
 		if err != nil {
 			w.log.Warn("cannot watch refused command subjects", slog.String("subject", s), slog.Any("error", err))
