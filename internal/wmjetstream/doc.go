@@ -90,6 +90,17 @@
 // above, so messages of one key that came due together can reach the next
 // pin holder out of stream order.
 //
+// # Inside
+//
+// One loop goroutine per subscription (subscription.go) owns its state and
+// does all the talking to the server; fetch goroutines and one watcher per
+// emitted message reach it through channels. What goes out next is decided
+// without I/O or a clock of its own, so that each case has a table test
+// (lanes_internal_test.go): the lanes (laneSet, lanes.go), the size of the
+// next pull request (fetchSize) and the order of the hand-back at Close
+// (handBackOrder). The one message settled outside jetstream.Msg is the
+// hand-back of a parked message (renak says why).
+//
 // If the consumer has BackOff set, the server times NakWithDelay(d)
 // redeliveries as d − AckWait + BackOff[n]; prefer AckWait alone with
 // NakWithDelay, and use BackOff only as the crash safety net.
