@@ -91,9 +91,10 @@ type Command struct {
 // slice or map means "absent". On update, an absent field keeps the client's
 // current value (the worker reads, merges with ApplyTo and PUTs), and an
 // empty string clears a text field; an update with mode UpdateReplace clears
-// absent fields instead (see UpdatePayload). Name and Phone are nevertheless
-// required on create, update and in every bulk item, because the API
-// requires them on every write. JSON null is rejected: omit the field
+// absent fields instead (see UpdatePayload). The API requires name and phone
+// on every write, so Name and Phone are required on create, in every bulk
+// item and on a replace; a merge update may leave them out (the card it
+// reads has them) but must carry at least one field. JSON null is rejected: omit the field
 // instead. ClientFields has no mode: create and bulk items reject one.
 type ClientFields struct {
 	// Name is the first name, required, 1 to MaxTextLength characters, not
@@ -193,7 +194,7 @@ const (
 	// UpdateReplace PUTs the payload as the complete card, without reading
 	// it first: one API request, and fields the payload leaves out are
 	// cleared. For producers that own the whole card. Name and phone are
-	// required, as on every update.
+	// required, as the API requires them on PUT.
 	UpdateReplace UpdateMode = "replace"
 )
 

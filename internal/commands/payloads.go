@@ -29,8 +29,12 @@ func decodeClientFields(d *decoder, path string, raw json.RawMessage, obj client
 	if !ok {
 		return f, mode
 	}
+	fields := 0 // client fields present, mode aside
 	for _, m := range members {
 		p := fieldPath(path, m.key)
+		if m.key != "mode" {
+			fields++
+		}
 		switch m.key {
 		case "mode":
 			if obj != updatePayload {
@@ -87,19 +91,28 @@ func decodeClientFields(d *decoder, path string, raw json.RawMessage, obj client
 			d.unknownField(p, m.key)
 		}
 	}
-	if mode == UpdateReplace {
-		// A replace is PUT as it is, and the API requires name and phone
-		// on PUT. checkClientFields requires them on every update too; this
-		// says why for a replace, and holds if merge updates stop doing so.
-		if f.Name == nil {
-			d.add(fieldPath(path, "name"), "required with mode replace")
-		}
-		if f.Phone == nil {
-			d.add(fieldPath(path, "phone"), "required with mode replace")
-		}
+	// The API requires name and phone on every write. A create, a bulk
+	// item and a replace are sent as they are, so they must carry both; a
+	// merge update takes whatever it leaves out from the card it reads.
+	switch {
+	case obj != updatePayload:
+		requireNameAndPhone(d, path, f, "required")
+	case mode == UpdateReplace:
+		requireNameAndPhone(d, path, f, "required with mode replace")
+	case fields == 0:
+		d.add(path, "names no field to change")
 	}
 	checkClientFields(d, path, f)
 	return f, mode
+}
+
+func requireNameAndPhone(d *decoder, path string, f ClientFields, reason string) {
+	if f.Name == nil {
+		d.add(fieldPath(path, "name"), reason)
+	}
+	if f.Phone == nil {
+		d.add(fieldPath(path, "phone"), reason)
+	}
 }
 
 func decodeCategories(d *decoder, path string, raw json.RawMessage) []int64 {
@@ -150,14 +163,10 @@ func decodeCustomFields(d *decoder, path string, raw json.RawMessage) map[string
 func checkClientFields(d *decoder, path string, f ClientFields) {
 	p := func(name string) string { return fieldPath(path, name) }
 
-	if f.Name == nil {
-		d.add(p("name"), "required")
-	} else {
+	if f.Name != nil {
 		checkText(d, p("name"), *f.Name, MaxTextLength, true)
 	}
-	if f.Phone == nil {
-		d.add(p("phone"), "required")
-	} else {
+	if f.Phone != nil {
 		checkPhone(d, p("phone"), *f.Phone)
 	}
 	for _, t := range []struct {

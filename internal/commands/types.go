@@ -14,9 +14,10 @@ const (
 	// Payload: ClientFields with name and phone.
 	TypeClientCreate Type = "client.create"
 	// TypeClientUpdate changes a client: read, merge, then
-	// PUT /client/{location_id}/{id}. Payload: UpdatePayload, client fields
-	// with name and phone; absent fields keep their current value, unless
-	// the mode is UpdateReplace (PUT only, absent fields cleared).
+	// PUT /client/{location_id}/{id}. Payload: UpdatePayload, the client
+	// fields to change; absent fields keep their current value, unless the
+	// mode is UpdateReplace (PUT only, name and phone required, absent
+	// fields cleared).
 	TypeClientUpdate Type = "client.update"
 	// TypeClientDelete deletes a client: DELETE /client/{location_id}/{id}.
 	// No payload (absent, null or {}).

@@ -84,4 +84,16 @@ func TestUpdateModes(t *testing.T) {
 			t.Errorf("card after merge:\n got %+v\nwant %+v", got, want)
 		}
 	})
+
+	t.Run("merge of one field keeps name and phone", func(t *testing.T) {
+		old := seed("15550000820")
+		run(t, old.ID, commands.ClientFields{Email: new("ivy.new@example.com")})
+		got := card(t, old.ID)
+		want := old
+		want.Email = "ivy.new@example.com"
+		want.LastChangeDate = got.LastChangeDate
+		if !reflect.DeepEqual(got, want) {
+			t.Errorf("card after merging one field:\n got %+v\nwant %+v", got, want)
+		}
+	})
 }
