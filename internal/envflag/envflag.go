@@ -8,11 +8,13 @@
 package envflag
 
 import (
+	"bytes"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -51,6 +53,65 @@ func (s *Set) ParseNoArgs(args []string) error {
 		return fmt.Errorf("unexpected arguments %q", s.Args())
 	}
 	return nil
+}
+
+// SetUsage makes --help (and a flag that does not parse) print one help
+// format, the same for every binary, on the set's output:
+//
+//	Usage: <name> <synopsis>
+//
+//	<description>
+//
+//	Flags:
+//	  --<flag> <type>
+//	        <usage> ($<VARIABLE>) (default <value>)
+//	  …
+//
+//	<each of more, a paragraph of its own>
+//
+// An empty synopsis is "[flags]". The flags are listed in name order with
+// two dashes (Go accepts one or two), each with its variable (the Set's
+// flag methods add it to the usage) and its default when that is not the
+// type's zero value, the default in force: a variable that is set shows
+// as the default. A binary adopts it with one line after New:
+//
+//	fs := envflag.New("altegio-sandbox", getenv, out)
+//	fs.SetUsage("", "Run the Altegio API sandbox; the API is under /api/v1.")
+func (s *Set) SetUsage(synopsis, description string, more ...string) {
+	if synopsis == "" {
+		synopsis = "[flags]"
+	}
+	s.Usage = func() {
+		w := s.Output()
+		fmt.Fprintf(w, "Usage: %s %s\n\n", s.Name(), synopsis)
+		if description != "" {
+			fmt.Fprintf(w, "%s\n\n", description)
+		}
+		fmt.Fprintln(w, "Flags:")
+		s.printFlags(w)
+		for _, p := range more {
+			fmt.Fprintf(w, "\n%s\n", strings.TrimRight(p, "\n"))
+		}
+	}
+}
+
+// printFlags is flag's PrintDefaults (which knows the zero values and
+// quotes strings) with two dashes and an indent of spaces, not a tab.
+func (s *Set) printFlags(w io.Writer) {
+	var b bytes.Buffer
+	out := s.Output()
+	s.SetOutput(&b)
+	s.PrintDefaults()
+	s.SetOutput(out)
+	for _, line := range strings.SplitAfter(b.String(), "\n") {
+		switch {
+		case strings.HasPrefix(line, "  -"):
+			line = "  --" + line[len("  -"):]
+		case strings.HasPrefix(line, "    \t"):
+			line = "        " + line[len("    \t"):]
+		}
+		io.WriteString(w, line)
+	}
 }
 
 func lookup[T any](s *Set, env string, def T, parse func(string) (T, error)) T {

@@ -77,3 +77,72 @@ func TestParseNoArgs(t *testing.T) {
 		t.Fatalf("ParseNoArgs(-n 2) = %v, n = %d", err, n)
 	}
 }
+
+func TestSetUsagePrintsOneFormat(t *testing.T) {
+	tests := []struct {
+		name     string
+		synopsis string
+		env      map[string]string
+		more     []string
+		want     string
+	}{
+		{
+			name: "defaults",
+			want: `Usage: x [flags]
+
+Does x.
+
+Flags:
+  --addr string
+        listen address ($X_ADDR) (default ":8")
+  --on
+        switch on ($X_ON)
+  --wait duration
+        how long
+        at most ($X_WAIT) (default 1m0s)
+`,
+		},
+		{
+			name:     "synopsis, a variable set, more",
+			synopsis: "<file> [flags]",
+			env:      map[string]string{"X_ON": "true", "X_WAIT": "2s"},
+			more:     []string{"Exit codes: 0 ok, 1 error.\n"},
+			want: `Usage: x <file> [flags]
+
+Does x.
+
+Flags:
+  --addr string
+        listen address ($X_ADDR) (default ":8")
+  --on
+        switch on ($X_ON) (default true)
+  --wait duration
+        how long
+        at most ($X_WAIT) (default 2s)
+
+Exit codes: 0 ok, 1 error.
+`,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			s := New("x", func(k string) string { return tt.env[k] }, &out)
+			var (
+				addr string
+				on   bool
+				wait time.Duration
+			)
+			s.String(&addr, "addr", "X_ADDR", ":8", "listen address")
+			s.Bool(&on, "on", "X_ON", false, "switch on")
+			s.Duration(&wait, "wait", "X_WAIT", time.Minute, "how long\nat most")
+			s.SetUsage(tt.synopsis, "Does x.", tt.more...)
+			if err := s.Parse([]string{"--help"}); !errors.Is(err, flag.ErrHelp) {
+				t.Fatalf("err = %v, want flag.ErrHelp", err)
+			}
+			if got := out.String(); got != tt.want {
+				t.Errorf("help:\n%s\nwant:\n%s", got, tt.want)
+			}
+		})
+	}
+}
