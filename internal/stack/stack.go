@@ -127,11 +127,15 @@ func ApplyTopology(ctx context.Context, js jetstream.JetStream, replicas int, ti
 
 // OpsHandler serves /healthz (the process is alive), /readyz (ready returns
 // nil; it is given the request's context) and /metrics (from g).
+//
+// /healthz answers as ingest's does: 200, Content-Type application/json,
+// Cache-Control no-store, body {"status":"ok"}.
 func OpsHandler(ready func(context.Context) error, g prometheus.Gatherer) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		io.WriteString(w, `{"status":"ok"}`+"\n")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
