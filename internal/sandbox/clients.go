@@ -174,7 +174,7 @@ func (s *Server) handleUpdateClient(c *call) response {
 	rec.LastChangeDate = s.cfg.Now()
 	l.clients[id] = &rec
 	s.notifyClientLocked(c, eventUpdate, &rec)
-	return envelope(http.StatusOK, renderClient(&rec, styleCard, false), emptyArray{})
+	return s.savedLocked(envelope(http.StatusOK, renderClient(&rec, styleCard, false), emptyArray{}))
 }
 
 // handleDeleteClient is DELETE /client/{location_id}/{id}: 204 with an
@@ -195,7 +195,7 @@ func (s *Server) handleDeleteClient(c *call) response {
 	// ref §7 leaves data on delete undocumented; the sandbox sends the card
 	// as it was before the deletion. [I]
 	s.notifyClientLocked(c, eventDelete, old)
-	return noContent()
+	return s.savedLocked(noContent())
 }
 
 // handleCreateClient is POST /clients/{location_id} (ref §6.4): 201 with
@@ -221,7 +221,7 @@ func (s *Server) handleCreateClient(c *call) response {
 	}
 	rec := s.insertClient(l, form.rec)
 	s.notifyClientLocked(c, eventCreate, rec)
-	return envelope(http.StatusCreated, renderClient(rec, styleCreated, true), emptyArray{})
+	return s.savedLocked(envelope(http.StatusCreated, renderClient(rec, styleCreated, true), emptyArray{}))
 }
 
 // insertClient stores a new client. Callers hold s.mu.
@@ -273,7 +273,11 @@ func (s *Server) handleBulkCreate(c *call) response {
 		s.notifyClientLocked(c, eventCreate, rec)
 		created = append(created, renderClient(rec, styleLegacy, true))
 	}
-	return envelope(http.StatusOK, map[string]any{"created": created, "errors": errs}, emptyArray{})
+	resp := envelope(http.StatusOK, map[string]any{"created": created, "errors": errs}, emptyArray{})
+	if len(created) == 0 {
+		return resp // nothing changed
+	}
+	return s.savedLocked(resp)
 }
 
 func bulkErrorItem(f clientForm, msg string) map[string]any {

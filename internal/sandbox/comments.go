@@ -98,7 +98,7 @@ func (s *Server) handleAddComment(c *call) response {
 	if s.alternateLocked() {
 		meta = emptyArray{}
 	}
-	return envelope(http.StatusCreated, renderComment(cm), meta)
+	return s.savedLocked(envelope(http.StatusCreated, renderComment(cm), meta))
 }
 
 // handleDeleteComment is DELETE .../clients/{client_id}/comments/{comment_id}
@@ -118,5 +118,5 @@ func (s *Server) handleDeleteComment(c *call) response {
 		return s.notFoundLocked()
 	}
 	delete(l.comments, commentID)
-	return noContent()
+	return s.savedLocked(noContent())
 }

@@ -1,4 +1,4 @@
-// Package sandbox is a stateful, in-memory fake of the Altegio Business
+// Package sandbox is a stateful fake of the Altegio Business
 // Management API (B2B v1, client endpoints), built from the project reference
 // (shared/reference/altegio-api.md, cited below as "ref §N").
 //
@@ -28,7 +28,10 @@
 //     client webhooks sent the way Altegio sends them (ref §7): after every
 //     client create, update and delete, a POST of the client event to each
 //     URL about 5 s later, retried twice on transport errors, 429 and 5xx.
-//     Recent deliveries are listed by Webhooks; Close stops them.
+//     Recent deliveries are listed by Webhooks; Close stops them;
+//   - state in memory, or also in a JSON file rewritten atomically after
+//     every change (Config.StateFile), so that records and ID counters
+//     survive a restart.
 //
 // Every method of *Server is safe for concurrent use.
 package sandbox

@@ -88,5 +88,5 @@ func (s *Server) handleDeleteFile(c *call) response {
 		return s.notFoundLocked()
 	}
 	delete(l.files, fileID)
-	return envelope(http.StatusAccepted, nil, map[string]any{"message": "Accepted"})
+	return s.savedLocked(envelope(http.StatusAccepted, nil, map[string]any{"message": "Accepted"}))
 }

@@ -111,7 +111,7 @@ func (s *Server) handleSetHooks(c *call) response {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hooks[c.loc] = h
-	return envelope(http.StatusCreated, h.render(), emptyArray{})
+	return s.savedLocked(envelope(http.StatusCreated, h.render(), emptyArray{}))
 }
 
 // readHookSettings validates the POST body.
@@ -189,4 +189,5 @@ func (s *Server) SeedHookSettings(locationID int64, h HookSettings) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.hooks[locationID] = st
+	s.saveOrLogLocked()
 }

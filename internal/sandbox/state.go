@@ -55,10 +55,11 @@ type Comment struct {
 	UpdateDate time.Time
 }
 
-// CommentFile is a file attached to a "file" comment.
+// CommentFile is a file attached to a "file" comment. The JSON names are
+// those of the state file (Config.StateFile).
 type CommentFile struct {
-	Link     string
-	Filename string
+	Link     string `json:"link"`
+	Filename string `json:"filename"`
 }
 
 // File is a client file (ref §6.9). Size is in bytes; the API renders it
@@ -134,12 +135,28 @@ func (s *Server) unlicensed(loc int64) bool {
 	return ok && l.unlicensed
 }
 
+// DeleteClient deletes the client with its comments, files and visits, as
+// DELETE /client does; like the Seed… methods, it sends no webhook. It
+// reports whether the client existed.
+func (s *Server) DeleteClient(locationID, id int64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.loc(locationID)
+	if _, ok := l.clients[id]; !ok {
+		return false
+	}
+	l.deleteClient(id)
+	s.saveOrLogLocked()
+	return true
+}
+
 // SetUnlicensed marks the location's licence as expired: every call on it
 // answers 402 (ref §3) until RenewLicense.
 func (s *Server) SetUnlicensed(locationID int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.loc(locationID).unlicensed = true
+	s.saveOrLogLocked()
 }
 
 // RenewLicense undoes SetUnlicensed.
@@ -147,6 +164,7 @@ func (s *Server) RenewLicense(locationID int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.loc(locationID).unlicensed = false
+	s.saveOrLogLocked()
 }
 
 // Client returns a copy of the client, and whether it exists.
@@ -214,6 +232,7 @@ func (s *Server) SeedClient(locationID int64, c ClientRecord) int64 {
 		c.LastChangeDate = s.cfg.Now()
 	}
 	s.loc(locationID).clients[c.ID] = &c
+	s.saveOrLogLocked()
 	return c.ID
 }
 
@@ -230,7 +249,9 @@ func (s *Server) SeedComment(locationID int64, cm Comment) (id int64, ok bool) {
 	if cm.Type == "" {
 		cm.Type = "default"
 	}
-	return s.storeComment(l, cm).ID, true
+	id = s.storeComment(l, cm).ID
+	s.saveOrLogLocked()
+	return id, true
 }
 
 // SeedFile stores a file for an existing client and returns its ID; ok is
@@ -260,6 +281,7 @@ func (s *Server) SeedFile(locationID int64, f File) (id int64, ok bool) {
 		UserName:   f.UserName,
 		CreateDate: f.CreateDate,
 	})
+	s.saveOrLogLocked()
 	return f.ID, true
 }
 
@@ -278,6 +300,7 @@ func (s *Server) SeedVisit(locationID int64, v Visit) (id int64, ok bool) {
 		v.PaymentStatus = "not_paid"
 	}
 	l.visits[v.ID] = &v
+	s.saveOrLogLocked()
 	return v.ID, true
 }
 
