@@ -16,8 +16,13 @@
 // Client webhooks (ref §7) are sent to the URLs set with POST
 // /api/v1/hooks_settings/{location_id}, -webhook-delay after each change.
 //
+// The state lives in memory unless --state-file names a JSON file, which
+// is loaded at start and rewritten after every change, so that clients and
+// their IDs survive a restart (see sandbox.Config.StateFile).
+//
 // Every setting is a flag and an environment variable; run with --help to
-// list them with their defaults. Flags override the environment.
+// list them with their defaults. Flags override the environment. --version
+// prints the version and exits.
 package main
 
 import (
@@ -29,7 +34,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -40,16 +44,20 @@ import (
 
 	"github.com/altegio-integrator/integrator/internal/envflag"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
+	"github.com/altegio-integrator/integrator/internal/stack"
 )
 
 const (
 	envPrefix       = "ALTEGIO_SANDBOX_"
 	shutdownTimeout = 10 * time.Second
+	// defaultAddr is where the dev stack serves the sandbox too, so that
+	// the same API URL works with either.
+	defaultAddr = "127.0.0.1:8081"
 )
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "altegio-sandbox:", err)
@@ -76,6 +84,8 @@ type config struct {
 	webhookDelay          time.Duration
 	webhookRetryDelay     time.Duration
 	webhookBearer         string
+	stateFile             string
+	version               bool
 }
 
 // parseConfig reads flags over environment variables (internal/envflag,
@@ -94,7 +104,7 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	duration := func(p *time.Duration, name string, def time.Duration, u string) {
 		fs.Duration(p, name, envName(name), def, u)
 	}
-	str(&c.addr, "addr", "127.0.0.1:8090", "listen address")
+	str(&c.addr, "addr", defaultAddr, "listen address")
 	str(&level, "log-level", "info", "log level: debug, info, warn, error")
 	str(&c.partnerToken, "partner-token", "sandbox-partner-token", "partner token every request must carry")
 	str(&c.login, "user-login", "owner@example.com", "login of the business user for POST /auth")
@@ -118,6 +128,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	duration(&c.webhookDelay, "webhook-delay", sandbox.DefaultWebhookDelay, "how long after a client change its webhooks are sent (negative: at once)")
 	duration(&c.webhookRetryDelay, "webhook-retry-delay", sandbox.DefaultWebhookRetryDelay, "pause before each of the two retries of a webhook after a transport error, 429 or 5xx")
 	str(&c.webhookBearer, "webhook-bearer", "", "send \"Authorization: Bearer <this>\" with every webhook (empty: no header)")
+	str(&c.stateFile, "state-file", "", "JSON file that keeps clients, comments, webhook settings and ID counters across restarts, rewritten after every change (empty: in memory only)")
+	fs.BoolVar(&c.version, "version", false, "print the version and exit")
 	fs.Usage = func() {
 		fmt.Fprint(out, "Usage: altegio-sandbox [flags]\n\nRuns the Altegio API sandbox; the API is under /api/v1.\n"+
 			"Every flag can also be set with the environment variable shown; flags win.\n\n")
@@ -170,12 +182,14 @@ func (c config) sandboxConfig(logger *slog.Logger) (sandbox.Config, error) {
 		WebhookDelay:               c.webhookDelay,
 		WebhookRetryDelay:          c.webhookRetryDelay,
 		WebhookBearer:              c.webhookBearer,
+		StateFile:                  c.stateFile,
 	}, nil
 }
 
 // run serves the sandbox until ctx is cancelled, then shuts down within
-// shutdownTimeout. -h/--help prints the usage and returns nil.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+// shutdownTimeout. -h/--help prints the usage on stderr and --version the
+// version on stdout, and both return nil.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	c, err := parseConfig(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -183,13 +197,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	if c.version {
+		_, err := fmt.Fprintln(stdout, "altegio-sandbox", stack.Version())
+		return err
+	}
 	logger := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: c.logLevel}))
 	cfg, err := c.sandboxConfig(logger)
 	if err != nil {
 		return err
 	}
+	// The port first: a busy one fails before the state file is touched.
+	ln, err := stack.Listen(c.addr, "addr")
+	if err != nil {
+		return err
+	}
 	sb, err := sandbox.New(cfg)
 	if err != nil {
+		_ = ln.Close()
 		return err
 	}
 	defer sb.Close() // after the HTTP server: no change can queue a webhook then
@@ -210,12 +234,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 	}
-	ln, err := net.Listen("tcp", c.addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
-	}
 	logger.Info("altegio sandbox listening", "addr", ln.Addr().String(), "base_url",
-		"http://"+ln.Addr().String()+sandbox.BasePath, "user_login", c.login)
+		"http://"+ln.Addr().String()+sandbox.BasePath, "user_login", c.login, "state_file", c.stateFile)
 
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -4,14 +4,19 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/altegio-integrator/integrator/internal/stack"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 )
 
@@ -32,7 +37,7 @@ func freeAddr(t *testing.T) string {
 func startRun(ctx context.Context, t *testing.T, addr string, args []string, getenv func(string) string) (string, <-chan error) {
 	t.Helper()
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, args, getenv, &bytes.Buffer{}) }()
+	go func() { done <- run(ctx, args, getenv, io.Discard, io.Discard) }()
 	base := "http://" + addr
 	testenv.WaitFor(t, 5*time.Second, func() error {
 		resp, err := http.Get(base + "/healthz")
@@ -95,10 +100,11 @@ func TestRunServesAndShutsDown(t *testing.T) {
 
 func TestHelpListsSettings(t *testing.T) {
 	var out bytes.Buffer
-	if err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, &out); err != nil {
+	if err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, io.Discard, &out); err != nil {
 		t.Fatalf("run --help: %v", err)
 	}
-	for _, want := range []string{"-addr", "ALTEGIO_SANDBOX_PARTNER_TOKEN", "ALTEGIO_SANDBOX_RATE_PER_MINUTE", "-error-rate", "-reset-rate", "-slow-body", "-latency"} {
+	for _, want := range []string{"-addr", "ALTEGIO_SANDBOX_PARTNER_TOKEN", "ALTEGIO_SANDBOX_RATE_PER_MINUTE", "-error-rate", "-reset-rate", "-slow-body", "-latency",
+		`(default "127.0.0.1:8081")`, "-state-file", "ALTEGIO_SANDBOX_STATE_FILE", "-version"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("help lacks %q:\n%s", want, out.String())
 		}
@@ -107,7 +113,7 @@ func TestHelpListsSettings(t *testing.T) {
 
 func TestBadEnvironment(t *testing.T) {
 	env := map[string]string{"ALTEGIO_SANDBOX_RATE_PER_SECOND": "fast"}
-	err := run(context.Background(), nil, func(k string) string { return env[k] }, &bytes.Buffer{})
+	err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
 	if err == nil || !strings.Contains(err.Error(), "ALTEGIO_SANDBOX_RATE_PER_SECOND") {
 		t.Fatalf("run = %v, want an error naming the variable", err)
 	}
@@ -179,7 +185,7 @@ func TestControlEndpoints(t *testing.T) {
 // the delivery.
 func TestWebhooksAndControl(t *testing.T) {
 	var help bytes.Buffer
-	if err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, &help); err != nil {
+	if err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, io.Discard, &help); err != nil {
 		t.Fatalf("run --help: %v", err)
 	}
 	for _, want := range []string{"ALTEGIO_SANDBOX_WEBHOOK_DELAY", "ALTEGIO_SANDBOX_WEBHOOK_RETRY_DELAY", "ALTEGIO_SANDBOX_WEBHOOK_BEARER", `default 5s`, `default 1.5s`} {
@@ -252,4 +258,120 @@ func TestWebhooksAndControl(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Errorf("run: %v", err)
 	}
+}
+
+// The binary alone listens where the dev stack serves the sandbox.
+func TestDefaultAddrIsTheDevStacks(t *testing.T) {
+	c, err := parseConfig(nil, func(string) string { return "" }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.addr != "127.0.0.1:8081" {
+		t.Errorf("default addr = %q, want 127.0.0.1:8081", c.addr)
+	}
+	if c.stateFile != "" {
+		t.Errorf("default state file = %q, want none (in memory)", c.stateFile)
+	}
+}
+
+// --version prints the binary's name and version on stdout and serves
+// nothing.
+func TestVersion(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if err := run(context.Background(), []string{"--version"}, func(string) string { return "" }, &stdout, &stderr); err != nil {
+		t.Fatalf("run --version: %v", err)
+	}
+	if want := "altegio-sandbox " + stack.Version() + "\n"; stdout.String() != want {
+		t.Errorf("stdout = %q, want %q", stdout.String(), want)
+	}
+	if stderr.Len() != 0 {
+		t.Errorf("stderr = %q, want nothing", stderr.String())
+	}
+}
+
+// A port that is taken fails at once, saying so and naming the flag.
+func TestBusyPortFailsAtOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	stateFile := filepath.Join(t.TempDir(), "state.json")
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err = run(ctx, []string{"-addr", ln.Addr().String(), "-state-file", stateFile}, func(string) string { return "" }, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "--addr") {
+		t.Fatalf("run on a busy port = %v, want \"address already in use\" naming --addr", err)
+	}
+	if _, err := os.Stat(stateFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state file touched before the port was held: %v", err)
+	}
+}
+
+// With a state file (here from the environment) clients survive a restart
+// of the process, and the restarted sandbox hands out new IDs.
+func TestStateFileSurvivesRestart(t *testing.T) {
+	env := map[string]string{"ALTEGIO_SANDBOX_STATE_FILE": filepath.Join(t.TempDir(), "sandbox-state.json")}
+	getenv := func(k string) string { return env[k] }
+	args := func(addr string) []string {
+		return []string{"-addr", addr, "-control", "-user-token", "tok-1", "-partner-token", "p", "-log-level", "error"}
+	}
+	create := func(base, name, phone string) int64 {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/clients/1",
+			strings.NewReader(`{"name":"`+name+`","phone":"`+phone+`"}`))
+		req.Header.Set("Accept", "application/vnd.api.v2+json")
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer p, User tok-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body struct {
+			Data struct {
+				ID int64 `json:"id"`
+			} `json:"data"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusCreated {
+			t.Fatalf("create %s: status %d, %v", name, resp.StatusCode, err)
+		}
+		return body.Data.ID
+	}
+	stop := func(cancel context.CancelFunc, done <-chan error) {
+		t.Helper()
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	}
+
+	addr := freeAddr(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	base, done := startRun(ctx, t, addr, args(addr), getenv)
+	first := create(base, "Ann", "+15550001234")
+	stop(cancel, done)
+
+	addr = freeAddr(t)
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	base, done = startRun(ctx, t, addr, args(addr), getenv)
+	resp, err := http.Get(base + "/control/clients?location=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clients []struct {
+		ID   int64  `json:"id"`
+		Name string `json:"name"`
+	}
+	err = json.NewDecoder(resp.Body).Decode(&clients)
+	_ = resp.Body.Close()
+	if err != nil || len(clients) != 1 || clients[0].ID != first || clients[0].Name != "Ann" {
+		t.Errorf("clients after the restart: %+v, %v; want Ann with id %d", clients, err, first)
+	}
+	if second := create(base, "Bob", "+15550001235"); second <= first {
+		t.Errorf("id after the restart %d, want above %d", second, first)
+	}
+	stop(cancel, done)
 }
