@@ -2,6 +2,7 @@ package worker
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -13,6 +14,38 @@ import (
 // ErrUnknownClientRef is wrapped by the failure of a command that names its
 // client by a client_ref no successful create has mapped (class permanent).
 var ErrUnknownClientRef = errors.New("unknown client_ref")
+
+// ErrStaleClientRef is wrapped by the failure of a command that names its
+// client by a client_ref whose mapped client the API answers 404 for: the
+// client was deleted behind the integrator's back, or the API lost it
+// (class permanent). The failure also wraps the API's *altegio.APIError.
+var ErrStaleClientRef = errors.New("client_ref points at a client the API does not have")
+
+// staleRefError is the failure of a command whose client_ref maps to
+// clientID, which the API answered 404 for.
+type staleRefError struct {
+	ref      string
+	clientID int64
+	err      error // the API's 404
+}
+
+func (e *staleRefError) Error() string {
+	return fmt.Sprintf("client_ref %q points at client %d, which the API does not have (404)", e.ref, e.clientID)
+}
+
+func (e *staleRefError) Unwrap() []error { return []error{ErrStaleClientRef, e.err} }
+
+// explainStaleRef names the client_ref in the failure of a command whose
+// client came from the ref's mapping and which the API answered 404 for
+// (see ErrStaleClientRef); any other failure is returned as it is. A
+// command with a client_id keeps the API's failure, and deletes never get
+// here with a 404: they succeed.
+func explainStaleRef(cmd commands.Command, clientID int64, err error) error {
+	if cmd.ClientID != 0 || cmd.ClientRef == "" || clientID == 0 || !errors.Is(err, altegio.ErrNotFound) {
+		return err
+	}
+	return &staleRefError{ref: cmd.ClientRef, clientID: clientID, err: err}
+}
 
 // ErrAmbiguous is wrapped by the failure of a command whose earlier attempt
 // may have been applied and whose reconciliation could not tell (class
@@ -55,7 +88,7 @@ type verdict struct {
 //	401 after the client's one re-login,
 //	*auth.AccountError that is permanent     → auth
 //	400, 402, 403, 404, 422, other 4xx,
-//	unknown client_ref, refused requests     → permanent
+//	unknown or stale client_ref, refused     → permanent
 //	reconciliation undecided                 → ambiguous
 //
 // Deletes that find 404 never get here: they succeed.

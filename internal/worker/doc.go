@@ -23,7 +23,8 @@
 //     this check, not the pinned consumer, is what guarantees the order;
 //     then a replay of a create, update or delete older than the last one
 //     applied to its client ends as superseded (see LastAppliedKey);
-//  4. resolve client_ref through KV altegio_client_refs (unknown → permanent);
+//  4. resolve client_ref through KV altegio_client_refs (unknown → permanent;
+//     a mapped client the API answers 404 for → permanent, ErrStaleClientRef);
 //  5. record the attempt's intent (in_flight, attempts+1, uncertain) with
 //     compare-and-set, then call the API; when an earlier attempt may have
 //     been applied, reconcile first (create and bulk: search by phone;

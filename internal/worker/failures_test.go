@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -767,4 +768,62 @@ func TestRetryTimeStartsAtTheFirstRealFailure(t *testing.T) {
 	if rec := e.record(c.ID); rec.Deferrals < 6 || rec.RetryingSince.IsZero() {
 		t.Errorf("record: %+v, want 6 deferrals and a retry", rec)
 	}
+}
+
+// A client_ref whose client was deleted behind the worker's back (in the
+// API, not by a delete command) dead-letters an update and a comment with
+// a reason that names the ref and the mapped id; a delete by the same ref
+// still succeeds, and a command with an explicit client_id keeps the API's
+// own message.
+func TestStaleClientRefToDLQ(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{})
+	e.startWorker(workerOpts{})
+	create := createCmd("crm-42", "Kim", phone(4200))
+	e.publish(create)
+	if got := e.waitTerminal(10*time.Second, create.ID)[create.ID]; got.Outcome != commands.OutcomeSucceeded {
+		t.Fatalf("create: %+v", got)
+	}
+	id, ok := e.ref("crm-42")
+	if !ok || !e.sb.DeleteClient(testLoc, id) {
+		t.Fatalf("ref crm-42 maps to %d (%v), which the sandbox could not delete", id, ok)
+	}
+
+	upd := updateCmd("crm-42", commands.ClientFields{Name: new("Kim 2")})
+	comment := commentCmd("crm-42", "called back")
+	byID := updateCmd("", commands.ClientFields{Name: new("Kim 3")})
+	byID.ClientID = id
+	del := deleteCmd("crm-42")
+	for _, c := range []commands.Command{upd, comment, byID, del} {
+		e.publish(c)
+	}
+	res := e.waitTerminal(10*time.Second, upd.ID, comment.ID, byID.ID, del.ID)
+
+	want := fmt.Sprintf(`client_ref "crm-42" points at client %d, which the API does not have (404)`, id)
+	for _, c := range []commands.Command{upd, comment} {
+		got := res[c.ID]
+		if got.Outcome != commands.OutcomeDeadLettered || got.ErrorClass != commands.ClassPermanent ||
+			got.HTTPStatus != http.StatusNotFound || got.APIMessage != want {
+			t.Errorf("%s by the stale ref: %+v", c.Type, got)
+		}
+		testenv.WaitFor(t, 5*time.Second, func() error {
+			if len(e.dlqOf(c.ID)) == 0 {
+				return errNotYet
+			}
+			return nil
+		})
+		dl := e.dlqOf(c.ID)
+		if len(dl) != 1 || dl[0].Reason != want || dl[0].ErrorClass != commands.ClassPermanent ||
+			dl[0].HTTPStatus != http.StatusNotFound || dl[0].ClientKey != "ref_crm-42" {
+			t.Errorf("%s DLQ record: %+v, want reason %q", c.Type, dl, want)
+		}
+	}
+	if got := res[byID.ID]; got.Outcome != commands.OutcomeDeadLettered || got.ErrorClass != commands.ClassPermanent ||
+		strings.Contains(got.APIMessage, "client_ref") || !strings.Contains(got.APIMessage, "404") {
+		t.Errorf("update by client_id: %+v, want the API's 404 message", got)
+	}
+	if got := res[del.ID]; got.Outcome != commands.OutcomeSucceeded {
+		t.Errorf("delete by the stale ref: %+v, want succeeded (404 means gone)", got)
+	}
+	e.assertOneTerminal(upd.ID, comment.ID, byID.ID, del.ID)
 }

@@ -229,7 +229,7 @@ func (j *job) attempt(ctx context.Context) error {
 		h(j.cmd, err)
 	}
 	if err != nil {
-		return j.fail(ctx, err, reconcile)
+		return j.fail(ctx, explainStaleRef(j.cmd, clientID, err), reconcile)
 	}
 	return j.succeed(ctx, out)
 }

@@ -116,6 +116,48 @@ func TestClassify(t *testing.T) {
 	}
 }
 
+// Only a 404 for a client that came from a client_ref's mapping names the
+// ref; everything else keeps the API's failure.
+func TestExplainStaleRef(t *testing.T) {
+	t.Parallel()
+	notFound := &altegio.APIError{Op: "client.get", Method: "GET", Path: "/client/1/1000001", Status: http.StatusNotFound}
+	byRef := commands.Command{Type: commands.TypeClientUpdate, LocationID: 1, ClientRef: "crm-42"}
+	byID := commands.Command{Type: commands.TypeClientUpdate, LocationID: 1, ClientID: 1000001}
+	byBoth := commands.Command{Type: commands.TypeClientUpdate, LocationID: 1, ClientID: 1000001, ClientRef: "crm-42"}
+	for _, tc := range []struct {
+		name string
+		cmd  commands.Command
+		err  error
+		want string // "" keeps err
+	}{
+		{"ref, 404", byRef, notFound, `client_ref "crm-42" points at client 1000001, which the API does not have (404)`},
+		{"ref, wrapped 404", byRef, fmt.Errorf("update: %w", notFound), `client_ref "crm-42" points at client 1000001, which the API does not have (404)`},
+		{"ref, 422", byRef, &altegio.APIError{Status: http.StatusUnprocessableEntity}, ""},
+		{"ref, transport", byRef, &altegio.TransportError{Err: errors.New("reset")}, ""},
+		{"client_id, 404", byID, notFound, ""},
+		{"client_id and ref, 404", byBoth, notFound, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := explainStaleRef(tc.cmd, 1000001, tc.err)
+			if tc.want == "" {
+				if got != tc.err {
+					t.Fatalf("explainStaleRef = %v, want the failure unchanged", got)
+				}
+				return
+			}
+			if got.Error() != tc.want {
+				t.Errorf("message = %q, want %q", got, tc.want)
+			}
+			if !errors.Is(got, ErrStaleClientRef) || !errors.Is(got, altegio.ErrNotFound) {
+				t.Errorf("%v does not wrap ErrStaleClientRef and altegio.ErrNotFound", got)
+			}
+			if v := classify(got); v.class != commands.ClassPermanent || v.status != http.StatusNotFound {
+				t.Errorf("classify = %+v, want permanent with status 404", v)
+			}
+		})
+	}
+}
+
 func TestBackoff(t *testing.T) {
 	t.Parallel()
 	w := &Worker{cfg: Config{RetryBase: 100 * time.Millisecond, RetryMax: time.Second}}
