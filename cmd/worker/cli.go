@@ -17,7 +17,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/altegio-integrator/integrator/internal/envflag"
-	"github.com/altegio-integrator/integrator/internal/stack"
 )
 
 // cli is what an operator subcommand talks to.
@@ -44,18 +43,15 @@ type opFlags struct {
 }
 
 func (o *opFlags) define(fs *envflag.Set) {
-	o.common.define(fs)
+	o.common.define(fs, false)
 	fs.BoolVar(&o.json, "json", false, "print JSON instead of text")
 }
 
-// newFlagSet returns a flag set whose --help prints synopsis and flags.
-func newFlagSet(name, synopsis string, c cli) *envflag.Set {
+// newFlagSet returns the flag set of "worker <name>", whose --help prints
+// synopsis, description, flags and the exit codes (envflag.SetUsage).
+func newFlagSet(name, synopsis, description string, c cli) *envflag.Set {
 	fs := envflag.New("worker "+name, c.getenv, c.stderr)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: worker %s %s\n\nFlags:\n", name, synopsis)
-		fs.PrintDefaults()
-		fmt.Fprint(fs.Output(), "\nExit codes: 0 ok, 1 error, 2 usage, 3 nothing matched, 130 interrupted.\n")
-	}
+	fs.SetUsage(synopsis, description, exitCodesHelp)
 	return fs
 }
 
@@ -103,14 +99,18 @@ func parseWhen(c cli, name, v string) (time.Time, error) {
 }
 
 // cliConnect connects a subcommand to NATS as "worker-cli", logging with
-// cliLogger; close the connection with drainAndWait.
-func cliConnect(o common, c cli) (*slog.Logger, *nats.Conn, jetstream.JetStream, error) {
+// cliLogger, and fails after --nats-connect-timeout when NATS does not
+// answer; close the connection with drainAndWait.
+func cliConnect(ctx context.Context, o common, c cli) (*slog.Logger, *nats.Conn, jetstream.JetStream, error) {
 	log, err := cliLogger(o, c)
 	if err != nil {
 		return nil, nil, nil, &exitError{exitUsage, err}
 	}
 	o.nats.Name = "worker-cli"
-	nc, js, err := stack.ConnectNATS(o.nats, log)
+	nc, js, err := connectNATS(ctx, o, log)
+	if err != nil && ctx.Err() != nil {
+		return nil, nil, nil, &exitError{exitInterrupted, err}
+	}
 	return log, nc, js, err
 }
 
@@ -134,7 +134,7 @@ func cliLogger(o common, c cli) (*slog.Logger, error) {
 	if level == "info" {
 		level = "warn"
 	}
-	return stack.NewLogger(level, o.logFormat, c.stderr)
+	return newLogger(level, o.logFormat, c.stderr)
 }
 
 // writeJSON prints v as indented JSON.

@@ -27,8 +27,8 @@ Commands:
 
 Run "worker dlq <command> --help" for its flags.
 
-Exit codes: 0 ok, 1 error, 2 usage, 3 nothing matched, 130 interrupted
-(a replay continues where it stopped when run again).
+` + exitCodesHelp + `
+An interrupted replay continues where it stopped when run again.
 `
 
 // runDLQ dispatches the dlq subcommands.
@@ -46,7 +46,8 @@ func runDLQ(ctx context.Context, args []string, c cli) error {
 		return dlqReplay(ctx, args[1:], c)
 	case "purge":
 		return dlqPurge(ctx, args[1:], c)
-	case "-h", "-help", "--help", "help":
+	}
+	if isHelp(args[0]) {
 		fmt.Fprint(c.stdout, dlqUsage)
 		return flag.ErrHelp
 	}
@@ -123,7 +124,7 @@ func (f *filterFlags) filter(c cli, refs []string) (dlq.Filter, error) {
 // connect opens NATS and the DLQ service. The returned function closes
 // the connection.
 func connect(ctx context.Context, o common, c cli, operator string, rate float64) (*dlq.Service, func(), error) {
-	log, nc, js, err := cliConnect(o, c)
+	log, nc, js, err := cliConnect(ctx, o, c)
 	if err != nil {
 		return nil, nil, err
 	}

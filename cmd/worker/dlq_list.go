@@ -20,7 +20,7 @@ func dlqList(ctx context.Context, args []string, c cli) error {
 		o opFlags
 		f filterFlags
 	)
-	fs := newFlagSet("dlq list", "[filters] [--json]", c)
+	fs := newFlagSet("dlq list", "[filters] [--json]", "List the dead-lettered commands that match the filters, with counts per reason.", c)
 	o.define(fs)
 	f.define(fs, false)
 	pos, err := parse(fs, args)

@@ -15,7 +15,7 @@ func dlqPurge(ctx context.Context, args []string, c cli) error {
 		f   filterFlags
 		yes bool
 	)
-	fs := newFlagSet("dlq purge", "(<id|seq>... | filters | --all) [--yes]", c)
+	fs := newFlagSet("dlq purge", "(<id|seq>... | filters | --all) [--yes]", "Delete dead-lettered commands from the DLQ, after asking (no: exit 4).", c)
 	o.define(fs)
 	f.define(fs, true)
 	fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
@@ -49,7 +49,7 @@ func dlqPurge(ctx context.Context, args []string, c cli) error {
 			return &exitError{exitInterrupted, err}
 		}
 		if !ok {
-			return errors.New("not confirmed; nothing deleted (use --yes in scripts)")
+			return &exitError{exitDeclined, errors.New("not confirmed; nothing deleted (use --yes in scripts)")}
 		}
 	}
 	// Purge exactly what was shown.

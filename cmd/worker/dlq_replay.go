@@ -18,7 +18,8 @@ func dlqReplay(ctx context.Context, args []string, c cli) error {
 		rate   float64
 		by     string
 	)
-	fs := newFlagSet("dlq replay", "(<id|seq>... | filters | --all) [--dry-run] [--yes] [--rate N]", c)
+	fs := newFlagSet("dlq replay", "(<id|seq>... | filters | --all) [--dry-run] [--yes] [--rate N]",
+		"Republish dead-lettered commands to the command stream, after asking (no: exit 4).", c)
 	o.define(fs)
 	f.define(fs, true)
 	fs.BoolVar(&dryRun, "dry-run", false, "only show what would be replayed")
@@ -75,7 +76,7 @@ func dlqReplay(ctx context.Context, args []string, c cli) error {
 			return &exitError{exitInterrupted, err}
 		}
 		if !ok {
-			return errors.New("not confirmed; nothing replayed (use --yes in scripts)")
+			return &exitError{exitDeclined, errors.New("not confirmed; nothing replayed (use --yes in scripts)")}
 		}
 	}
 	rep, err := svc.Replay(ctx, filter, dlq.ReplayOptions{Progress: func(p dlq.Progress) {

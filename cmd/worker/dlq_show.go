@@ -20,7 +20,7 @@ import (
 // dlqShow implements "worker dlq show".
 func dlqShow(ctx context.Context, args []string, c cli) error {
 	var o opFlags
-	fs := newFlagSet("dlq show", "<id|seq> [--json]", c)
+	fs := newFlagSet("dlq show", "<id|seq> [--json]", "Show one dead-lettered command: the command, every failure detail, its replays.", c)
 	o.define(fs)
 	pos, err := parse(fs, args)
 	if err != nil {

@@ -15,22 +15,25 @@ import (
 	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
-const eventsUsage = `Usage: worker events tail [flags]
+const eventsUsage = `Usage: worker events <command> [flags]
 
-Follow result events (stream EVENTS) live, or from a point in time.
-Run "worker events tail --help" for its flags.
+Result events (stream EVENTS): one per command carried out.
+
+Commands:
+  tail   print the last events, then follow new ones
+
+Run "worker events <command> --help" for its flags.
 `
 
 // runEvents dispatches the events subcommands.
 func runEvents(ctx context.Context, args []string, c cli) error {
-	if len(args) == 0 {
+	switch {
+	case len(args) == 0:
 		fmt.Fprint(c.stderr, eventsUsage)
 		return &exitError{exitUsage, errors.New("events: missing command")}
-	}
-	switch args[0] {
-	case "tail":
+	case args[0] == "tail":
 		return eventsTail(ctx, args[1:], c)
-	case "-h", "-help", "--help", "help":
+	case isHelp(args[0]):
 		fmt.Fprint(c.stdout, eventsUsage)
 		return flag.ErrHelp
 	}
@@ -43,25 +46,38 @@ func runEvents(ctx context.Context, args []string, c cli) error {
 func eventsTail(ctx context.Context, args []string, c cli) error {
 	var (
 		o        opFlags
+		last     int
+		all      bool
 		since    string
 		location int64
 		typ      string
 		outcome  string
 		noFollow bool
 	)
-	fs := newFlagSet("events tail", "[--since T] [--location N] [--type T] [--outcome O] [--json] [--no-follow]", c)
+	fs := newFlagSet("events tail", "[--last N | --since T | --all] [--location N] [--type T] [--outcome O] [--json] [--no-follow]",
+		"Print the last stored result events (stream EVENTS) that match, then follow\nnew ones until Ctrl-C; with --no-follow, print the stored ones and exit.", c)
 	o.define(fs)
-	fs.StringVar(&since, "since", "", "start at this RFC 3339 time or duration ago (e.g. 1h); default: new events only (all with --no-follow)")
+	fs.IntVar(&last, "last", 10, "start with the last N stored events that match (0: only new ones)")
+	fs.StringVar(&since, "since", "", "instead, start at this RFC 3339 time or duration ago (e.g. 1h)")
+	fs.BoolVar(&all, "all", false, "instead, start with the first stored event")
 	fs.Int64Var(&location, "location", 0, "only this location id")
 	fs.StringVar(&typ, "type", "", "only this command type, e.g. client.update")
 	fs.StringVar(&outcome, "outcome", "", "only this outcome: succeeded, partially_succeeded, failed, dead_lettered, replayed, duplicate, superseded")
-	fs.BoolVar(&noFollow, "no-follow", false, "print what is stored and exit instead of following")
+	fs.BoolVar(&noFollow, "no-follow", false, "print the stored events that --last, --since or --all choose, then exit (3 when there are none)")
 	pos, err := parse(fs, args)
 	if err != nil {
 		return err
 	}
 	if len(pos) > 0 {
 		return usageErr("events tail: unexpected argument %q", pos[0])
+	}
+	lastGiven := false
+	fs.Visit(func(f *flag.Flag) { lastGiven = lastGiven || f.Name == "last" })
+	if (lastGiven && since != "") || (lastGiven && all) || (since != "" && all) {
+		return usageErr("events tail: choose one of --last, --since and --all")
+	}
+	if last < 0 {
+		return usageErr("--last %d: want 0 or more", last)
 	}
 	start, err := parseWhen(c, "since", since)
 	if err != nil {
@@ -81,31 +97,51 @@ func eventsTail(ctx context.Context, args []string, c cli) error {
 		return usageErr("--outcome %q is not an outcome", outcome)
 	}
 
-	_, nc, js, err := cliConnect(o.common, c)
+	_, nc, js, err := cliConnect(ctx, o.common, c)
 	if err != nil {
 		return err
 	}
 	defer drainAndWait(nc)
 
-	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{commands.EventFilter(location, op, commands.Outcome(outcome))}}
+	filter := commands.EventFilter(location, op, commands.Outcome(outcome))
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filter}}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	switch {
 	case !start.IsZero():
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
-	case noFollow:
+	case all:
 		cfg.DeliverPolicy = jetstream.DeliverAllPolicy
-	default:
+	case last == 0:
 		cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+	default:
+		seq, err := lastStart(cctx, js, filter, uint64(last))
+		if err != nil {
+			return fmt.Errorf("find the last %d events: %w", last, err)
+		}
+		if seq == 0 { // nothing stored
+			cfg.DeliverPolicy = jetstream.DeliverNewPolicy
+		} else {
+			cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, seq
+		}
 	}
-	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	cons, err := js.OrderedConsumer(cctx, topology.StreamEvents, cfg)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("follow events: %w", err)
 	}
-	if noFollow {
-		if info := cons.CachedInfo(); info == nil || info.NumPending == 0 {
-			return &exitError{exitNoMatch, errors.New("no events match")}
-		}
+	var pending uint64
+	if info := cons.CachedInfo(); info != nil {
+		pending = info.NumPending
+	}
+	if noFollow && pending == 0 {
+		return &exitError{exitNoMatch, errors.New("no events match")}
+	}
+	// From lastStart's sequence at least --last events match: skip the
+	// surplus, counted when the consumer was created.
+	var skip uint64
+	if cfg.DeliverPolicy == jetstream.DeliverByStartSequencePolicy && pending > uint64(last) {
+		skip = pending - uint64(last)
 	}
 	it, err := cons.Messages()
 	if err != nil {
@@ -120,6 +156,10 @@ func eventsTail(ctx context.Context, args []string, c cli) error {
 			}
 			return fmt.Errorf("follow events: %w", err)
 		}
+		if skip > 0 {
+			skip--
+			continue
+		}
 		if err := printEvent(c, m.Subject(), m.Data(), o.json); err != nil {
 			return err
 		}
@@ -129,6 +169,70 @@ func eventsTail(ctx context.Context, args []string, c cli) error {
 			}
 		}
 	}
+}
+
+// lastStart returns a sequence of the EVENTS stream from which at least n
+// stored events match filter (all of them when fewer do), so that a tail
+// started there and skipping the surplus prints the last n; 0 when the
+// stream is empty.
+//
+// JetStream has no "last n of a filter" deliver policy (DeliverLast is the
+// last one, DeliverLastPerSubject the last of every subject, one per
+// location, op and outcome). But a consumer's info counts the matching
+// messages from its start sequence to the end (NumPending), and the server
+// counts them from its subject index without reading them. So lastStart
+// probes: a consumer from the stream's last sequence − w + 1, the window w
+// doubling from n until it counts n matches or reaches the first sequence.
+// A common filter needs one probe and no skip; a rare one about
+// log2(stream/n) probes and skips at most the matches of the last window's
+// older half; no probe reads a message. Each probe is an ephemeral consumer
+// deleted at once (an inactive threshold removes it should the delete
+// fail), which the deploy/nats audit user may create and delete.
+func lastStart(ctx context.Context, js jetstream.JetStream, filter string, n uint64) (uint64, error) {
+	s, err := js.Stream(ctx, topology.StreamEvents)
+	if err != nil {
+		return 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, err
+	}
+	first, end := info.State.FirstSeq, info.State.LastSeq
+	if info.State.Msgs == 0 {
+		return 0, nil
+	}
+	for w := n; ; w *= 2 {
+		if end-first+1 <= w {
+			return first, nil
+		}
+		from := end - w + 1
+		matches, err := countFrom(ctx, s, filter, from)
+		if err != nil {
+			return 0, err
+		}
+		if matches >= n {
+			return from, nil
+		}
+	}
+}
+
+// countFrom returns how many messages of s from seq on match filter.
+func countFrom(ctx context.Context, s jetstream.Stream, filter string, seq uint64) (uint64, error) {
+	cons, err := s.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       seq,
+		FilterSubject:     filter,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MemoryStorage:     true,
+		Replicas:          1,
+		InactiveThreshold: 10 * time.Second,
+	})
+	if err != nil {
+		return 0, err
+	}
+	info := cons.CachedInfo()
+	_ = s.DeleteConsumer(ctx, info.Name) // else gone after the inactive threshold
+	return info.NumPending, nil
 }
 
 // printEvent prints one event: the body as one JSON line with --json,

@@ -1,10 +1,7 @@
 // Command worker carries out client commands against the Altegio API, and is
-// the operators' tool for the dead-letter queue.
-//
-//	worker [run] [flags]     consume commands (the default)
-//	worker dlq …             inspect, replay and purge dead letters
-//	worker events tail …     follow result events
-//	worker webhooks …        register this integrator for Altegio's client webhooks
+// the operators' tool for the dead-letter queue, the result events, the
+// client export and history, and Altegio's webhook settings. "worker --help"
+// lists the commands (workerUsage), "worker <command> --help" their flags.
 //
 // Every flag can also be set by the environment variable named in --help.
 // Altegio credentials come only from the environment (see internal/auth).
@@ -16,10 +13,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -49,13 +46,40 @@ func main() {
 	}
 }
 
-// Exit codes scripts can rely on, besides 0 for success.
+// Exit codes scripts can rely on, besides 0 for success. workerUsage and
+// exitCodesHelp list them for --help.
 const (
-	exitFailure     = 1   // failed (NATS unreachable, not confirmed, …)
-	exitUsage       = 2   // bad flags or arguments
-	exitNoMatch     = 3   // nothing matched the selection (or nothing left to do)
+	exitFailure = 1 // failed (NATS unreachable, an API error, …)
+	exitUsage   = 2 // bad flags or arguments
+	exitNoMatch = 3 // nothing matched the selection (or nothing left to do)
+	// exitDeclined: the operator answered no to a replay or purge prompt.
+	// Not exitNoMatch, which says there was nothing to do (a script may take
+	// it as success): here there was, and it was not done. Not exitFailure:
+	// nothing went wrong.
+	exitDeclined    = 4
 	exitInterrupted = 130 // stopped by Ctrl-C or SIGTERM; a replay resumes when run again
 )
+
+// exitCodesHelp ends the --help of every command that uses them.
+const exitCodesHelp = "Exit codes: 0 ok, 1 error, 2 usage, 3 nothing matched, 4 declined at the\nprompt, 130 interrupted."
+
+// workerUsage is "worker --help": one line per command.
+const workerUsage = `Usage: worker [<command>] [flags]
+
+Carry out client commands against the Altegio API, and operate the integrator.
+
+Commands:
+  run                                consume commands and carry them out (the default)
+  dlq list|show|replay|purge         inspect, replay and purge dead-lettered commands
+  events tail                        print the last result events, then follow new ones
+  export clients                     write a location's client cards as JSON lines
+  commands                           one client's commands and their outcomes, newest first
+  webhooks list|register|unregister  subscribe this integrator to Altegio's client webhooks
+  version                            print the version (also --version)
+
+Run "worker <command> --help" for its flags.
+
+` + exitCodesHelp + "\n"
 
 // exitCode maps an error to the process exit code: 2 for usage errors, 1 for
 // the rest. Subcommands may return an *exitError with their own code.
@@ -82,38 +106,81 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return runIO(ctx, args, getenv, os.Stdin, stdout, stderr)
 }
 
-// runIO is run with an explicit standard input.
+// runIO is run with an explicit standard input. No command, or flags
+// first, is run; help goes to stdout when asked for, to stderr with an
+// unknown command (exit 2).
 func runIO(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
-	if len(args) > 0 {
-		switch args[0] {
-		case "run":
-			return runWorker(ctx, args[1:], getenv, stderr)
-		case "dlq":
-			return runDLQ(ctx, args[1:], cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
-		case "events":
-			return runEvents(ctx, args[1:], cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
-		case "webhooks":
-			return runWebhooks(ctx, args[1:], cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
-		case "export":
-			return runExport(ctx, args[1:], cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
-		case "commands":
-			return runCommands(ctx, args[1:], cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr})
-		}
+	c := cli{getenv: getenv, stdin: stdin, stdout: stdout, stderr: stderr}
+	if len(args) == 0 || (strings.HasPrefix(args[0], "-") && !isHelp(args[0]) && !isVersion(args[0])) {
+		return runWorker(ctx, args, getenv, stderr)
 	}
-	return runWorker(ctx, args, getenv, stderr)
+	switch cmd := args[0]; {
+	case cmd == "run":
+		return runWorker(ctx, args[1:], getenv, stderr)
+	case cmd == "dlq":
+		return runDLQ(ctx, args[1:], c)
+	case cmd == "events":
+		return runEvents(ctx, args[1:], c)
+	case cmd == "webhooks":
+		return runWebhooks(ctx, args[1:], c)
+	case cmd == "export":
+		return runExport(ctx, args[1:], c)
+	case cmd == "commands":
+		return runCommands(ctx, args[1:], c)
+	case isVersion(cmd):
+		if len(args) > 1 {
+			return usageErr("version: unexpected arguments %q", args[1:])
+		}
+		fmt.Fprintln(stdout, "worker", stack.Version())
+		return nil
+	case cmd == "help" && len(args) > 1: // worker help dlq: worker dlq --help
+		return runIO(ctx, []string{args[1], "--help"}, getenv, stdin, stdout, stderr)
+	case isHelp(cmd):
+		fmt.Fprint(stdout, workerUsage)
+		return flag.ErrHelp
+	}
+	fmt.Fprint(stderr, workerUsage)
+	return usageErr("unknown command %q", args[0])
+}
+
+// isHelp reports whether arg asks for help: help, -h, -help, --help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "help", "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+// isVersion reports whether arg asks for the version.
+func isVersion(arg string) bool {
+	switch arg {
+	case "version", "-version", "--version":
+		return true
+	}
+	return false
 }
 
 // common are the connection and logging settings every subcommand shares.
 type common struct {
-	nats      stack.NATSConfig
-	logLevel  string
-	logFormat string
+	nats        stack.NATSConfig
+	connectWait time.Duration
+	logLevel    string
+	logFormat   string
 }
 
-func (c *common) define(fs *envflag.Set) {
+// define defines the flags of c. run waits 30 s for NATS (and the
+// topology) at start, as NATS may still be coming up; the operator
+// commands wait 5 s, as a person waits for them.
+func (c *common) define(fs *envflag.Set, forRun bool) {
 	fs.String(&c.nats.URL, "nats-url", "NATS_URL", nats.DefaultURL, "NATS server URLs, comma-separated")
 	fs.String(&c.nats.Creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file (optional)")
-	fs.String(&c.nats.InboxPrefix, "nats-inbox-prefix", "NATS_INBOX_PREFIX", "", "prefix of this connection's reply subjects: _INBOX_worker, or _INBOX_operator for dlq/events, with the deploy/nats users (empty: _INBOX)")
+	fs.String(&c.nats.InboxPrefix, "nats-inbox-prefix", "NATS_INBOX_PREFIX", "", "prefix of this connection's reply subjects, _INBOX_<user> with the deploy/nats users: worker (run, webhooks), operator (dlq), audit (events), reader (export, commands); empty: _INBOX")
+	if forRun {
+		fs.Duration(&c.connectWait, "nats-connect-timeout", "WORKER_NATS_CONNECT_TIMEOUT", 30*time.Second, "how long to wait for NATS and the topology at start")
+	} else {
+		fs.Duration(&c.connectWait, "nats-connect-timeout", "WORKER_NATS_CONNECT_TIMEOUT", 5*time.Second, "how long to wait for NATS to answer")
+	}
 	fs.String(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	fs.String(&c.logFormat, "log-format", "LOG_FORMAT", "json", "json or text")
 }
@@ -150,6 +217,14 @@ func (a *apiFlags) apply(cfg *workerstack.WorkerConfig) error {
 	return nil
 }
 
+// runHelp ends "worker run --help".
+const runHelp = `Altegio credentials come only from the environment: ALTEGIO_PARTNER_TOKEN,
+and ALTEGIO_USER_TOKEN or ALTEGIO_LOGIN with ALTEGIO_PASSWORD (each also as
+*_FILE); ALTEGIO_LOCATIONS limits the locations. Several accounts:
+ALTEGIO_ACCOUNTS=main,eu and ALTEGIO_MAIN_LOGIN, … (see internal/auth).
+
+Exit codes: 0 stopped by Ctrl-C or SIGTERM, 1 error, 2 usage.`
+
 // runWorker consumes commands until ctx ends.
 func runWorker(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
 	var (
@@ -157,15 +232,14 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		api      apiFlags
 		addr     string
 		replicas int
-		timeout  time.Duration
 		profile  string
 		cfg      workerstack.WorkerConfig
 	)
 	fs := envflag.New("worker run", getenv, stderr)
-	c.define(fs)
+	fs.SetUsage("[flags]", "Consume commands from NATS and carry them out against the Altegio API; serve\n/healthz, /readyz and /metrics on --addr.", runHelp)
+	c.define(fs, true)
 	fs.String(&addr, "addr", "WORKER_ADDR", ":9090", "HTTP address of /healthz, /readyz and /metrics")
 	fs.Int(&replicas, "replicas", "WORKER_REPLICAS", 1, "replicas of streams and buckets when applying the topology (3 on a cluster)")
-	fs.Duration(&timeout, "nats-connect-timeout", "WORKER_NATS_CONNECT_TIMEOUT", 30*time.Second, "how long to wait for NATS and the topology at start")
 	api.define(fs)
 	fs.String(&profile, "cpu-profile", "WORKER_CPU_PROFILE", "", "write a CPU profile of the whole run to this file (diagnosing the hot path)")
 	fs.Bool(&cfg.Reads, "reads", "WORKER_READS", false, "also answer reads over NATS (the altegio-reads micro service on altegio.read.<location>.<query>) with this worker's session and budget")
@@ -187,15 +261,22 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 		return usageErr("worker run: %v", err)
 	}
 	if err := api.apply(&cfg); err != nil {
-		return usageErr("worker run: %v", err)
+		return usageErr("worker run: %v (set --location-weights or $ALTEGIO_LOCATION_WEIGHTS)", err)
 	}
-	log, err := stack.NewLogger(c.logLevel, c.logFormat, stderr)
+	log, err := newLogger(c.logLevel, c.logFormat, stderr)
 	if err != nil {
-		return err
+		return &exitError{exitUsage, fmt.Errorf("worker run: %w", err)}
 	}
 	if cfg.Accounts, err = auth.AccountsFromEnv(getenv); err != nil {
 		return err
 	}
+	// The ops port is taken before any network work, so that a busy one
+	// is reported at once, not after NATS and the topology.
+	ln, err := stack.Listen(addr, "addr")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	if profile != "" {
 		stopProfile, err := stack.StartCPUProfile(profile)
 		if err != nil {
@@ -208,12 +289,12 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	cfg.Logger, cfg.Registerer = log, reg
 
 	c.nats.Name = "worker"
-	nc, js, err := stack.ConnectNATS(c.nats, log)
+	nc, js, err := connectNATS(ctx, c, log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	top, err := stack.ApplyTopology(ctx, js, replicas, timeout, log)
+	top, err := stack.ApplyTopology(ctx, js, replicas, c.connectWait, log)
 	if err != nil {
 		return err
 	}
@@ -223,10 +304,6 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	}
 	defer closeWorker()
 
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return fmt.Errorf("ops listen: %w", err)
-	}
 	ops := &http.Server{Handler: stack.OpsHandler(w.Ready, reg), ReadHeaderTimeout: 5 * time.Second}
 	opsErr := make(chan error, 1)
 	opsCtx, stopOps := context.WithCancel(context.WithoutCancel(ctx))

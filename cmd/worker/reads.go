@@ -17,30 +17,42 @@ import (
 // run with --reads): they need no Altegio credentials, and their requests
 // take the same budget as everything else.
 
-const exportUsage = `Usage: worker export clients --location N [--after-id ID] > clients.jsonl
+const exportUsage = `Usage: worker export <command> [flags]
 
-Write every client card of a location as JSON lines on standard output, in
+Export from the Altegio API through the workers' read service.
+
+Commands:
+  clients --location N [--after-id ID]   every client card of a location, as JSON lines
+
+Run "worker export <command> --help" for its flags.
+`
+
+// exportClientsHelp describes "worker export clients".
+const exportClientsHelp = `Write every client card of a location as JSON lines on standard output, in
 ascending id, at the export share of the API budget, with a progress line
 on standard error. Interrupted, resume with --after-id and the id of the
-last line written (appending: >> clients.jsonl).
-`
+last line written (appending: >> clients.jsonl).`
 
 // runExport implements "worker export clients".
 func runExport(ctx context.Context, args []string, c cli) error {
-	if len(args) == 0 || args[0] != "clients" {
+	switch {
+	case len(args) == 0:
 		fmt.Fprint(c.stderr, exportUsage)
-		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "help") {
-			return flag.ErrHelp
-		}
-		return &exitError{exitUsage, errors.New("export: want \"export clients\"")}
+		return &exitError{exitUsage, errors.New("export: missing command")}
+	case isHelp(args[0]):
+		fmt.Fprint(c.stdout, exportUsage)
+		return flag.ErrHelp
+	case args[0] != "clients":
+		fmt.Fprint(c.stderr, exportUsage)
+		return &exitError{exitUsage, fmt.Errorf("export: unknown command %q", args[0])}
 	}
 	var (
 		o        common
 		location int64
 		after    int64
 	)
-	fs := newFlagSet("export clients", "--location N [--after-id ID]", c)
-	o.define(fs)
+	fs := newFlagSet("export clients", "--location N [--after-id ID] > clients.jsonl", exportClientsHelp, c)
+	o.define(fs, false)
 	fs.Int64Var(&location, "location", 0, "the location id (required)")
 	fs.Int64Var(&after, "after-id", 0, "export only the clients after this id (resume)")
 	pos, err := parse(fs, args[1:])
@@ -55,7 +67,7 @@ func runExport(ctx context.Context, args []string, c cli) error {
 	case after < 0:
 		return usageErr("export clients: --after-id %d: want an id", after)
 	}
-	_, nc, _, err := cliConnect(o, c)
+	_, nc, _, err := cliConnect(ctx, o, c)
 	if err != nil {
 		return err
 	}
@@ -97,7 +109,8 @@ func runCommands(ctx context.Context, args []string, c cli) error {
 		location int64
 		since    string
 	)
-	fs := newFlagSet("commands", "--location N (--client-ref R | --client-id ID) [--since T] [--limit N] [--cursor C] [--json]", c)
+	fs := newFlagSet("commands", "--location N (--client-ref R | --client-id ID) [--since T] [--limit N] [--cursor C] [--json]",
+		"Print one client's commands and their outcomes, newest first (a worker must run with --reads).", c)
 	o.define(fs)
 	fs.Int64Var(&location, "location", 0, "the location id (required)")
 	fs.StringVar(&req.ClientRef, "client-ref", "", "the client's client_ref")
@@ -124,7 +137,7 @@ func runCommands(ctx context.Context, args []string, c cli) error {
 		}
 		req.Since = t.UTC().Format(time.RFC3339Nano)
 	}
-	_, nc, _, err := cliConnect(o.common, c)
+	_, nc, _, err := cliConnect(ctx, o.common, c)
 	if err != nil {
 		return err
 	}

@@ -50,7 +50,8 @@ func runWebhooks(ctx context.Context, args []string, c cli) error {
 		return webhooksChange(ctx, "register", args[1:], c)
 	case "unregister":
 		return webhooksChange(ctx, "unregister", args[1:], c)
-	case "-h", "-help", "--help", "help":
+	}
+	if isHelp(args[0]) {
 		fmt.Fprint(c.stdout, webhooksUsage)
 		return flag.ErrHelp
 	}
@@ -79,10 +80,17 @@ func (w *webhookFlags) define(fs *envflag.Set, cmd string) {
 	}
 }
 
+// webhookDescriptions are the one-line descriptions of the commands' --help.
+var webhookDescriptions = map[string]string{
+	"list":       "Print a location's webhook settings.",
+	"register":   "Add --url to a location's webhooks and turn client events on, keeping other URLs.",
+	"unregister": "Remove --url from a location's webhooks, keeping other URLs.",
+}
+
 // parseWebhookFlags parses the flags of cmd and checks them (usage errors).
 func parseWebhookFlags(cmd, synopsis string, args []string, c cli) (webhookFlags, error) {
 	var f webhookFlags
-	fs := newFlagSet("webhooks "+cmd, synopsis, c)
+	fs := newFlagSet("webhooks "+cmd, synopsis, webhookDescriptions[cmd], c)
 	f.define(fs, cmd)
 	pos, err := parse(fs, args)
 	if err != nil {
@@ -132,7 +140,7 @@ func connectAPI(ctx context.Context, f webhookFlags, c cli) (*altegio.Client, fu
 	if err != nil {
 		return nil, nil, err
 	}
-	log, nc, js, err := cliConnect(f.common, c)
+	log, nc, js, err := cliConnect(ctx, f.common, c)
 	if err != nil {
 		return nil, nil, err
 	}
