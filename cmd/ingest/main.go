@@ -13,7 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"strings"
@@ -33,7 +32,7 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:], os.Getenv, os.Stderr)
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if errors.Is(err, flag.ErrHelp) {
 		os.Exit(0)
@@ -77,12 +76,15 @@ type options struct {
 	logLevel   string
 	logFormat  string
 	cpuProfile string
+	version    bool
 }
 
 // parse reads flags, with defaults taken from the environment.
 func parse(args []string, getenv func(string) string, stderr io.Writer) (*options, error) {
 	o := &options{}
 	fs := envflag.New("ingest", getenv, stderr)
+	fs.SetUsage("[flags]", "Accept producers' commands over HTTP, validate them and publish them to JetStream\n(spooling to a local outbox while it is unreachable); serve Altegio's webhooks.",
+		"Exit codes: 0 stopped by Ctrl-C or SIGTERM (or --help, --version), 1 error.")
 	str, boolean, integer, int64v, duration := fs.String, fs.Bool, fs.Int, fs.Int64, fs.Duration
 
 	str(&o.addr, "addr", "INGEST_ADDR", ":8080", "HTTP listen address")
@@ -136,6 +138,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	str(&o.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	str(&o.logFormat, "log-format", "LOG_FORMAT", "json", "json or text")
 	str(&o.cpuProfile, "cpu-profile", "INGEST_CPU_PROFILE", "", "write a CPU profile of the whole run to this file (diagnosing the hot path)")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 
 	if err := fs.ParseNoArgs(args); err != nil {
 		return nil, err
@@ -145,10 +148,14 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 
 // run is the whole program: parse settings, connect, apply the topology,
 // open the outbox, serve until ctx ends, shut down in order.
-func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer) error {
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	o, err := parse(args, getenv, stderr)
 	if err != nil {
 		return err
+	}
+	if o.version {
+		fmt.Fprintln(stdout, "ingest", stack.Version())
+		return nil
 	}
 	if o.cpuProfile != "" {
 		stopProfile, err := stack.StartCPUProfile(o.cpuProfile)
@@ -157,7 +164,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		}
 		defer stopProfile()
 	}
-	log, err := stack.NewLogger(o.logLevel, o.logFormat, stderr)
+	log, err := newLogger(o.logLevel, o.logFormat, stderr)
 	if err != nil {
 		return err
 	}
@@ -166,6 +173,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	cfg.AuthDisabled = o.noAuth
 	if cfg.Producers, err = loadProducers(o.producers, o.producersFile); err != nil {
 		return err
+	}
+	if len(cfg.Producers) == 0 && !cfg.AuthDisabled {
+		return errors.New("no producers: set --producers or $INGEST_PRODUCERS, or --producers-file or $INGEST_PRODUCERS_FILE (--insecure-no-auth for development only)")
 	}
 	operatorKeys, err := loadOperatorKeys(o.operatorKeys, o.operatorKeysFile)
 	if err != nil {
@@ -179,18 +189,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	// So is a taken port, before the NATS and topology wait.
+	ln, err := stack.Listen(o.addr, "addr")
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	cfg.Registerer, cfg.Gatherer = reg, reg
 
 	// Publishes fail at once while disconnected, so they are spooled
 	// instead of waiting in the client's buffer.
-	nc, js, err := stack.ConnectNATS(stack.NATSConfig{URL: o.natsURL, Creds: o.natsCreds, InboxPrefix: o.natsInbox, Name: "ingest", FailFastWhenDisconnected: true}, log)
+	nc, js, err := connectNATS(stack.NATSConfig{URL: o.natsURL, Creds: o.natsCreds, InboxPrefix: o.natsInbox, Name: "ingest", FailFastWhenDisconnected: true}, mainNATS, log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	if o.applyTopology {
+		// Without the topology to apply, ingest starts while NATS is down
+		// and spools; with it, NATS has to answer first.
+		if err := waitConnected(ctx, nc, o.natsTimeout); err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			return fmt.Errorf("connect to NATS at %s: %w (set --nats-url or $NATS_URL; --nats-connect-timeout waits longer)", redactURLs(o.natsURL), err)
+		}
 		if _, err := stack.ApplyTopology(ctx, js, o.replicas, o.natsTimeout, log); err != nil {
 			return err
 		}
@@ -220,7 +244,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		opJS := js
 		if o.operatorNATS.URL != "" {
 			o.operatorNATS.Name = "ingest-operator"
-			onc, ojs, err := stack.ConnectNATS(o.operatorNATS, log)
+			onc, ojs, err := connectNATS(o.operatorNATS, operatorNATS, log)
 			if err != nil {
 				return fmt.Errorf("operator connection: %w", err)
 			}
@@ -240,10 +264,6 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if cfg.AltegioWebhookSecret != "" {
 		log.Info("altegio webhooks enabled", "route", "POST /v1/altegio/webhooks/{secret}",
 			"allowed_networks", len(cfg.AltegioWebhookAllow), "own", cfg.AltegioWebhookOwn)
-	}
-	ln, err := net.Listen("tcp", o.addr)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
 	}
 	if err := srv.Serve(ctx, ln); err != nil {
 		return err
@@ -266,14 +286,14 @@ func loadOperatorKeys(hexList, file string) ([][sha256.Size]byte, error) {
 		}
 		b, err := hex.DecodeString(h)
 		if err != nil || len(b) != sha256.Size {
-			return nil, errors.New("operator key digests: want 64 hex digits each")
+			return nil, errors.New("operator key digests: want 64 hex digits each (set --operator-keys-sha256 or $INGEST_OPERATOR_KEYS_SHA256)")
 		}
 		keys = append(keys, [sha256.Size]byte(b))
 	}
 	if file != "" {
 		data, err := os.ReadFile(file)
 		if err != nil {
-			return nil, fmt.Errorf("read operator keys: %w", err)
+			return nil, fmt.Errorf("read operator keys: %w (set --operator-keys-file or $INGEST_OPERATOR_KEYS_FILE)", err)
 		}
 		for _, line := range strings.Split(string(data), "\n") {
 			if line = strings.TrimSpace(line); line != "" {
@@ -302,22 +322,22 @@ func (v secretValue) Set(s string) error { *v.p = s; return nil }
 func loadWebhookSettings(o *options, cfg *ingest.Config) error {
 	if o.webhookSecretFile != "" {
 		if cfg.AltegioWebhookSecret != "" {
-			return errors.New("set the Altegio webhook secret or its file, not both")
+			return errors.New("set --altegio-webhook-secret ($INGEST_ALTEGIO_WEBHOOK_SECRET) or --altegio-webhook-secret-file ($INGEST_ALTEGIO_WEBHOOK_SECRET_FILE), not both")
 		}
 		data, err := os.ReadFile(o.webhookSecretFile)
 		if err != nil {
-			return fmt.Errorf("read altegio webhook secret: %w", err)
+			return fmt.Errorf("read altegio webhook secret: %w (set --altegio-webhook-secret-file or $INGEST_ALTEGIO_WEBHOOK_SECRET_FILE)", err)
 		}
 		if cfg.AltegioWebhookSecret = strings.TrimSpace(string(data)); cfg.AltegioWebhookSecret == "" {
-			return errors.New("altegio webhook secret file is empty")
+			return errors.New("altegio webhook secret file is empty (set --altegio-webhook-secret-file or $INGEST_ALTEGIO_WEBHOOK_SECRET_FILE)")
 		}
 	}
 	var err error
 	if cfg.AltegioWebhookAllow, err = ingest.ParseCIDRs(o.webhookAllow); err != nil {
-		return fmt.Errorf("altegio webhook allow-list: %w", err)
+		return fmt.Errorf("altegio webhook allow-list: %w (set --altegio-webhook-allow or $INGEST_ALTEGIO_WEBHOOK_ALLOW)", err)
 	}
 	if cfg.AltegioWebhookTrustedProxies, err = ingest.ParseCIDRs(o.webhookProxies); err != nil {
-		return fmt.Errorf("altegio webhook trusted proxies: %w", err)
+		return fmt.Errorf("altegio webhook trusted proxies: %w (set --altegio-webhook-trusted-proxies or $INGEST_ALTEGIO_WEBHOOK_TRUSTED_PROXIES)", err)
 	}
 	cfg.AltegioWebhookOwn = ingest.OwnChangeMode(o.webhookOwn)
 	return nil
@@ -327,15 +347,23 @@ func loadWebhookSettings(o *options, cfg *ingest.Config) error {
 func loadProducers(inline, file string) ([]ingest.Producer, error) {
 	switch {
 	case inline != "" && file != "":
-		return nil, errors.New("set producers inline or as a file, not both")
+		return nil, errors.New("set --producers ($INGEST_PRODUCERS) or --producers-file ($INGEST_PRODUCERS_FILE), not both")
 	case file != "":
 		data, err := os.ReadFile(file)
 		if err != nil {
-			return nil, fmt.Errorf("read producers: %w", err)
+			return nil, fmt.Errorf("read producers: %w (set --producers-file or $INGEST_PRODUCERS_FILE)", err)
 		}
-		return ingest.ParseProducers(data, os.ReadFile)
+		p, err := ingest.ParseProducers(data, os.ReadFile)
+		if err != nil {
+			return nil, fmt.Errorf("--producers-file %s: %w", file, err)
+		}
+		return p, nil
 	case inline != "":
-		return ingest.ParseProducers([]byte(inline), os.ReadFile)
+		p, err := ingest.ParseProducers([]byte(inline), os.ReadFile)
+		if err != nil {
+			return nil, fmt.Errorf("--producers ($INGEST_PRODUCERS): %w", err)
+		}
+		return p, nil
 	default:
 		return nil, nil
 	}

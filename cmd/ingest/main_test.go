@@ -16,12 +16,13 @@ import (
 	"time"
 
 	"github.com/altegio-integrator/integrator/internal/ingest"
+	"github.com/altegio-integrator/integrator/internal/stack"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 )
 
 func TestHelpListsEveryEnvVariable(t *testing.T) {
 	var out bytes.Buffer
-	err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, &out)
+	err := run(context.Background(), []string{"--help"}, func(string) string { return "" }, io.Discard, &out)
 	if !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("run --help: %v", err)
 	}
@@ -30,26 +31,129 @@ func TestHelpListsEveryEnvVariable(t *testing.T) {
 			t.Errorf("--help lacks %q", want)
 		}
 	}
+	// The format of every binary (envflag.SetUsage).
+	if !strings.HasPrefix(out.String(), "Usage: ingest [flags]\n\nAccept producers' commands over HTTP") {
+		t.Errorf("--help does not start with the usage line and the description:\n%s", out.String())
+	}
+	for _, want := range []string{"\nFlags:\n", "\n  --nats-url string\n        NATS server URLs, comma-separated ($NATS_URL) (default \"nats://127.0.0.1:4222\")\n", "\n  --version\n", "\nExit codes: "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help lacks %q:\n%s", want, out.String())
+		}
+	}
 }
 
-func TestBadSettingsFail(t *testing.T) {
-	for name, env := range map[string]map[string]string{
-		"bad duration":      {"INGEST_PUBLISH_TIMEOUT": "soon"},
-		"no producers":      {},
-		"bad producer json": {"INGEST_PRODUCERS": "{"},
-		"bad log level":     {"INGEST_INSECURE_NO_AUTH": "true", "LOG_LEVEL": "loud"},
+func TestVersion(t *testing.T) {
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"--version"}, func(string) string { return "" }, &out, io.Discard); err != nil {
+		t.Fatalf("run --version: %v", err)
+	}
+	if want := "ingest " + stack.Version() + "\n"; out.String() != want {
+		t.Errorf("--version printed %q, want %q", out.String(), want)
+	}
+}
+
+// A bad setting fails before any network work, naming the flag or the
+// variable to change.
+func TestBadSettingsFailNamingTheFlag(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		env  map[string]string
+		want string
+	}{
+		{"bad duration", map[string]string{"INGEST_PUBLISH_TIMEOUT": "soon"}, "$INGEST_PUBLISH_TIMEOUT"},
+		{"no producers", map[string]string{}, "set --producers or $INGEST_PRODUCERS, or --producers-file or $INGEST_PRODUCERS_FILE"},
+		{"bad producer json", map[string]string{"INGEST_PRODUCERS": "{"}, "--producers ($INGEST_PRODUCERS)"},
+		{"producers twice", map[string]string{"INGEST_PRODUCERS": "[]", "INGEST_PRODUCERS_FILE": "p.json"}, "not both"},
+		{"bad log level", map[string]string{"INGEST_INSECURE_NO_AUTH": "true", "LOG_LEVEL": "loud"}, "(set --log-level or $LOG_LEVEL)"},
+		{"bad allow-list", map[string]string{"INGEST_INSECURE_NO_AUTH": "true", "INGEST_ALTEGIO_WEBHOOK_ALLOW": "nope"}, "(set --altegio-webhook-allow or $INGEST_ALTEGIO_WEBHOOK_ALLOW)"},
+		{"bad operator digest", map[string]string{"INGEST_INSECURE_NO_AUTH": "true", "INGEST_OPERATOR_KEYS_SHA256": "abc"}, "(set --operator-keys-sha256 or $INGEST_OPERATOR_KEYS_SHA256)"},
+		{"bad NATS URL", map[string]string{"INGEST_INSECURE_NO_AUTH": "true", "NATS_URL": "nats://alice:s3cret@[::1"}, "(set --nats-url or $NATS_URL)"},
 	} {
-		t.Run(name, func(t *testing.T) {
-			env["INGEST_APPLY_TOPOLOGY"] = "false"
-			env["NATS_URL"] = "nats://127.0.0.1:1"
-			env["INGEST_OUTBOX"] = filepath.Join(t.TempDir(), "o.db")
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{
+				"INGEST_APPLY_TOPOLOGY": "false",
+				"NATS_URL":              "nats://127.0.0.1:1",
+				"INGEST_OUTBOX":         filepath.Join(t.TempDir(), "o.db"),
+				"INGEST_ADDR":           "127.0.0.1:0",
+			}
+			for k, v := range tc.env {
+				env[k] = v
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
-			if err := run(ctx, nil, func(k string) string { return env[k] }, io.Discard); err == nil {
-				t.Error("run succeeded")
+			err := run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one saying %q", err, tc.want)
+			}
+			if strings.Contains(err.Error(), "s3cret") {
+				t.Errorf("error %q shows the password", err)
 			}
 		})
 	}
+}
+
+// A taken port fails at once, before NATS is tried (it is not there),
+// naming the flag that chooses another.
+func TestBusyPortNamesTheFlag(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	env := map[string]string{
+		"NATS_URL":                "nats://" + freeAddr(t),
+		"INGEST_ADDR":             busy.Addr().String(),
+		"INGEST_INSECURE_NO_AUTH": "true",
+		"INGEST_OUTBOX":           filepath.Join(t.TempDir(), "o.db"),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	err = run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("run returned %v (ctx %v), want a listen error at once", err, ctx.Err())
+	}
+	for _, want := range []string{"address already in use", "--addr", busy.Addr().String()} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+}
+
+// With the topology to apply, an unreachable NATS fails after
+// --nats-connect-timeout naming the flag and the variable, not the password.
+func TestUnreachableNATSNamesTheFlag(t *testing.T) {
+	addr := freeAddr(t) // nothing listens there
+	env := map[string]string{
+		"NATS_URL":                    "nats://alice:s3cret@" + addr,
+		"INGEST_NATS_CONNECT_TIMEOUT": "300ms",
+		"INGEST_ADDR":                 "127.0.0.1:0",
+		"INGEST_INSECURE_NO_AUTH":     "true",
+		"INGEST_OUTBOX":               filepath.Join(t.TempDir(), "o.db"),
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	if err == nil || ctx.Err() != nil {
+		t.Fatalf("err %v, ctx %v: want an error before the test's deadline", err, ctx.Err())
+	}
+	for _, want := range []string{"connect to NATS at nats://alice:xxxxx@" + addr, "connection refused", "--nats-url", "$NATS_URL", "--nats-connect-timeout"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "s3cret") {
+		t.Errorf("error %q shows the password", err)
+	}
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
 }
 
 // TestRunServesAndShutsDown runs the binary's run against a real JetStream:
@@ -71,7 +175,7 @@ func TestRunServesAndShutsDown(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard) }()
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard) }()
 	base := "http://" + addr
 	testenv.WaitFor(t, 20*time.Second, func() error {
 		resp, err := http.Get(base + "/readyz")
