@@ -24,6 +24,9 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// After the first Ctrl-C the stack finishes the commands in flight; a
+	// second one ends the process at once.
+	context.AfterFunc(ctx, stop)
 	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
 	stop()
 	if err != nil && !errors.Is(err, flag.ErrHelp) {
@@ -32,20 +35,29 @@ func main() {
 	}
 }
 
+// about is the first line of --help.
+const about = "dev runs the whole integrator in one process (embedded NATS, the Altegio sandbox, ingest, the worker); " +
+	"the first `go run ./cmd/dev` compiles for a minute or two (`go build ./...` ahead does it once)."
+
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var (
-		cfg       devstack.DevConfig
-		logLevel  string
-		logFormat string
+		cfg         devstack.DevConfig
+		logLevel    string
+		logFormat   string
+		showVersion bool
 	)
 	fs := envflag.New("dev", getenv, stderr)
-	fs.String(&cfg.DataDir, "data", "DEV_DATA", "data", "folder of the NATS store and the ingest outbox, kept across runs")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "%s\n\nUsage: dev [flags]\n", about)
+		fs.PrintDefaults()
+	}
+	fs.String(&cfg.DataDir, devstack.FlagDataDir, "DEV_DATA", "data", "folder of the NATS store and the ingest outbox, kept across runs; one dev at a time")
 	fs.String(&cfg.NATSURL, "nats-url", "NATS_URL", "", "external NATS (empty: start an embedded one)")
-	fs.String(&cfg.NATSListen, "nats-listen", "DEV_NATS_LISTEN", "127.0.0.1:4222", "address of the embedded NATS")
+	fs.String(&cfg.NATSListen, devstack.FlagNATSListen, "DEV_NATS_LISTEN", "127.0.0.1:4222", "address of the embedded NATS")
 	fs.String(&cfg.APIURL, "api-url", "ALTEGIO_API_URL", "", "real Altegio API base URL, with ALTEGIO_* credentials (empty: start the sandbox)")
-	fs.String(&cfg.SandboxAddr, "sandbox-addr", "DEV_SANDBOX_ADDR", "127.0.0.1:8081", "address of the sandbox")
-	fs.String(&cfg.IngestAddr, "ingest-addr", "DEV_INGEST_ADDR", "127.0.0.1:8080", "address of ingest")
-	fs.String(&cfg.OpsAddr, "ops-addr", "DEV_OPS_ADDR", "127.0.0.1:9090", "address of the worker's health and metrics")
+	fs.String(&cfg.SandboxAddr, devstack.FlagSandboxAddr, "DEV_SANDBOX_ADDR", "127.0.0.1:8081", "address of the sandbox")
+	fs.String(&cfg.IngestAddr, devstack.FlagIngestAddr, "DEV_INGEST_ADDR", "127.0.0.1:8080", "address of ingest")
+	fs.String(&cfg.OpsAddr, devstack.FlagOpsAddr, "DEV_OPS_ADDR", "127.0.0.1:9090", "address of the worker's health and metrics")
 	fs.Int(&cfg.RateLimit.PerSecond, "rate-per-second", "ALTEGIO_RATE_PER_SECOND", 5, "API requests per second")
 	fs.Int(&cfg.RateLimit.PerMinute, "rate-per-minute", "ALTEGIO_RATE_PER_MINUTE", 200, "API requests per minute (-1: no limit)")
 	fs.Float64(&cfg.SandboxFaults.ErrorRate, "sandbox-error-rate", "DEV_SANDBOX_ERROR_RATE", 0, "share of sandbox answers that are 5xx (0..1)")
@@ -55,8 +67,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fs.Duration(&cfg.Progress, "progress", "DEV_PROGRESS", 10*time.Second, "how often to print a progress line")
 	fs.String(&logLevel, "log-level", "LOG_LEVEL", "warn", "debug, info, warn or error")
 	fs.String(&logFormat, "log-format", "LOG_FORMAT", "text", "json or text")
+	fs.BoolVar(&showVersion, "version", false, "print the version and exit")
 	if err := fs.ParseNoArgs(args); err != nil {
 		return err
+	}
+	if showVersion {
+		fmt.Fprintln(stdout, "dev", stack.Version())
+		return nil
 	}
 	log, err := stack.NewLogger(logLevel, logFormat, stderr)
 	if err != nil {

@@ -9,7 +9,6 @@ package devstack
 import (
 	"context"
 	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,12 +17,10 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -37,16 +34,18 @@ import (
 	"github.com/altegio-integrator/integrator/internal/ratelimit"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/stack"
-	"github.com/altegio-integrator/integrator/internal/topology"
 	"github.com/altegio-integrator/integrator/internal/worker"
 	"github.com/altegio-integrator/integrator/internal/workerstack"
 )
 
-// The development sandbox's fixed credentials, printed at start.
+// The development sandbox's fixed credentials, printed at start. The
+// sandbox's user logs in with DevLogin and DevPassword (POST /auth) and
+// always gets DevUserToken, so the banner's curl works as printed.
 const (
 	DevPartnerToken = "dev-partner-token"
 	DevLogin        = "dev@example.com"
 	DevPassword     = "dev-password"
+	DevUserToken    = "dev-user-token"
 	DevProducerKey  = "dev-producer-key"
 	DevOperatorKey  = "dev-operator-key"
 	DevLocationID   = 1
@@ -55,12 +54,44 @@ const (
 	DevWebhookSecret = "dev-altegio-webhook-secret"
 )
 
+// The names of cmd/dev's flags for the settings RunDev's errors tell the
+// user to change.
+const (
+	FlagDataDir     = "data"
+	FlagNATSListen  = "nats-listen"
+	FlagSandboxAddr = "sandbox-addr"
+	FlagIngestAddr  = "ingest-addr"
+	FlagOpsAddr     = "ops-addr"
+)
+
+// LockFile is the file in the data folder that a running dev stack holds
+// an exclusive lock on (on Linux, macOS and the other Unix systems).
+const LockFile = "dev.lock"
+
+// DataDirLockedError is RunDev's error when another dev stack, in this
+// process or another, uses the same data folder.
+type DataDirLockedError struct {
+	Dir  string // the data folder as configured
+	Lock string // the lock file's path
+	PID  int    // the holder's process id; 0 when unknown
+}
+
+func (e *DataDirLockedError) Error() string {
+	holder := ""
+	if e.PID != 0 {
+		holder = fmt.Sprintf(", held by pid %d", e.PID)
+	}
+	return fmt.Sprintf("another dev stack is using %s (lock %s%s); stop it or choose another --%s",
+		displayDir(e.Dir), displayDir(e.Lock), holder, FlagDataDir)
+}
+
 // DevConfig configures the one-process development stack. Every address
 // accepts port 0 for a free port; what was bound is printed and returned
 // through DevStack.
 type DevConfig struct {
 	// DataDir holds the embedded NATS store and the ingest outbox, reused
-	// across runs so that unfinished commands resume. Default "data".
+	// across runs so that unfinished commands resume. Default "data". One
+	// dev stack at a time may use it: RunDev locks DataDir/dev.lock.
 	DataDir string
 	// NATSURL selects an external NATS; empty starts an embedded one on
 	// NATSListen (default 127.0.0.1:4222).
@@ -90,9 +121,9 @@ type DevConfig struct {
 	// Progress is how often a summary line is printed while there is
 	// activity. Default 10s.
 	Progress time.Duration
-	// Out receives the banner, one line per result event and the progress
-	// lines. Logger receives the components' logs (default: warnings and
-	// errors as text on stderr).
+	// Out receives the start-up lines, the banner, one line per event and
+	// the progress lines. Logger receives the components' logs (default:
+	// warnings and errors as text on stderr).
 	Out    io.Writer
 	Logger *slog.Logger
 	// Ready, when set, is called once everything listens.
@@ -130,20 +161,38 @@ func (c *DevConfig) setDefaults() {
 
 // RunDev runs embedded NATS (unless NATSURL is set), the sandbox (unless
 // APIURL is set), ingest and the worker in this process until ctx ends, then
-// shuts them down in order: intake, worker, outbox, NATS.
+// shuts them down in order: intake, worker, outbox, NATS. The events the
+// worker publishes while it finishes the commands in flight are printed
+// before RunDev returns.
+//
+// It fails at once with a *DataDirLockedError when another dev stack uses
+// DataDir, and with an error naming the flag to change when one of its
+// addresses is taken.
 func RunDev(ctx context.Context, cfg DevConfig) error {
 	cfg.setDefaults()
 	log := cfg.Logger
+	say := func(line string) { fmt.Fprintln(cfg.Out, line) }
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+		return fmt.Errorf("data dir (set --%s): %w", FlagDataDir, err)
 	}
+	unlock, err := lockDataDir(cfg.DataDir, filepath.Join(cfg.DataDir, LockFile))
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	lns, err := listenAll(cfg)
+	if err != nil {
+		return err
+	}
+	defer lns.close()
 	var st DevStack
 	reg := prometheus.NewRegistry()
 
 	// NATS.
 	st.NATSURL = cfg.NATSURL
 	if st.NATSURL == "" {
-		ns, err := startEmbeddedNATS(cfg.NATSListen, filepath.Join(cfg.DataDir, "nats"))
+		say(fmt.Sprintf("starting NATS (JetStream data in %s)…", displayDir(cfg.DataDir)))
+		ns, err := startEmbeddedNATS(cfg.NATSListen, filepath.Join(cfg.DataDir, "nats"), log)
 		if err != nil {
 			return err
 		}
@@ -152,12 +201,15 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 			ns.WaitForShutdown()
 		}()
 		st.NATSURL = ns.ClientURL()
+	} else {
+		say(fmt.Sprintf("connecting to NATS at %s…", st.NATSURL))
 	}
 	nc, js, err := stack.ConnectNATS(stack.NATSConfig{URL: st.NATSURL, Name: "dev"}, log)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	say("applying the topology…")
 	top, err := stack.ApplyTopology(ctx, js, 1, 30*time.Second, log)
 	if err != nil {
 		return err
@@ -173,9 +225,10 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 		}
 	}()
 	if st.APIURL == "" {
+		say("starting the sandbox…")
 		sb, err := sandbox.New(sandbox.Config{
 			PartnerToken:  DevPartnerToken,
-			Users:         []sandbox.User{{Login: DevLogin, Password: DevPassword, Name: "Dev User"}},
+			Users:         []sandbox.User{{Login: DevLogin, Password: DevPassword, Token: DevUserToken, Name: "Dev User"}},
 			RatePerSecond: cfg.RateLimit.PerSecond,
 			RatePerMinute: cfg.RateLimit.PerMinute,
 			Faults:        cfg.SandboxFaults,
@@ -185,10 +238,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 			return err
 		}
 		defer sb.Close() // cancels the webhook deliveries still retrying when the stack stops
-		ln, err := net.Listen("tcp", cfg.SandboxAddr)
-		if err != nil {
-			return fmt.Errorf("sandbox listen: %w", err)
-		}
+		ln := lns.take(&lns.sandbox)
 		srv := &http.Server{Handler: sb, ReadHeaderTimeout: 5 * time.Second}
 		servers = append(servers, srv)
 		go srv.Serve(ln)
@@ -198,6 +248,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 	}
 
 	// The worker.
+	say("starting the worker…")
 	w, closeWorker, err := workerstack.NewWorker(ctx, js, top, workerstack.WorkerConfig{
 		APIBaseURL: st.APIURL,
 		Accounts:   accounts,
@@ -211,16 +262,14 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 		return err
 	}
 	defer closeWorker()
-	opsLn, err := net.Listen("tcp", cfg.OpsAddr)
-	if err != nil {
-		return fmt.Errorf("ops listen: %w", err)
-	}
+	opsLn := lns.take(&lns.ops)
 	ops := &http.Server{Handler: stack.OpsHandler(w.Ready, reg), ReadHeaderTimeout: 5 * time.Second}
 	servers = append(servers, ops)
 	go ops.Serve(opsLn)
 	st.OpsURL = "http://" + opsLn.Addr().String()
 
 	// Ingest, with its outbox in the data folder.
+	say("starting ingest…")
 	ob, err := outbox.Open(filepath.Join(cfg.DataDir, "ingest-outbox.db"), outbox.Config{Logger: log, Registerer: reg})
 	if err != nil {
 		return fmt.Errorf("open outbox: %w", err)
@@ -242,10 +291,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 	if err != nil {
 		return err
 	}
-	inLn, err := net.Listen("tcp", cfg.IngestAddr)
-	if err != nil {
-		return fmt.Errorf("ingest listen: %w", err)
-	}
+	inLn := lns.take(&lns.ingest)
 	st.IngestURL = "http://" + inLn.Addr().String()
 	if st.Sandbox != nil {
 		// The sandbox sends its client webhooks to ingest, registered as
@@ -255,34 +301,116 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 			return err
 		}
 	}
+	// Created before ingest and the worker run, so that it misses none of
+	// their events.
+	follower, err := newEventFollower(ctx, js, cfg.Out, log)
+	if err != nil {
+		inLn.Close()
+		return err
+	}
 
-	printBanner(cfg.Out, st)
+	printBanner(cfg.Out, st, cfg.DataDir)
 	if cfg.Ready != nil {
 		cfg.Ready(st)
 	}
 
-	var wg sync.WaitGroup
+	// Ingest and the worker run until runCtx ends; the event follower
+	// until both have returned and it has printed their last events.
 	runCtx, stopAll := context.WithCancel(ctx)
 	defer stopAll()
+	partsCtx, partsStopped := context.WithCancel(context.Background())
+	defer partsStopped()
+	var parts, followers sync.WaitGroup
 	errs := make(chan error, 2)
-	wg.Go(func() { errs <- in.Serve(runCtx, inLn) })
-	wg.Go(func() { errs <- w.Run(runCtx) })
-	wg.Go(func() { followEvents(runCtx, js, cfg.Out, log) })
-	wg.Go(func() { printProgress(runCtx, cfg.Out, reg, cfg.Progress) })
+	parts.Go(func() { errs <- in.Serve(runCtx, inLn) })
+	parts.Go(func() { errs <- w.Run(runCtx) })
+	followers.Go(func() { follower.run(partsCtx, drainEventsFor) })
+	followers.Go(func() { printProgress(runCtx, cfg.Out, reg, cfg.Progress) })
 
 	var first error
 	select {
 	case <-ctx.Done():
 	case first = <-errs: // a part stopped on its own: stop the rest
 	}
+	say("stopping: the worker finishes the commands in flight…")
 	stopAll()
-	wg.Wait()
+	parts.Wait()
+	partsStopped()
+	followers.Wait()
 	close(errs)
 	for err := range errs {
 		first = firstError(first, err)
 	}
-	fmt.Fprintln(cfg.Out, "stopped; unfinished commands resume on the next start")
+	say("stopped; unfinished commands resume on the next start")
 	return first
+}
+
+// devListeners are the dev stack's HTTP listeners, bound before anything
+// starts so that a taken port fails at once.
+type devListeners struct {
+	sandbox, ops, ingest net.Listener
+}
+
+// listenAll binds the sandbox's (unless a real API is configured), the
+// worker ops' and ingest's addresses, and checks that the embedded NATS's
+// is free. It reports every taken address, each with its flag.
+func listenAll(cfg DevConfig) (*devListeners, error) {
+	lns := &devListeners{}
+	var errs []error
+	if cfg.NATSURL == "" {
+		if _, port, err := net.SplitHostPort(cfg.NATSListen); err == nil && port != "0" {
+			// nats-server binds it itself just after; startEmbeddedNATS
+			// reports the rare loss of that race.
+			ln, err := stack.Listen(cfg.NATSListen, FlagNATSListen)
+			if err != nil {
+				errs = append(errs, err)
+			} else {
+				ln.Close()
+			}
+		}
+	}
+	listen := func(p *net.Listener, addr, flag string) {
+		ln, err := stack.Listen(addr, flag)
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		*p = ln
+	}
+	if cfg.APIURL == "" {
+		listen(&lns.sandbox, cfg.SandboxAddr, FlagSandboxAddr)
+	}
+	listen(&lns.ops, cfg.OpsAddr, FlagOpsAddr)
+	listen(&lns.ingest, cfg.IngestAddr, FlagIngestAddr)
+	if err := errors.Join(errs...); err != nil {
+		lns.close()
+		return nil, err
+	}
+	return lns, nil
+}
+
+// take hands a listener over to its server: close no longer closes it.
+func (l *devListeners) take(p *net.Listener) net.Listener {
+	ln := *p
+	*p = nil
+	return ln
+}
+
+// close closes the listeners not taken.
+func (l *devListeners) close() {
+	for _, ln := range []net.Listener{l.sandbox, l.ops, l.ingest} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+}
+
+// displayDir shows a relative folder as ./dir, as a shell user types it.
+func displayDir(dir string) string {
+	if filepath.IsAbs(dir) || strings.HasPrefix(dir, ".") {
+		return dir
+	}
+	return "./" + dir
 }
 
 // registerDevWebhook registers ingest's webhook route for DevLocationID
@@ -322,82 +450,33 @@ func withKey(c ratelimit.Config, key string) ratelimit.Config {
 	return c
 }
 
-// startEmbeddedNATS starts a JetStream server on listen (host:port, port 0
-// for a free one) storing under dir.
-func startEmbeddedNATS(listen, dir string) (*server.Server, error) {
-	host, portStr, err := net.SplitHostPort(listen)
-	if err != nil {
-		return nil, fmt.Errorf("nats listen address %q: %w", listen, err)
+// printBanner says where everything listens and how to try it.
+func printBanner(out io.Writer, st DevStack, dataDir string) {
+	api := fmt.Sprintf("  Altegio API        %s\n", st.APIURL)
+	if st.Sandbox != nil {
+		api = fmt.Sprintf("  Altegio sandbox    %s   (partner token %s, login %s / %s)\n",
+			st.APIURL, DevPartnerToken, DevLogin, DevPassword)
 	}
-	port, err := strconv.Atoi(portStr)
-	if err != nil {
-		return nil, fmt.Errorf("nats listen port %q: %w", portStr, err)
-	}
-	if port == 0 {
-		port = server.RANDOM_PORT
-	}
-	ns, err := server.NewServer(&server.Options{
-		ServerName: "dev",
-		Host:       host,
-		Port:       port,
-		JetStream:  true,
-		StoreDir:   dir,
-		NoSigs:     true,
-		NoLog:      true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("embedded nats: %w", err)
-	}
-	go ns.Start()
-	if !ns.ReadyForConnections(15 * time.Second) {
-		ns.Shutdown()
-		return nil, fmt.Errorf("embedded nats on %s did not start", listen)
-	}
-	return ns, nil
-}
-
-func printBanner(out io.Writer, st DevStack) {
-	fmt.Fprintf(out, `Altegio integrator, development stack
-  NATS (JetStream)   %s
-  Altegio API        %s
-  ingest             %s   (producer key: %s, operator key for /v1/dlq: %s)
+	fmt.Fprintf(out, `
+Altegio integrator, development stack
+  NATS (JetStream)   %s   (data in %s)
+%s  ingest             %s   (producer key %s, operator key for /v1/dlq %s)
   worker ops         %s/healthz  /readyz  /metrics
 
 Send a command:
   curl -sS -X POST %s/v1/commands \
     -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
     -d '{"type":"client.create","location_id":%d,"client_ref":"crm-42","payload":{"name":"James","phone":"+13155550175"}}'
-
-Result events appear below; Ctrl-C stops everything.
-`, st.NATSURL, st.APIURL, st.IngestURL, DevProducerKey, DevOperatorKey, st.OpsURL, st.IngestURL, DevProducerKey, DevLocationID)
-}
-
-// followEvents prints one line per new result event until ctx ends.
-func followEvents(ctx context.Context, js jetstream.JetStream, out io.Writer, log *slog.Logger) {
-	c, err := js.OrderedConsumer(ctx, topology.StreamEvents, jetstream.OrderedConsumerConfig{DeliverPolicy: jetstream.DeliverNewPolicy})
-	if err != nil {
-		log.Warn("follow events", "error", err)
-		return
+`, st.NATSURL, displayDir(dataDir), api, st.IngestURL, DevProducerKey, DevOperatorKey, st.OpsURL, st.IngestURL, DevProducerKey, DevLocationID)
+	if st.Sandbox != nil {
+		fmt.Fprintf(out, `
+List the sandbox's clients (POST /auth with the login answers user token %s):
+  curl -sS -X POST %s/company/%d/clients/search \
+    -H 'Authorization: Bearer %s, User %s' -H 'Accept: application/vnd.api.v2+json' \
+    -H 'Content-Type: application/json' -d '{"fields":["id","name","phone","email"]}'
+`, DevUserToken, st.APIURL, DevLocationID, DevPartnerToken, DevUserToken)
 	}
-	cc, err := c.Consume(func(m jetstream.Msg) {
-		var wh commands.WebhookEvent
-		if strings.Contains(m.Subject(), ".webhook.") && json.Unmarshal(m.Data(), &wh) == nil {
-			fmt.Fprintln(out, WebhookLine(wh))
-			return
-		}
-		var r commands.Result
-		if err := json.Unmarshal(m.Data(), &r); err != nil || r.CommandID == "" {
-			fmt.Fprintf(out, "event  %s\n", m.Subject())
-			return
-		}
-		fmt.Fprintln(out, EventLine(r))
-	})
-	if err != nil {
-		log.Warn("follow events", "error", err)
-		return
-	}
-	<-ctx.Done()
-	cc.Stop()
+	fmt.Fprint(out, "\nEvents appear below; Ctrl-C stops everything.\n")
 }
 
 // EventLine renders a result event on one line for people.

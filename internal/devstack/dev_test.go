@@ -3,11 +3,14 @@ package devstack
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,7 +19,9 @@ import (
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
+	"github.com/altegio-integrator/integrator/internal/topology"
 	"github.com/altegio-integrator/integrator/internal/worker"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // syncBuffer is the log and output capture the stack tests share.
@@ -124,10 +129,14 @@ func TestDevStackRunsTheREADMETour(t *testing.T) {
 	if st.Sandbox == nil {
 		t.Fatal("no sandbox started")
 	}
-	if !strings.Contains(out.String(), "curl -sS -X POST "+st.IngestURL+"/v1/commands") {
-		t.Errorf("banner has no ready-to-paste curl for %s:\n%s", st.IngestURL, out.String())
+	// The banner's command, sent as printed.
+	var accepted struct {
+		Commands []struct{ ID string } `json:"commands"`
 	}
-	create := post(t, st, `{"type":"client.create","location_id":1,"client_ref":"crm-42","payload":{"name":"James","phone":"+13155550175"}}`)
+	if err := json.Unmarshal([]byte(doCurl(t, bannerCurl(t, out.String(), "Send a command"))), &accepted); err != nil || len(accepted.Commands) != 1 {
+		t.Fatalf("the banner's command curl: %+v, %v", accepted, err)
+	}
+	create := accepted.Commands[0].ID
 	update := post(t, st, `{"type":"client.update","location_id":1,"client_ref":"crm-42","payload":{"name":"James","phone":"+13155550175","email":"j@example.com"}}`)
 	waitStatus(t, st, update, "succeeded")
 	waitStatus(t, st, create, "succeeded")
@@ -184,6 +193,19 @@ func TestDevStackRunsTheREADMETour(t *testing.T) {
 		}
 		return nil
 	})
+
+	// The banner's curl lists the sandbox's clients as printed, with the
+	// credentials it shows. It shares the sandbox's per-IP budget with
+	// the worker, whose reads above would not wait for a 429.
+	for _, want := range []string{"partner token " + DevPartnerToken, "login " + DevLogin + " / " + DevPassword} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("banner lacks %q", want)
+		}
+	}
+	listed := doCurl(t, bannerCurl(t, out.String(), "List the sandbox's clients"))
+	if !strings.Contains(listed, fmt.Sprintf(`"id":%d`, clients[0].ID)) || !strings.Contains(listed, `"name":"James"`) {
+		t.Errorf("the banner's sandbox curl answered %s, want client %d, James", listed, clients[0].ID)
+	}
 
 	// A change made elsewhere (here: straight through the API as the dev
 	// user) comes back as a webhook event that is not the integrator's.
@@ -302,6 +324,348 @@ func elsewhere(t *testing.T, st DevStack, id int64) {
 		fmt.Sprintf(`{"login":%q,"password":%q}`, DevLogin, DevPassword)), &login); err != nil || login.Data.UserToken == "" {
 		t.Fatalf("login: %v", err)
 	}
+	if login.Data.UserToken != DevUserToken { // as the banner says
+		t.Errorf("login answered user token %q, want %q", login.Data.UserToken, DevUserToken)
+	}
 	call(http.MethodPut, fmt.Sprintf("/client/%d/%d", DevLocationID, id), "Bearer "+DevPartnerToken+", User "+login.Data.UserToken,
 		`{"name":"James","phone":"13155550175","email":"james@elsewhere.example"}`)
+}
+
+func TestDevStackSaysWhatItStarts(t *testing.T) {
+	dir := t.TempDir()
+	out := &syncBuffer{}
+	startDev(t, dir, out)
+	s := out.String()
+	at := 0
+	for _, want := range []string{
+		"starting NATS (JetStream data in " + dir + ")…\n",
+		"applying the topology…\n",
+		"starting the sandbox…\n",
+		"starting the worker…\n",
+		"starting ingest…\n",
+		"Altegio integrator, development stack\n",
+	} {
+		i := strings.Index(s[at:], want)
+		if i < 0 {
+			t.Fatalf("output lacks %q after the lines before it:\n%s", want, s)
+		}
+		at += i + len(want)
+	}
+}
+
+func TestTakenPortFailsAtOnceNamingItsFlag(t *testing.T) {
+	tests := []struct {
+		flag string
+		set  func(*DevConfig, string)
+	}{
+		{FlagNATSListen, func(c *DevConfig, a string) { c.NATSListen = a }},
+		{FlagSandboxAddr, func(c *DevConfig, a string) { c.SandboxAddr = a }},
+		{FlagIngestAddr, func(c *DevConfig, a string) { c.IngestAddr = a }},
+		{FlagOpsAddr, func(c *DevConfig, a string) { c.OpsAddr = a }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.flag, func(t *testing.T) {
+			taken, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer taken.Close()
+			out := &syncBuffer{}
+			cfg := DevConfig{DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", SandboxAddr: "127.0.0.1:0",
+				IngestAddr: "127.0.0.1:0", OpsAddr: "127.0.0.1:0", Out: out, Logger: testLogger()}
+			tt.set(&cfg, taken.Addr().String())
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			start := time.Now()
+			err = RunDev(ctx, cfg)
+			took := time.Since(start)
+			if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "--"+tt.flag) {
+				t.Fatalf("RunDev = %v, want address already in use naming --%s", err, tt.flag)
+			}
+			if took > 2*time.Second {
+				t.Errorf("RunDev took %v to fail, want at once", took)
+			}
+			if strings.Contains(out.String(), "development stack") {
+				t.Errorf("banner printed although the stack did not start:\n%s", out)
+			}
+		})
+	}
+}
+
+// TestEmbeddedNATSReportsItsListenError covers a port taken between the
+// check and nats-server's own listen: nats-server's error is returned at
+// once instead of a timeout.
+func TestEmbeddedNATSReportsItsListenError(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	start := time.Now()
+	ns, err := startEmbeddedNATS(taken.Addr().String(), t.TempDir(), testLogger())
+	if err == nil {
+		ns.Shutdown()
+		t.Fatal("embedded NATS started on a taken port")
+	}
+	if !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "--"+FlagNATSListen) {
+		t.Errorf("err = %v, want address already in use naming --%s", err, FlagNATSListen)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("took %v to fail, want well under the %v start timeout", took, natsStartTimeout)
+	}
+}
+
+func TestSecondDevOnTheSameDataFailsAtOnce(t *testing.T) {
+	dir := t.TempDir()
+	st, stop := startDev(t, dir, io.Discard)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	start := time.Now()
+	err := RunDev(ctx, DevConfig{DataDir: dir, NATSListen: "127.0.0.1:0", SandboxAddr: "127.0.0.1:0",
+		IngestAddr: "127.0.0.1:0", OpsAddr: "127.0.0.1:0", Out: io.Discard, Logger: testLogger()})
+	took := time.Since(start)
+	var locked *DataDirLockedError
+	if !errors.As(err, &locked) {
+		t.Fatalf("second RunDev = %v, want a *DataDirLockedError", err)
+	}
+	for _, want := range []string{"another dev stack is using " + dir, filepath.Join(dir, LockFile), fmt.Sprintf("pid %d", os.Getpid()), "--" + FlagDataDir} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("err = %q, want it to contain %q", err, want)
+		}
+	}
+	if took > 2*time.Second {
+		t.Errorf("second RunDev took %v to fail, want at once", took)
+	}
+
+	// The first one goes on working.
+	id := post(t, st, `{"type":"client.create","location_id":1,"client_ref":"crm-1","payload":{"name":"Ada","phone":"+13155550101"}}`)
+	waitStatus(t, st, id, "succeeded")
+	if err := stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	// Its stop releases the folder.
+	startDev(t, dir, io.Discard)
+}
+
+// TestStopPrintsTheEventsOfTheCommandsFinishedWhileStopping stops the stack
+// while the worker waits for a slow answer about a batch of creates: the
+// worker finishes them after the stop began, and each of their events
+// must still be printed. It fails if the follower stops with the stop.
+func TestStopPrintsTheEventsOfTheCommandsFinishedWhileStopping(t *testing.T) {
+	dir := t.TempDir()
+	out := &syncBuffer{}
+	st, stop := startDevWith(t, DevConfig{DataDir: dir, Out: out, WebhookDelay: time.Hour})
+	st.Sandbox.SetFaults(sandbox.Faults{Latency: time.Second})
+	const n = 20
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if got, err := postBatch(ctx, http.DefaultClient, st.IngestURL, benchBody(0, n)); err != nil || got != n {
+		t.Fatalf("post: %d accepted, %v", got, err)
+	}
+	// Stop while the creates' request is in the sandbox, sleeping.
+	testenv.WaitFor(t, 30*time.Second, func() error {
+		s := st.Sandbox.Stats()
+		if s.ByOp[sandbox.OpClientCreate]+s.ByOp[sandbox.OpClientBulk] == 0 {
+			return errors.New("no create request yet")
+		}
+		return nil
+	})
+	stopAt := time.Now()
+	if err := stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+
+	printed := map[string]int{}
+	for line := range strings.Lines(out.String()) {
+		printed[strings.TrimSuffix(line, "\n")]++
+	}
+	late, results := 0, 0
+	for _, m := range storedEvents(t, dir) {
+		md, err := m.Metadata()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if md.Timestamp.After(stopAt) {
+			late++
+		}
+		line := eventText(m.Subject(), m.Data())
+		if strings.Contains(line, " id=") {
+			results++
+		}
+		if printed[line] == 0 {
+			t.Errorf("event %d (%s) is in the stream but not in the output: %q", md.Sequence.Stream, m.Subject(), line)
+			continue
+		}
+		printed[line]--
+	}
+	// The proof that the test exercised the stop: results published after
+	// it began. (Commands still waiting for the budget are handed back
+	// without one and resume on the next start.)
+	if results == 0 || late == 0 {
+		t.Fatalf("%d result events, %d of the events published after the stop began; want some of both", results, late)
+	}
+	if !strings.HasSuffix(out.String(), "stopped; unfinished commands resume on the next start\n") {
+		t.Errorf("output does not end with the stop line:\n%s", out)
+	}
+}
+
+// storedEvents returns every message of the EVENTS stream kept in the dev
+// stack's data folder dir, read through an embedded NATS of its own.
+func storedEvents(t *testing.T, dir string) []jetstream.Msg {
+	t.Helper()
+	ns, err := startEmbeddedNATS("127.0.0.1:0", filepath.Join(dir, "nats"), testLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		ns.Shutdown()
+		ns.WaitForShutdown()
+	}()
+	nc, js := testenv.Connect(t, ns.ClientURL())
+	defer nc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, topology.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var msgs []jetstream.Msg
+	for range info.State.Msgs {
+		m, err := c.Next(jetstream.FetchMaxWait(10 * time.Second))
+		if err != nil {
+			t.Fatalf("read event %d of %d: %v", len(msgs)+1, info.State.Msgs, err)
+		}
+		msgs = append(msgs, m)
+	}
+	return msgs
+}
+
+// bannerCurl parses the curl command printed under the line starting with
+// heading in out (quoted words, continuation lines) into the request it
+// sends.
+func bannerCurl(t *testing.T, out, heading string) *http.Request {
+	t.Helper()
+	_, rest, ok := strings.Cut(out, "\n"+heading)
+	if !ok {
+		t.Fatalf("output lacks %q:\n%s", heading, out)
+	}
+	_, rest, _ = strings.Cut(rest, "\n")
+	var cmd strings.Builder
+	for line := range strings.Lines(rest) {
+		line = strings.TrimRight(line, "\n")
+		cont := strings.HasSuffix(line, "\\")
+		cmd.WriteString(strings.TrimSuffix(line, "\\"))
+		if !cont {
+			break
+		}
+	}
+	words := shellWords(t, cmd.String())
+	if len(words) == 0 || words[0] != "curl" {
+		t.Fatalf("no curl command under %q: %q", heading, cmd.String())
+	}
+	method, url, body := http.MethodGet, "", ""
+	header := http.Header{}
+	for i := 1; i < len(words); i++ {
+		switch w := words[i]; {
+		case w == "-sS":
+		case w == "-X" || w == "-H" || w == "-d":
+			if i+1 == len(words) {
+				t.Fatalf("curl %s without a value", w)
+			}
+			i++
+			switch w {
+			case "-X":
+				method = words[i]
+			case "-H":
+				k, v, _ := strings.Cut(words[i], ":")
+				header.Add(k, strings.TrimSpace(v))
+			case "-d":
+				body = words[i]
+			}
+		case strings.HasPrefix(w, "http://"):
+			url = w
+		default:
+			t.Fatalf("curl argument %q not understood", w)
+		}
+	}
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = header
+	return req
+}
+
+// shellWords splits s into words as a POSIX shell does for plain and
+// single-quoted words.
+func shellWords(t *testing.T, s string) []string {
+	t.Helper()
+	var words []string
+	var w strings.Builder
+	inWord, quoted := false, false
+	for _, r := range s {
+		switch {
+		case quoted && r == '\'':
+			quoted = false
+		case quoted:
+			w.WriteRune(r)
+		case r == '\'':
+			quoted, inWord = true, true
+		case r == ' ' || r == '\t':
+			if inWord {
+				words = append(words, w.String())
+				w.Reset()
+				inWord = false
+			}
+		default:
+			w.WriteRune(r)
+			inWord = true
+		}
+	}
+	if quoted {
+		t.Fatalf("unterminated quote in %q", s)
+	}
+	if inWord {
+		words = append(words, w.String())
+	}
+	return words
+}
+
+// doCurl sends req and returns the body of its 2xx answer. It sends it
+// again after a 429: the sandbox's budget is shared with the worker.
+func doCurl(t *testing.T, req *http.Request) string {
+	t.Helper()
+	var out string
+	testenv.WaitFor(t, 10*time.Second, func() error {
+		body, err := req.GetBody()
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := req.Clone(req.Context())
+		r.Body = body
+		resp, err := http.DefaultClient.Do(r)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		switch {
+		case resp.StatusCode == http.StatusTooManyRequests:
+			return fmt.Errorf("%s %s: 429", req.Method, req.URL)
+		case resp.StatusCode/100 != 2:
+			t.Fatalf("%s %s: %d %s", req.Method, req.URL, resp.StatusCode, b)
+		}
+		out = string(b)
+		return nil
+	})
+	return out
 }
