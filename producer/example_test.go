@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/altegio-integrator/integrator/pkg/producer"
+	"github.com/altegio-integrator/integrator/producer"
 )
 
 func ExampleNewHTTP() {

@@ -164,7 +164,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		defer stopProfile()
 	}
-	log, err := newLogger(o.logLevel, o.logFormat, stderr)
+	log, err := stack.NewLogger(o.logLevel, o.logFormat, stderr)
 	if err != nil {
 		return err
 	}
@@ -201,7 +201,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 
 	// Publishes fail at once while disconnected, so they are spooled
 	// instead of waiting in the client's buffer.
-	nc, js, err := connectNATS(stack.NATSConfig{URL: o.natsURL, Creds: o.natsCreds, InboxPrefix: o.natsInbox, Name: "ingest", FailFastWhenDisconnected: true}, mainNATS, log)
+	nc, js, err := connectNATS(stack.NATSConfig{URL: o.natsURL, Creds: o.natsCreds, InboxPrefix: o.natsInbox, Name: "ingest", FailFastWhenDisconnected: true}, stack.MainNATSFlags, log)
 	if err != nil {
 		return err
 	}
@@ -209,11 +209,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if o.applyTopology {
 		// Without the topology to apply, ingest starts while NATS is down
 		// and spools; with it, NATS has to answer first.
-		if err := waitConnected(ctx, nc, o.natsTimeout); err != nil {
-			if ctx.Err() != nil {
-				return err
-			}
-			return fmt.Errorf("connect to NATS at %s: %w (set --nats-url or $NATS_URL; --nats-connect-timeout waits longer)", redactURLs(o.natsURL), err)
+		if err := stack.WaitConnected(ctx, nc, o.natsTimeout, o.natsURL, stack.MainNATSFlags); err != nil {
+			return err
 		}
 		if _, err := stack.ApplyTopology(ctx, js, o.replicas, o.natsTimeout, log); err != nil {
 			return err

@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/altegio-integrator/integrator/internal/envflag"
+	"github.com/altegio-integrator/integrator/internal/stack"
 )
 
 // cli is what an operator subcommand talks to.
@@ -134,7 +135,7 @@ func cliLogger(o common, c cli) (*slog.Logger, error) {
 	if level == "info" {
 		level = "warn"
 	}
-	return newLogger(level, o.logFormat, c.stderr)
+	return stack.NewLogger(level, o.logFormat, c.stderr)
 }
 
 // writeJSON prints v as indented JSON.

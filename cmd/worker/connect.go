@@ -2,15 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"io"
-	"io/fs"
 	"log/slog"
-	"net"
-	"net/url"
-	"strings"
-	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -18,121 +10,17 @@ import (
 	"github.com/altegio-integrator/integrator/internal/stack"
 )
 
-// Errors that stem from a setting name the flag and variable to change.
-
-// flagHint adds to err which flag or variable sets the value it is about.
-func flagHint(err error, flagName, env string) error {
-	return fmt.Errorf("%w (set --%s or $%s)", err, flagName, env)
-}
-
-// newLogger is stack.NewLogger with errors that name the flag to change.
-func newLogger(level, format string, w io.Writer) (*slog.Logger, error) {
-	if _, err := stack.NewLogger(level, "json", io.Discard); err != nil {
-		return nil, flagHint(err, "log-level", "LOG_LEVEL")
-	}
-	log, err := stack.NewLogger(level, format, w)
-	if err != nil {
-		return nil, flagHint(err, "log-format", "LOG_FORMAT")
-	}
-	return log, nil
-}
-
 // connectNATS connects as c says and waits, at most c.connectWait, until
-// the connection is up: stack.ConnectNATS retries without end, so an
-// unreachable server would otherwise show only as a later timeout. Its
-// errors name --nats-url or --nats-creds and never show credentials.
+// the connection is up. Its errors name --nats-url or --nats-creds and never
+// show credentials.
 func connectNATS(ctx context.Context, c common, log *slog.Logger) (*nats.Conn, jetstream.JetStream, error) {
 	nc, js, err := stack.ConnectNATS(c.nats, log)
 	if err != nil {
-		var ue *url.Error
-		var pe *fs.PathError
-		switch {
-		case errors.As(err, &ue): // the message of a url.Error holds the URL, and so any password in it
-			return nil, nil, flagHint(fmt.Errorf("NATS URL: %w", ue.Err), "nats-url", "NATS_URL")
-		case errors.As(err, &pe):
-			return nil, nil, flagHint(fmt.Errorf("NATS credentials file: %w", pe), "nats-creds", "NATS_CREDS")
-		}
-		return nil, nil, flagHint(err, "nats-url", "NATS_URL")
+		return nil, nil, stack.ExplainNATSError(err, stack.MainNATSFlags)
 	}
-	if err := waitConnected(ctx, nc, c.connectWait); err != nil {
+	if err := stack.WaitConnected(ctx, nc, c.connectWait, c.nats.URL, stack.MainNATSFlags); err != nil {
 		nc.Close()
-		if ctx.Err() != nil {
-			return nil, nil, err
-		}
-		return nil, nil, fmt.Errorf("connect to NATS at %s: %w (set --nats-url or $NATS_URL; --nats-connect-timeout waits longer)", redactURLs(c.nats.URL), err)
+		return nil, nil, err
 	}
 	return nc, js, nil
-}
-
-// waitConnected waits until nc is connected, at most wait. The error says
-// why it is not, as far as that can be told.
-func waitConnected(ctx context.Context, nc *nats.Conn, wait time.Duration) error {
-	ch := nc.StatusChanged(nats.CONNECTED)
-	defer nc.RemoveStatusListener(ch)
-	if nc.IsConnected() {
-		return nil
-	}
-	t := time.NewTimer(wait)
-	defer t.Stop()
-	select {
-	case <-ch:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-	}
-	if err := nc.LastError(); err != nil {
-		return fmt.Errorf("not connected after %v: %w", wait, err)
-	}
-	// nats.go keeps no error while it retries a server that refuses TCP;
-	// one dial of the first server tells the reason (refused, no such host).
-	if u := firstURL(nc.Servers()); u != "" {
-		conn, err := net.DialTimeout("tcp", u, time.Second)
-		if err != nil {
-			return fmt.Errorf("not connected after %v: %w", wait, err)
-		}
-		conn.Close()
-	}
-	return fmt.Errorf("not connected after %v", wait)
-}
-
-// firstURL returns host:port of the first server URL, or "".
-func firstURL(servers []string) string {
-	if len(servers) == 0 {
-		return ""
-	}
-	u, err := url.Parse(servers[0])
-	if err != nil || u.Host == "" {
-		return ""
-	}
-	if u.Port() == "" {
-		return net.JoinHostPort(u.Hostname(), "4222")
-	}
-	return u.Host
-}
-
-// redactURLs returns the comma-separated NATS URLs with any password or
-// token replaced by xxxxx.
-func redactURLs(urls string) string {
-	var out []string
-	for _, s := range strings.Split(urls, ",") {
-		s = strings.TrimSpace(s)
-		if !strings.Contains(s, "://") {
-			s = "nats://" + s
-		}
-		u, err := url.Parse(s)
-		if err != nil {
-			out = append(out, "(a URL that does not parse)")
-			continue
-		}
-		if u.User != nil {
-			if _, ok := u.User.Password(); ok {
-				u.User = url.UserPassword(u.User.Username(), "xxxxx")
-			} else {
-				u.User = url.User("xxxxx") // a token
-			}
-		}
-		out = append(out, u.String())
-	}
-	return strings.Join(out, ",")
 }

@@ -263,7 +263,7 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	if err := api.apply(&cfg); err != nil {
 		return usageErr("worker run: %v (set --location-weights or $ALTEGIO_LOCATION_WEIGHTS)", err)
 	}
-	log, err := newLogger(c.logLevel, c.logFormat, stderr)
+	log, err := stack.NewLogger(c.logLevel, c.logFormat, stderr)
 	if err != nil {
 		return &exitError{exitUsage, fmt.Errorf("worker run: %w", err)}
 	}

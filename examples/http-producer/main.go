@@ -1,5 +1,5 @@
 // Command http-producer sends commands to the Altegio integrator over HTTP
-// with pkg/producer: it creates a client, adds a comment to it, prints the
+// with producer: it creates a client, adds a comment to it, prints the
 // receipts and waits for the outcomes. Its defaults match the dev stack
 // (go run ./cmd/dev):
 //
@@ -18,7 +18,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/altegio-integrator/integrator/pkg/producer"
+	"github.com/altegio-integrator/integrator/producer"
 )
 
 func main() {

@@ -1,5 +1,5 @@
 // Command nats-producer publishes commands straight to the integrator's
-// COMMANDS stream in NATS JetStream with pkg/producer: it creates a client,
+// COMMANDS stream in NATS JetStream with producer: it creates a client,
 // adds a comment to it and prints the PubAcks. Its defaults match the dev
 // stack (go run ./cmd/dev); against deploy/nats, connect as the "producer"
 // user, whose PubAcks arrive on _INBOX_producer:
@@ -22,7 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/altegio-integrator/integrator/pkg/producer"
+	"github.com/altegio-integrator/integrator/producer"
 )
 
 func main() {

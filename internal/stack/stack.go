@@ -25,11 +25,12 @@ import (
 )
 
 // NewLogger returns a logger writing to w at level ("debug", "info", "warn",
-// "error") in format ("json" or "text").
+// "error") in format ("json" or "text"). Its errors name --log-level and
+// --log-format, the flags of every binary.
 func NewLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("log level %q: want debug, info, warn or error", level)
+		return nil, FlagHint(fmt.Errorf("log level %q: want debug, info, warn or error", level), "log-level", "LOG_LEVEL")
 	}
 	opts := &slog.HandlerOptions{Level: l}
 	switch strings.ToLower(format) {
@@ -38,7 +39,7 @@ func NewLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	case "text":
 		return slog.New(slog.NewTextHandler(w, opts)), nil
 	default:
-		return nil, fmt.Errorf("log format %q: want json or text", format)
+		return nil, FlagHint(fmt.Errorf("log format %q: want json or text", format), "log-format", "LOG_FORMAT")
 	}
 }
 
