@@ -47,9 +47,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		showVersion bool
 	)
 	fs := envflag.New("dev", getenv, stderr)
+	fs.SetUsage("", "", "Ctrl-C stops the stack once the worker has finished the commands in flight; a second Ctrl-C ends it at once.\n"+
+		"Exit codes: 0 stopped by Ctrl-C or SIGTERM (or --help, --version), 1 error.")
+	usage := fs.Usage
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "%s\n\nUsage: dev [flags]\n", about)
-		fs.PrintDefaults()
+		fmt.Fprintf(fs.Output(), "%s\n\n", about)
+		usage()
 	}
 	fs.String(&cfg.DataDir, devstack.FlagDataDir, "DEV_DATA", "data", "folder of the NATS store and the ingest outbox, kept across runs; one dev at a time")
 	fs.String(&cfg.NATSURL, "nats-url", "NATS_URL", "", "external NATS (empty: start an embedded one)")
