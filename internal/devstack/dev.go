@@ -226,7 +226,12 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 	}()
 	if st.APIURL == "" {
 		say("starting the sandbox…")
+		statePath, stateExists, err := sandboxStatePath(cfg.DataDir)
+		if err != nil {
+			return err
+		}
 		sb, err := sandbox.New(sandbox.Config{
+			StateFile:     statePath,
 			PartnerToken:  DevPartnerToken,
 			Users:         []sandbox.User{{Login: DevLogin, Password: DevPassword, Token: DevUserToken, Name: "Dev User"}},
 			RatePerSecond: cfg.RateLimit.PerSecond,
@@ -238,6 +243,16 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 			return err
 		}
 		defer sb.Close() // cancels the webhook deliveries still retrying when the stack stops
+		if !stateExists {
+			largest, err := skipMappedClientIDs(ctx, js, sb)
+			if err != nil {
+				return err
+			}
+			if largest > 0 {
+				say(fmt.Sprintf("the sandbox starts empty (no %s), but NATS maps client refs to ids up to %d: new clients get ids above them, and commands by those refs dead-letter as pointing at a missing client. Delete %s to start afresh.",
+					statePath, largest, displayDir(cfg.DataDir)))
+			}
+		}
 		ln := lns.take(&lns.sandbox)
 		srv := &http.Server{Handler: sb, ReadHeaderTimeout: 5 * time.Second}
 		servers = append(servers, srv)

@@ -427,3 +427,22 @@ func BenchmarkCreateWithStateFile(b *testing.B) {
 		})
 	}
 }
+
+// TestSkipClientIDs: clients created after SkipClientIDs(n) get IDs above
+// n, and a restart from the state file keeps that.
+func TestSkipClientIDs(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "state.json")
+	sb, err := New(Config{PartnerToken: "p", StateFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb.SkipClientIDs(1_000_050)
+	sb.SkipClientIDs(1_000_010) // never lowers
+	sb2, err := New(Config{PartnerToken: "p", StateFile: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id := sb2.SeedClient(1, ClientRecord{Name: "A", Phone: "15550000001"}); id != 1_000_051 {
+		t.Errorf("first client after SkipClientIDs(1000050) and a restart got id %d, want 1000051", id)
+	}
+}

@@ -150,6 +150,19 @@ func (s *Server) DeleteClient(locationID, id int64) bool {
 	return true
 }
 
+// SkipClientIDs makes every client created from now on get an ID above
+// id, as if the IDs up to it had been handed out already (and saves that).
+// A sandbox that lost its state uses it so that it does not hand out again
+// the IDs an integrator still has mapped.
+func (s *Server) SkipClientIDs(id int64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if id > s.nextID.client {
+		s.nextID.client = id
+		s.saveOrLogLocked()
+	}
+}
+
 // SetUnlicensed marks the location's licence as expired: every call on it
 // answers 402 (ref §3) until RenewLicense.
 func (s *Server) SetUnlicensed(locationID int64) {
