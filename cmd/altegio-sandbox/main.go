@@ -130,11 +130,8 @@ func parseConfig(args []string, getenv func(string) string, out io.Writer) (conf
 	str(&c.webhookBearer, "webhook-bearer", "", "send \"Authorization: Bearer <this>\" with every webhook (empty: no header)")
 	str(&c.stateFile, "state-file", "", "JSON file that keeps clients, comments, webhook settings and ID counters across restarts, rewritten after every change (empty: in memory only)")
 	fs.BoolVar(&c.version, "version", false, "print the version and exit")
-	fs.Usage = func() {
-		fmt.Fprint(out, "Usage: altegio-sandbox [flags]\n\nRuns the Altegio API sandbox; the API is under /api/v1.\n"+
-			"Every flag can also be set with the environment variable shown; flags win.\n\n")
-		fs.PrintDefaults()
-	}
+	fs.SetUsage("", "Run the Altegio API sandbox, a faithful fake of the API for tests and the dev stack; the API is under /api/v1.\n"+
+		"Every flag can also be set with the environment variable shown; flags win.")
 	if err := fs.ParseNoArgs(args); err != nil {
 		return c, err
 	}
