@@ -42,7 +42,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	location := fs.Int64("location", 1, "Altegio location id")
 	ref := fs.String("ref", "", "your reference for the client (default: a new one per run)")
 	name := fs.String("name", "James", "the client's name")
-	phone := fs.String("phone", "+13155550175", "the client's phone")
+	phone := fs.String("phone", "", "the client's phone (default: a new one per run, +1555…)")
 	text := fs.String("comment", "Created by examples/http-producer", "the comment to add")
 	wait := fs.Duration("wait", 30*time.Second, "how long to wait for the outcomes (0: do not wait)")
 	if err := fs.Parse(args); err != nil {
@@ -51,6 +51,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *ref == "" {
 		id := producer.NewID()
 		*ref = "example-" + id[len(id)-12:]
+	}
+	if *phone == "" {
+		// The sandbox, like the API, refuses a second client with a phone.
+		*phone = fmt.Sprintf("+1555%07d", time.Now().UnixNano()%10_000_000)
 	}
 
 	p, err := producer.NewHTTP(*url, *key)

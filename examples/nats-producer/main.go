@@ -47,7 +47,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	location := fs.Int64("location", 1, "Altegio location id")
 	ref := fs.String("ref", "", "your reference for the client (default: a new one per run)")
 	name := fs.String("name", "Ada", "the client's name")
-	phone := fs.String("phone", "+13155550176", "the client's phone")
+	phone := fs.String("phone", "", "the client's phone (default: a new one per run, +1555…)")
 	text := fs.String("comment", "Created by examples/nats-producer", "the comment to add")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the PubAcks")
 	if err := fs.Parse(args); err != nil {
@@ -56,6 +56,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if *ref == "" {
 		id := producer.NewID()
 		*ref = "example-" + id[len(id)-12:]
+	}
+	if *phone == "" {
+		// The sandbox, like the API, refuses a second client with a phone.
+		*phone = fmt.Sprintf("+1555%07d", time.Now().UnixNano()%10_000_000)
 	}
 
 	opts := []nats.Option{nats.Name("nats-producer example"), nats.CustomInboxPrefix(*inbox)}
