@@ -1,8 +1,8 @@
 // Package devstack runs the whole pipeline in one process for development
 // (cmd/dev: embedded NATS, the sandbox, ingest and the worker) and for the
 // one-process pipeline bench (cmd/bench pipeline). Only those two binaries
-// import it, so the production binaries link neither nats-server nor the
-// sandbox; the parts themselves are built by internal/stack and
+// import it (and tests, e.g. the producer package's and the examples'), so
+// the production binaries link neither nats-server nor the sandbox; the parts themselves are built by internal/stack and
 // internal/workerstack, as in production.
 package devstack
 
