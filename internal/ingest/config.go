@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"time"
 
+	"github.com/altegio-integrator/integrator/internal/console"
 	"github.com/altegio-integrator/integrator/internal/dlq"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -170,6 +171,14 @@ type Config struct {
 	// open it). Default: none, and /v1/dlq answers 404.
 	DLQ          *dlq.Service
 	OperatorKeys [][sha256.Size]byte
+
+	// Console, when set, is the operators' web console, served under
+	// console.PathPrefix (/ui/: HTML pages, not part of the JSON API
+	// that openapi.json describes) and run by Serve. Build it with the
+	// same OperatorKeys and DLQ (console.New refuses to exist without
+	// operator keys). Default: none, and /ui/ answers 404 like any unknown
+	// path.
+	Console *console.Console
 
 	// now is the clock for webhook timestamps. Default time.Now.
 	now func() time.Time

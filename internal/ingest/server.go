@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/console"
 	"github.com/altegio-integrator/integrator/internal/outbox"
 	"github.com/altegio-integrator/integrator/internal/topology"
 )
@@ -141,6 +142,11 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, ob *outbox.Outbox) (
 			}
 		}
 	}
+	if cfg.Console != nil {
+		// HTML for people, outside the routes table and openapi.json:
+		// the console answers every method and path under /ui/ itself.
+		mux.Handle(console.PathPrefix, cfg.Console)
+	}
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.writeProblem(w, r, probNotFound.problem(notFoundDetail))
 	})
@@ -154,11 +160,12 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, ob *outbox.Outbox) (
 // Handler returns the HTTP handler of every endpoint, instrumented.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Serve serves HTTP on ln and runs the outbox relay until ctx ends. Then it
-// shuts down in order: stop accepting and finish in-flight requests
-// (http.Server.Shutdown, bounded by Config.ShutdownTimeout), let the relay
-// drain the outbox as far as NATS allows (Config.FlushTimeout), stop the
-// relay. It does not close ln's connections beyond that, nor nc, js or the
+// Serve serves HTTP on ln and runs the outbox relay (and Config.Console's
+// counts) until ctx ends. Then it shuts down in order: stop accepting and
+// finish in-flight requests (http.Server.Shutdown, bounded by
+// Config.ShutdownTimeout), stop the console's counts, let the relay drain
+// the outbox as far as NATS allows (Config.FlushTimeout), stop the relay.
+// It does not close ln's connections beyond that, nor nc, js or the
 // outbox. It returns nil after a shutdown caused by ctx, or the error that
 // stopped the listener.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
@@ -178,6 +185,14 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 	} else {
 		relayDone <- nil
 	}
+	consoleCtx, stopConsole := context.WithCancel(ctx)
+	defer stopConsole()
+	consoleDone := make(chan error, 1)
+	if s.cfg.Console != nil {
+		go func() { consoleDone <- s.cfg.Console.Run(consoleCtx) }()
+	} else {
+		consoleDone <- nil
+	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(ln) }()
 	s.log.Info("ingest serving", "addr", ln.Addr().String())
@@ -196,6 +211,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		cancel()
 		<-serveErr
 	}
+	stopConsole()
+	<-consoleDone
 	if s.outbox != nil {
 		flushCtx, cancel := context.WithTimeout(context.Background(), s.cfg.FlushTimeout)
 		if ferr := s.outbox.Flush(flushCtx); ferr != nil {
