@@ -168,6 +168,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	tp, stopTracing, err := startTracing(ctx, getenv, log)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	cfg := o.cfg
 	cfg.Logger = log
 	cfg.AuthDisabled = o.noAuth
@@ -258,6 +263,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if err != nil {
 		return err
 	}
+	srv.SetTracerProvider(tp)
 	if cfg.AltegioWebhookSecret != "" {
 		log.Info("altegio webhooks enabled", "route", "POST /v1/altegio/webhooks/{secret}",
 			"allowed_networks", len(cfg.AltegioWebhookAllow), "own", cfg.AltegioWebhookOwn)

@@ -267,6 +267,12 @@ func runWorker(ctx context.Context, args []string, getenv func(string) string, s
 	if err != nil {
 		return &exitError{exitUsage, fmt.Errorf("worker run: %w", err)}
 	}
+	tp, stopTracing, err := startTracing(ctx, getenv, log)
+	if err != nil {
+		return &exitError{exitUsage, fmt.Errorf("worker run: %w", err)}
+	}
+	defer stopTracing()
+	cfg.TracerProvider = tp
 	if cfg.Accounts, err = auth.AccountsFromEnv(getenv); err != nil {
 		return err
 	}

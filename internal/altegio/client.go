@@ -16,6 +16,9 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/altegio-integrator/integrator/internal/tracing"
 )
 
 // Defaults of Config.
@@ -131,6 +134,10 @@ type Config struct {
 	Flow func(location int64) string
 	// Now tells the time, used to read Retry-After dates. Default time.Now.
 	Now func() time.Time
+	// TracerProvider traces every HTTP exchange ("altegio <METHOD> <route
+	// template>", a child of the caller's span) and every wait for the
+	// Limiter ("ratelimit.wait"). Default nil: otel's no-op provider.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) setDefaults() {
@@ -204,6 +211,8 @@ type Client struct {
 	metrics *metrics
 	now     func() time.Time
 	flow    func(location int64) string
+	tracer  trace.Tracer
+	host    string // the API's host, for spans
 }
 
 // New returns a Client. auth supplies the tokens of user calls; it may be nil
@@ -231,6 +240,8 @@ func New(cfg Config, auth Authorizer, lim Limiter) (*Client, error) {
 		metrics: m,
 		now:     cfg.Now,
 		flow:    cfg.Flow,
+		tracer:  tracing.Provider(cfg.TracerProvider).Tracer(tracerName),
+		host:    hostOf(cfg.BaseURL),
 	}, nil
 }
 
@@ -340,7 +351,7 @@ func (c *Client) send(ctx context.Context, r request, body []byte, fixed *Creden
 		}
 		if check == nil && c.lim != nil {
 			var err error
-			if check, err = c.lim.Wait(ctx, c.flowOf(r), urgent); err != nil {
+			if check, err = c.waitLimiter(ctx, r, urgent); err != nil {
 				return response{}, Credentials{}, fmt.Errorf("altegio %s: wait for rate limiter: %w: %w", r.op, ErrNotSent, err)
 			}
 		}
@@ -396,15 +407,18 @@ func (c *Client) exchange(ctx context.Context, r request, body []byte, fixed *Cr
 		return response{}, creds, false, nil
 	}
 
+	_, span := c.startExchange(ctx, r, attempt)
 	start := time.Now()
 	hr, err := c.http.Do(req)
 	if err != nil {
 		c.record(ctx, r, attempt, 0, time.Since(start), err)
+		endExchange(span, 0, err)
 		return response{}, creds, true, &TransportError{Op: r.op, Method: r.method, Path: r.path, Err: err}
 	}
 	data, err := c.readBody(hr.Body)
 	elapsed := time.Since(start)
 	c.record(ctx, r, attempt, hr.StatusCode, elapsed, err)
+	endExchange(span, hr.StatusCode, err)
 	if err != nil {
 		return response{}, creds, true, &TransportError{Op: r.op, Method: r.method, Path: r.path, Status: hr.StatusCode, Err: err}
 	}

@@ -195,6 +195,11 @@ type Result struct {
 	Note string `json:"note,omitempty"`
 	// WorkerID identifies the worker process that produced the result.
 	WorkerID string `json:"worker_id,omitempty"`
+	// TraceID is the W3C trace id (32 lower-case hex digits) of the
+	// command's trace: the one its producer sent in traceparent, or the one
+	// ingest started. Empty when the command carried no trace context
+	// (tracing off end to end).
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 // ResultMsgID returns the Nats-Msg-Id of the result event with outcome o for
@@ -309,6 +314,9 @@ type DLQRecord struct {
 	DeadLetteredAt time.Time `json:"dead_lettered_at"`
 	// WorkerID identifies the worker process that dead-lettered the command.
 	WorkerID string `json:"worker_id,omitempty"`
+	// TraceID is the W3C trace id of the delivery that dead-lettered the
+	// command, as in Result.TraceID; empty without trace context.
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 // CommandRef locates a command stored on its own in the DLQ stream

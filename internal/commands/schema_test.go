@@ -194,7 +194,7 @@ func TestResultsMatchSchema(t *testing.T) {
 			ClientID: 1121412, ClientRef: "crm-42", Outcome: OutcomeSucceeded, HTTPStatus: 201,
 			Attempts: 1, FirstAttemptAt: at, CompletedAt: at.Add(time.Second), APILatencyMS: 180,
 			TotalMS: 950, CorrelationID: "c", Data: json.RawMessage(`{"id":1121412}`), StreamSeq: 7,
-			Note: "created", WorkerID: "w-1",
+			Note: "created", WorkerID: "w-1", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736",
 		}},
 		{name: "dead lettered", r: Result{
 			SchemaVersion: SchemaVersion, CommandID: testID, Type: TypeCommentAdd, LocationID: 42,
@@ -218,6 +218,7 @@ func TestResultsMatchSchema(t *testing.T) {
 	bad := []string{
 		`{"schema_version":1,"command_id":"x","type":"client.create","location_id":1,"outcome":"won","attempts":0,"completed_at":"2026-11-30T10:00:00Z"}`,
 		`{"schema_version":1,"command_id":"x","type":"client.create","location_id":1,"outcome":"failed","attempts":0}`,
+		`{"schema_version":1,"command_id":"x","type":"client.create","location_id":1,"outcome":"failed","attempts":0,"completed_at":"2026-11-30T10:00:00Z","trace_id":"not-a-trace-id"}`,
 	}
 	for _, in := range bad {
 		if err := schemaValidate(t, s, []byte(in)); err == nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/outbox"
@@ -53,32 +54,38 @@ type Accepted struct {
 type pending struct {
 	cmd commands.Command
 	msg *nats.Msg
+	// span is the command's ingest.publish span, ended when its fate is
+	// known (tracing.go).
+	span trace.Span
 }
 
 // errStreamFull is a publish refused because COMMANDS is at its limits.
 var errStreamFull = errors.New("command stream full")
 
-// postCommands is POST /v1/commands.
+// postCommands is POST /v1/commands, in the span ingest.accept.
 func (s *Server) postCommands(w http.ResponseWriter, r *http.Request) {
+	ctx, span := s.startAccept(w, r)
+	endAccept(span, s.postCommandsIn(ctx, w, r))
+}
+
+// postCommandsIn answers POST /v1/commands, with ctx carrying the accept
+// span, and returns the status it answered with.
+func (s *Server) postCommandsIn(ctx context.Context, w http.ResponseWriter, r *http.Request) int {
 	body, prob := s.readBody(w, r, probBadJSON)
 	if prob != nil {
-		s.reject(w, r, prob, 1)
-		return
+		return s.reject(w, r, prob, 1)
 	}
 	id, err := s.auth.authenticate(r.Header, body)
 	if err != nil {
 		s.log.Info("request unauthenticated", "remote", r.RemoteAddr, "request_id", requestID(r), "error", err)
-		s.reject(w, r, probUnauth.problem(err.Error()), 1)
-		return
+		return s.reject(w, r, probUnauth.problem(err.Error()), 1)
 	}
 	if !isJSON(r.Header.Get("Content-Type")) {
-		s.reject(w, r, probMediaType.problem("Content-Type must be application/json"), 1)
-		return
+		return s.reject(w, r, probMediaType.problem("Content-Type must be application/json"), 1)
 	}
 	key, err := idempotencyKey(r.Header.Get(headerIdempotencyKey))
 	if err != nil {
-		s.reject(w, r, probBadHeader.problem(err.Error()), 1)
-		return
+		return s.reject(w, r, probBadHeader.problem(err.Error()), 1)
 	}
 	if key == "" {
 		key = id.webhookID
@@ -89,29 +96,28 @@ func (s *Server) postCommands(w http.ResponseWriter, r *http.Request) {
 		if !errors.As(err, &re) {
 			re = &requestError{kind: probInternal, detail: err.Error()}
 		}
-		s.reject(w, r, re.problem(), max(len(cmds), 1))
-		return
+		return s.reject(w, r, re.problem(), max(len(cmds), 1))
 	}
+	acceptedBy(ctx, id.producer.Name, len(cmds))
 	assignIDs(cmds, batch, id.producer.Name, key)
 	if p := s.authorize(id.producer, cmds, batch); p != nil {
 		s.log.Info("commands forbidden", "producer", id.producer.Name, "request_id", requestID(r), "problems", len(p.Errors))
-		s.reject(w, r, p, len(cmds))
-		return
+		return s.reject(w, r, p, len(cmds))
 	}
-	statuses, p := s.accept(r.Context(), id.producer, cmds)
+	statuses, p := s.accept(ctx, id.producer, cmds)
 	if p != nil {
 		p.Commands = statuses
-		s.reject(w, r, p, len(cmds)-len(statuses))
-		return
+		return s.reject(w, r, p, len(cmds)-len(statuses))
 	}
 	if !batch {
 		w.Header().Set("Location", "/v1/commands/"+statuses[0].ID)
 	}
 	writeJSON(w, http.StatusAccepted, Accepted{Commands: statuses})
+	return http.StatusAccepted
 }
 
-// reject answers with p and counts n rejected commands.
-func (s *Server) reject(w http.ResponseWriter, r *http.Request, p *Problem, n int) {
+// reject answers with p, counts n rejected commands and returns p's status.
+func (s *Server) reject(w http.ResponseWriter, r *http.Request, p *Problem, n int) int {
 	reason := "internal"
 	for _, k := range allProblemKinds {
 		if problemTypePrefix+k.slug == p.Type {
@@ -126,6 +132,7 @@ func (s *Server) reject(w http.ResponseWriter, r *http.Request, p *Problem, n in
 		s.log.Info("commands rejected", "status", p.Status, "reason", reason, "request_id", requestID(r), "problems", len(p.Errors))
 	}
 	s.writeProblem(w, r, p)
+	return p.Status
 }
 
 // authorize returns a 403 problem listing every command the producer may
@@ -159,12 +166,18 @@ func (s *Server) authorize(p *Producer, cmds []commands.Command, batch bool) *Pr
 // spooled to the outbox together; while the outbox holds entries, every
 // command is spooled, so that none overtakes a spooled one. It returns the
 // statuses of the commands accepted and, when not all were, the problem
-// (503 stream full or outbox unavailable).
-func (s *Server) accept(ctx context.Context, p *Producer, cmds []commands.Command) ([]CommandStatus, *Problem) {
+// (503 stream full or outbox unavailable). Each command's message carries
+// the trace context of its ingest.publish span, a child of ctx's.
+func (s *Server) accept(ctx context.Context, p *Producer, cmds []commands.Command) (statuses []CommandStatus, prob *Problem) {
 	// Once we decided to take the commands, a client hanging up does not
 	// cut the work short: the outcome must be definite.
 	ctx = context.WithoutCancel(ctx)
 	batch := make([]pending, len(cmds))
+	defer func() {
+		if prob != nil {
+			endUnsettled(batch, prob.Title)
+		}
+	}()
 	for i := range cmds {
 		m, err := s.message(p, &cmds[i])
 		if errors.Is(err, commands.ErrTooLarge) {
@@ -175,8 +188,9 @@ func (s *Server) accept(ctx context.Context, p *Producer, cmds []commands.Comman
 			return nil, probInternal.problem(err.Error())
 		}
 		batch[i] = pending{cmd: cmds[i], msg: m}
+		s.startPublish(ctx, &batch[i])
 	}
-	statuses := make([]CommandStatus, 0, len(cmds))
+	statuses = make([]CommandStatus, 0, len(cmds))
 	spoolFrom := -1
 	if s.mustSpool() {
 		spoolFrom = 0
@@ -309,6 +323,7 @@ func (s *Server) published(ctx context.Context, pc pending, f jetstream.PubAckFu
 	}
 	s.metrics.publish.Observe(time.Since(sent).Seconds())
 	if err != nil {
+		publishFailed(pc, err)
 		if isStreamFull(err) {
 			return CommandStatus{}, fmt.Errorf("publish %s: %w: %w", pc.cmd.ID, errStreamFull, err)
 		}
@@ -320,6 +335,7 @@ func (s *Server) published(ctx context.Context, pc pending, f jetstream.PubAckFu
 		st.Status, result = StatusDuplicate, resultDuplicate
 	}
 	s.metrics.commands.WithLabelValues(result, "").Inc()
+	endStored(pc, ack.Sequence, ack.Duplicate)
 	s.recent.add(pc.cmd.ID, recentEntry{seq: ack.Sequence, location: pc.cmd.LocationID})
 	s.log.Debug("command "+st.Status, "command_id", pc.cmd.ID, "correlation_id", pc.cmd.CorrelationID,
 		"type", pc.cmd.Type, "location_id", pc.cmd.LocationID, "stream_seq", ack.Sequence)
@@ -361,6 +377,7 @@ func (s *Server) spool(ctx context.Context, batch []pending) ([]CommandStatus, *
 	statuses := make([]CommandStatus, len(batch))
 	for i, pc := range batch {
 		statuses[i] = CommandStatus{ID: pc.cmd.ID, Status: StatusAccepted, Spooled: true}
+		endSpooled(pc)
 		s.recent.add(pc.cmd.ID, recentEntry{spooled: true, location: pc.cmd.LocationID})
 		s.log.Debug("command spooled", "command_id", pc.cmd.ID, "correlation_id", pc.cmd.CorrelationID,
 			"type", pc.cmd.Type, "location_id", pc.cmd.LocationID)

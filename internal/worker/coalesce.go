@@ -8,8 +8,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/tracing"
 )
 
 // Budget is the shared API budget as the worker waits on it itself
@@ -66,9 +70,16 @@ func (j *job) attemptCoalesced(ctx context.Context, f commands.ClientFields) err
 		picked: make(chan bool, 1),
 		intent: make(chan bool, 1),
 		done:   make(chan createResult, 1),
+		sc:     j.span.SpanContext(),
 	}
 	it.phone = commands.NormalizePhone(it.in.Phone)
 	loc := j.cmd.LocationID
+	// The wait to be picked is this create's wait for the budget (the
+	// location's sender takes the slot).
+	_, wait := w.tracer.Start(ctx, "ratelimit.wait")
+	if wait.IsRecording() {
+		wait.SetAttributes(tracing.AttrFlow.String(w.cfg.Flow(loc)), attribute.Bool("worker.coalesced", true))
+	}
 	w.creates.add(loc, it)
 	wctx, cancel := w.untilStopping(ctx)
 	var sending bool
@@ -77,11 +88,14 @@ func (j *job) attemptCoalesced(ctx context.Context, f commands.ClientFields) err
 	case <-wctx.Done():
 		if w.creates.remove(loc, it) {
 			cancel()
+			tracing.SetError(wait, wctx.Err())
+			wait.End()
 			return j.notSent(wctx.Err())
 		}
 		sending = <-it.picked
 	}
 	cancel()
+	wait.End()
 	if !sending {
 		return j.notSent(altegio.ErrNotSent)
 	}
@@ -104,6 +118,10 @@ func (j *job) attemptCoalesced(ctx context.Context, f commands.ClientFields) err
 	it.intent <- true
 	res := <-it.done
 	j.apiLatency = res.latency
+	if res.shared.IsValid() && res.shared.TraceID() != it.sc.TraceID() {
+		// The bulk request lives in another command's trace.
+		j.span.AddLink(trace.Link{SpanContext: res.shared})
+	}
 	if h := w.hooks.afterAPI; h != nil {
 		h(j.cmd, res.err)
 	}
@@ -127,6 +145,9 @@ type createItem struct {
 	// intent receives the job's answer: true when the intent is recorded.
 	intent chan bool
 	done   chan createResult
+	// sc is the span context of the job's worker.handle span: the parent
+	// of the request's spans, or a link of a shared bulk request.
+	sc trace.SpanContext
 }
 
 // createResult is one create's share of a request's outcome.
@@ -135,6 +156,9 @@ type createResult struct {
 	err     error
 	batch   int // creates in the request
 	latency time.Duration
+	// shared is the worker.bulk_create span of a request shared by
+	// several creates (invalid for a create sent alone).
+	shared trace.SpanContext
 }
 
 // coalescer gathers the creates of each location that wait for the budget
@@ -266,9 +290,29 @@ func (c *coalescer) send(loc int64, ready []*createItem, check func() bool) {
 	if check != nil {
 		ctx = altegio.WithSlot(ctx, check)
 	}
+	// The request's spans belong to the first create's trace; a shared
+	// bulk request is a worker.bulk_create span there, linked to every
+	// other create's handle span (which links back).
+	ctx = trace.ContextWithSpanContext(ctx, ready[0].sc)
+	var shared trace.SpanContext
+	var bulkSpan trace.Span
+	if len(ready) > 1 {
+		links := make([]trace.Link, 0, len(ready)-1)
+		for _, it := range ready[1:] {
+			if it.sc.IsValid() {
+				links = append(links, trace.Link{SpanContext: it.sc})
+			}
+		}
+		ctx, bulkSpan = w.tracer.Start(ctx, "worker.bulk_create", trace.WithLinks(links...))
+		defer bulkSpan.End()
+		if bulkSpan.IsRecording() {
+			bulkSpan.SetAttributes(tracing.AttrBatchSize.Int(len(ready)), tracing.AttrLocationID.Int64(loc))
+		}
+		shared = bulkSpan.SpanContext()
+	}
 	start := time.Now()
 	deliver := func(it *createItem, rec altegio.ClientRecord, err error) {
-		it.done <- createResult{rec: rec, err: err, batch: len(ready), latency: time.Since(start)}
+		it.done <- createResult{rec: rec, err: err, batch: len(ready), latency: time.Since(start), shared: shared}
 	}
 	if len(ready) == 1 {
 		rec, err := w.api.CreateClient(ctx, loc, ready[0].in)
@@ -280,6 +324,7 @@ func (c *coalescer) send(loc int64, ready []*createItem, check func() bool) {
 		inputs[i] = it.in
 	}
 	res, err := w.api.BulkCreateClients(ctx, loc, inputs)
+	tracing.SetError(bulkSpan, err)
 	if err != nil {
 		for _, it := range ready {
 			deliver(it, altegio.ClientRecord{}, err)

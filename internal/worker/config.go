@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
 )
@@ -140,6 +141,15 @@ type Config struct {
 	Registerer prometheus.Registerer
 	// Now tells the time. Default time.Now.
 	Now func() time.Time
+	// TracerProvider traces each delivery: worker.handle continues the
+	// trace in the command message's traceparent, with children for the
+	// budget wait (ratelimit.wait) and the publications
+	// (worker.publish_result, worker.publish_dlq); the API client's spans
+	// nest below when it shares the provider. Result events and DLQ
+	// records carry the trace id, and so do the per-command log lines.
+	// Default nil: otel's no-op provider, which still passes a message's
+	// trace context on to the result event.
+	TracerProvider trace.TracerProvider
 }
 
 func (c *Config) setDefaults() {

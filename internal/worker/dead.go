@@ -84,6 +84,7 @@ func (j *job) emitDead(ctx context.Context, dl commands.DLQRecord, r commands.Re
 	w.metrics.commands.WithLabelValues(typeLabel(j.cmd.Type), string(commands.OutcomeDeadLettered)).Inc()
 	j.log.Warn("dead-lettered", slog.String("class", string(dl.ErrorClass)),
 		slog.Int("status", dl.HTTPStatus), slog.String("reason", dl.Reason))
+	j.mark(string(commands.OutcomeDeadLettered), dl.ErrorClass, errors.New(dl.Reason))
 	return nil
 }
 
@@ -132,6 +133,7 @@ func (j *job) deadLetterInvalid(ctx context.Context, err error) error {
 				return j.retryInfra(err)
 			}
 			j.w.metrics.dlq.WithLabelValues(string(dl.ErrorClass)).Inc()
+			j.mark(string(commands.OutcomeDeadLettered), dl.ErrorClass, errors.New(dl.Reason))
 			wmjetstream.Terminate(j.msg, string(dl.ErrorClass)+": "+dl.Reason)
 			return nil
 		}
@@ -195,6 +197,7 @@ func (j *job) dlqRecord(v verdict, reason string, now time.Time) commands.DLQRec
 		LastFailureAt:  last,
 		DeadLetteredAt: now,
 		WorkerID:       j.w.cfg.WorkerID,
+		TraceID:        j.traceID,
 	}
 	if j.cmd.Type.Valid() {
 		dl.ClientKey = j.cmd.ClientKey()

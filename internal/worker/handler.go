@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/ThreeDotsLabs/watermill/message"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/backoff"
@@ -34,6 +35,11 @@ type job struct {
 	unread bool
 	// apiLatency is the time spent in execute.
 	apiLatency time.Duration
+	// span is the delivery's worker.handle span (no-op without tracing),
+	// traceID its trace's id: "" when the message carried no trace
+	// context and tracing is off.
+	span    trace.Span
+	traceID string
 }
 
 // handler returns the Watermill handler of partition p.
@@ -43,9 +49,13 @@ func (w *Worker) handler(p int) message.NoPublishHandlerFunc {
 		if !ok {
 			return errors.New("message without jetstream delivery")
 		}
-		j := &job{w: w, msg: msg, info: info, partition: p,
-			log: w.log.With(slog.Uint64("stream_seq", info.StreamSeq), slog.Uint64("delivery", info.NumDelivered))}
-		return j.run(msg.Context())
+		ctx, j := w.startHandle(msg, info, p)
+		defer j.span.End()
+		err := j.run(ctx)
+		if err != nil {
+			j.mark("nacked", "", err)
+		}
+		return err
 	}
 }
 
@@ -76,6 +86,7 @@ func (j *job) run(ctx context.Context) error {
 	}
 	j.log = j.log.With(slog.String("command_id", cmd.ID), slog.String("type", string(cmd.Type)),
 		slog.Int64("location_id", cmd.LocationID))
+	j.decoded()
 
 	// The first delivery of an original message almost never finds a
 	// record: it skips the read, and the intent's create-if-absent finds
@@ -156,6 +167,7 @@ func (j *job) alreadyDone(ctx context.Context, replay int, sameMsg bool) error {
 		return j.retryInfra(err)
 	}
 	j.log.Debug("re-published stored result", slog.String("outcome", string(r.Outcome)))
+	j.mark("republished", "", nil)
 	j.w.metrics.commands.WithLabelValues(string(j.cmd.Type), "duplicate").Inc()
 	j.msg.Ack()
 	return nil
@@ -177,6 +189,7 @@ func (j *job) duplicate(ctx context.Context) error {
 		return j.retryInfra(err)
 	}
 	j.log.Debug("duplicate command")
+	j.mark(string(commands.OutcomeDuplicate), "", nil)
 	j.w.metrics.commands.WithLabelValues(string(j.cmd.Type), "duplicate").Inc()
 	j.msg.Ack()
 	return nil
@@ -207,7 +220,7 @@ func (j *job) attempt(ctx context.Context) error {
 	// Wait for the first request's slot before recording anything: a
 	// command that waits is not in flight, so a crash meanwhile leaves
 	// nothing to reconcile, and the wait is not an attempt.
-	check, err := w.waitBudget(ctx, j.cmd.LocationID)
+	check, err := j.waitBudget(ctx)
 	if err != nil {
 		return j.notSent(err)
 	}
@@ -263,6 +276,7 @@ func (j *job) recordIntent(ctx context.Context, clientID int64) error {
 func (j *job) intentFailed(err error) error {
 	if j.unread && errors.Is(err, errConflict) {
 		j.log.Debug("a record exists for this first delivery; reading it on redelivery")
+		j.mark("reread", "", nil)
 		wmjetstream.Retry(j.msg, 0)
 		return nil
 	}
@@ -274,6 +288,7 @@ func (j *job) intentFailed(err error) error {
 // so it is neither an attempt nor a deferral.
 func (j *job) notSent(err error) error {
 	j.log.Debug("budget wait ended; handing back", slog.Any("error", err))
+	j.mark("not_sent", "", nil)
 	j.w.metrics.retries.WithLabelValues("budget").Inc()
 	wmjetstream.Retry(j.msg, j.w.cfg.RetryBase)
 	return nil
@@ -367,6 +382,7 @@ func (j *job) succeed(ctx context.Context, out outcome) error {
 		return j.retryInfra(err)
 	}
 	j.log.Debug("succeeded", slog.String("outcome", string(o)), slog.String("note", out.note))
+	j.mark(string(o), "", nil)
 	w.metrics.commands.WithLabelValues(string(c.Type), string(o)).Inc()
 	j.msg.Ack()
 	return nil
@@ -493,6 +509,11 @@ func (j *job) retry(ctx context.Context, v verdict, delay time.Duration, attempt
 	}
 	w.metrics.retries.WithLabelValues(string(v.class)).Inc()
 	w.metrics.commands.WithLabelValues(string(j.cmd.Type), outcomeLabel).Inc()
+	if attempt {
+		j.mark(outcomeLabel, v.class, errors.New(j.rec.LastError))
+	} else {
+		j.mark(outcomeLabel, v.class, nil)
+	}
 	j.log.Debug("retry", slog.String("class", string(v.class)), slog.Int("status", v.status),
 		slog.Duration("delay", delay), slog.String("error", j.rec.LastError))
 	wmjetstream.Retry(j.msg, delay)
@@ -505,6 +526,7 @@ func (j *job) retry(ctx context.Context, v verdict, delay time.Duration, attempt
 func (j *job) retryInfra(err error) error {
 	delay := j.w.backoff(int(min(j.info.NumDelivered, 16)))
 	j.log.Warn("infrastructure error; retrying", slog.Any("error", err), slog.Duration("delay", delay))
+	j.mark("retry_infrastructure", "", err)
 	j.w.metrics.retries.WithLabelValues("infrastructure").Inc()
 	wmjetstream.Retry(j.msg, delay)
 	return nil
@@ -534,6 +556,7 @@ func (j *job) result(o commands.Outcome, v verdict) commands.Result {
 		CorrelationID:  j.cmd.CorrelationID,
 		StreamSeq:      j.info.StreamSeq,
 		WorkerID:       j.w.cfg.WorkerID,
+		TraceID:        j.traceID,
 	}
 	if j.rec.ClientID > 0 {
 		r.ClientID = j.rec.ClientID

@@ -96,6 +96,7 @@ func (j *job) deferForOrder(ctx context.Context, older *jetstream.RawStreamMsg) 
 	j.log.Debug("deferred: an older command of the client is pending",
 		slog.Uint64("older_seq", older.Sequence), slog.String("older_command_id", olderID),
 		slog.Duration("delay", delay))
+	j.mark("deferred_order", "", nil)
 	wmjetstream.Retry(j.msg, delay)
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/tracing"
 	"github.com/altegio-integrator/integrator/internal/wmjetstream"
 )
 
@@ -62,12 +63,20 @@ func EventMsgID(r commands.Result) string {
 
 // publishResult publishes a result event on commands.EventSubject(r) and,
 // once it is stored, indexes a terminal one (history.go).
-func (w *Worker) publishResult(ctx context.Context, r commands.Result) error {
+// The publication is the span worker.publish_result, and the event carries
+// its trace context.
+func (w *Worker) publishResult(ctx context.Context, r commands.Result) (err error) {
+	subject := commands.EventSubject(r)
+	ctx, span := w.startPublish(ctx, "worker.publish_result", subject)
+	defer func() {
+		tracing.SetError(span, err)
+		span.End()
+	}()
 	body, err := commands.Marshal(r)
 	if err != nil {
 		return fmt.Errorf("encode result: %w", err)
 	}
-	if err := w.publish(ctx, commands.EventSubject(r), EventMsgID(r), commands.ResultHeaders(r), body); err != nil {
+	if err := w.publish(ctx, subject, EventMsgID(r), commands.ResultHeaders(r), body); err != nil {
 		return err
 	}
 	w.index(ctx, r)
@@ -75,8 +84,15 @@ func (w *Worker) publishResult(ctx context.Context, r commands.Result) error {
 }
 
 // publishDLQ publishes a DLQ record on commands.DLQSubject(cmd), with
-// Nats-Msg-Id dl.MsgID() ("dlq:<command id>:<stream seq>").
-func (w *Worker) publishDLQ(ctx context.Context, cmd commands.Command, dl commands.DLQRecord) error {
+// Nats-Msg-Id dl.MsgID() ("dlq:<command id>:<stream seq>"), in the span
+// worker.publish_dlq.
+func (w *Worker) publishDLQ(ctx context.Context, cmd commands.Command, dl commands.DLQRecord) (err error) {
+	subject := commands.DLQSubject(cmd)
+	ctx, span := w.startPublish(ctx, "worker.publish_dlq", subject)
+	defer func() {
+		tracing.SetError(span, err)
+		span.End()
+	}()
 	body, err := commands.Marshal(dl)
 	if err == nil && len(body) > w.dlqLimit() {
 		// The record always fits: a command too large to embed is stored
@@ -100,7 +116,7 @@ func (w *Worker) publishDLQ(ctx context.Context, cmd commands.Command, dl comman
 	if dl.Type != "" {
 		h[commands.HeaderCommandType] = []string{string(dl.Type)}
 	}
-	return w.publish(ctx, commands.DLQSubject(cmd), id, h, body)
+	return w.publish(ctx, subject, id, h, body)
 }
 
 // dlqHeaderRoom is what a DLQ record's message headers may take.
@@ -192,6 +208,7 @@ func (w *Worker) publishAccountEvent(ctx context.Context, cmd commands.Command, 
 // publish sends one message through the Watermill publisher and waits for
 // the stream to store it; a duplicate of its message id counts as stored.
 // msgID is the only source of the Nats-Msg-Id header: it overrides any in h.
+// The message carries the trace context of ctx's span (traceparent), if any.
 func (w *Worker) publish(ctx context.Context, subject, msgID string, h map[string][]string, body []byte) error {
 	m := message.NewMessage(msgID, body)
 	for k, v := range h {
@@ -199,6 +216,7 @@ func (w *Worker) publish(ctx context.Context, subject, msgID string, h map[strin
 			m.Metadata.Set(k, v[0])
 		}
 	}
+	tracing.InjectMetadata(ctx, m.Metadata)
 	m.Metadata.Set(wmjetstream.MsgIDKey, msgID)
 	if err := w.pub.PublishContext(ctx, subject, m); err != nil {
 		return fmt.Errorf("publish %s: %w", subject, err)

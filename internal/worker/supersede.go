@@ -117,6 +117,7 @@ func (j *job) supersede(ctx context.Context, newer uint64) error {
 		return j.retryInfra(err)
 	}
 	j.log.Info("replay superseded", slog.Uint64("newer_seq", newer))
+	j.mark(string(commands.OutcomeSuperseded), "", nil)
 	j.w.metrics.commands.WithLabelValues(string(j.cmd.Type), string(commands.OutcomeSuperseded)).Inc()
 	j.msg.Ack()
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/topology"
+	"github.com/altegio-integrator/integrator/internal/tracing"
 	"github.com/altegio-integrator/integrator/internal/wmjetstream"
 )
 
@@ -89,8 +90,18 @@ func (w *Worker) sweepCommandAt(msg *message.Message, adv maxDeliveriesAdvisory)
 	return nil
 }
 
-// sweepCommand brings the command at raw to a terminal event.
-func (w *Worker) sweepCommand(ctx context.Context, raw *jetstream.RawStreamMsg, adv maxDeliveriesAdvisory) error {
+// sweepCommand brings the command at raw to a terminal event, in a
+// worker.sweep span of the command's trace.
+func (w *Worker) sweepCommand(ctx context.Context, raw *jetstream.RawStreamMsg, adv maxDeliveriesAdvisory) (err error) {
+	ctx = tracing.Extract(ctx, raw.Header)
+	ctx, span := w.tracer.Start(ctx, "worker.sweep")
+	defer func() {
+		tracing.SetError(span, err)
+		span.End()
+	}()
+	if span.IsRecording() {
+		span.SetAttributes(tracing.AttrStreamSeq.Int64(int64(raw.Sequence)), tracing.AttrDeliveryCount.Int64(int64(adv.Deliveries)))
+	}
 	m := message.NewMessage(fmt.Sprintf("sweep-%d", raw.Sequence), raw.Data)
 	for k, v := range raw.Header {
 		if len(v) > 0 {
@@ -102,7 +113,11 @@ func (w *Worker) sweepCommand(ctx context.Context, raw *jetstream.RawStreamMsg, 
 			Stream: topology.StreamCommands, Consumer: adv.Consumer, Subject: raw.Subject,
 			StreamSeq: raw.Sequence, NumDelivered: adv.Deliveries, Timestamp: raw.Time,
 		},
-		log: w.log.With(slog.String("component", "sweeper"), slog.Uint64("stream_seq", raw.Sequence)),
+		log:  w.log.With(slog.String("component", "sweeper"), slog.Uint64("stream_seq", raw.Sequence)),
+		span: span, traceID: tracing.TraceID(ctx),
+	}
+	if j.traceID != "" {
+		j.log = j.log.With(slog.String("trace_id", j.traceID))
 	}
 	cmd, err := commands.Decode(raw.Data)
 	j.cmd = cmd

@@ -15,10 +15,12 @@ import (
 	"github.com/ThreeDotsLabs/watermill/message/router/middleware"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/idem"
 	"github.com/altegio-integrator/integrator/internal/topology"
+	"github.com/altegio-integrator/integrator/internal/tracing"
 	"github.com/altegio-integrator/integrator/internal/wmjetstream"
 )
 
@@ -70,7 +72,8 @@ type Worker struct {
 	// which this process last published its paused event.
 	pausedPublished sync.Map
 
-	hooks hooks
+	hooks  hooks
+	tracer trace.Tracer
 }
 
 // hooks let tests stop the worker at chosen points.
@@ -111,6 +114,7 @@ func New(cfg Config, js jetstream.JetStream, api API, top *topology.Topology) (*
 		maxHeld:    make(map[int]int),
 		pinned:     make(map[int]bool),
 		stopping:   make(chan struct{}),
+		tracer:     tracing.Provider(cfg.TracerProvider).Tracer(tracerName),
 	}
 	w.creates = newCoalescer(w)
 	for p := range w.partitions {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/time/rate"
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
@@ -48,6 +49,12 @@ type WorkerConfig struct {
 	// Logger and Registerer are shared by every part.
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// TracerProvider is shared by the worker and the API client (and so
+	// the read service), unless cfg.Worker names one of its own: a
+	// command's delivery, budget wait, API exchanges and publications
+	// are one trace (internal/tracing). Default nil: otel's no-op
+	// provider.
+	TracerProvider trace.TracerProvider
 }
 
 // NewWorker builds the worker's parts on js: the API client of NewAPI
@@ -64,6 +71,9 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 	wcfg := cfg.Worker
 	wcfg.Logger, wcfg.Registerer = log.With("component", "worker"), cfg.Registerer
 	wcfg.Flow = api.flow
+	if wcfg.TracerProvider == nil {
+		wcfg.TracerProvider = cfg.TracerProvider
+	}
 	if api.budget != nil { // a nil *ratelimit.Limiter in an interface would not be nil
 		wcfg.Budget = api.budget
 	}
@@ -154,7 +164,7 @@ func newAPI(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, log *
 		return altegio.AccountFlow(name, loc)
 	}
 	apiCfg := altegio.Config{BaseURL: cfg.APIBaseURL, Timeout: cfg.Worker.HandlerTimeout, Flow: flow,
-		Logger: log.With("component", "altegio"), Registerer: cfg.Registerer}
+		Logger: log.With("component", "altegio"), Registerer: cfg.Registerer, TracerProvider: cfg.TracerProvider}
 	// Logins go through a client of their own: POST /auth carries only the
 	// partner token, so it needs no Authorizer, but it shares the budget.
 	loginClient, err := altegio.New(apiCfg, nil, limiter)
