@@ -3,6 +3,7 @@ package console
 import (
 	"errors"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"slices"
@@ -206,7 +207,7 @@ type dlqData struct {
 	Shown     int
 	Summary   dlq.Summary
 	Groups    []reasonGroup
-	Query     string
+	Query     template.URL // the filter as a query, already encoded
 	Selective bool
 	Describe  string
 	Err       string
@@ -232,7 +233,7 @@ func (c *Console) dlqList(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	d.Summary, d.Total = sum, len(entries)
-	d.Query = filterValues(f).Encode()
+	d.Query = template.URL(filterValues(f).Encode()) // url.Values.Encode escapes every part
 	d.Selective, d.Describe = f.Selective(), describe(f)
 	for _, rc := range sum.ByReason {
 		g := reasonGroup{ReasonCount: rc}

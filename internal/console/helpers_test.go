@@ -277,6 +277,18 @@ func (e *env) publishEvent(r map[string]any) {
 	}
 }
 
+// publishAttention stores an account.needs_attention event as a worker
+// does.
+func (e *env) publishAttention(location int64, body map[string]any) {
+	e.t.Helper()
+	b, _ := json.Marshal(body)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := e.js.Publish(ctx, commands.AccountAttentionSubject(location), b); err != nil {
+		e.t.Fatal(err)
+	}
+}
+
 // publishDLQ stores a DLQ record of a command as a worker does and returns
 // its DLQ sequence.
 func (e *env) publishDLQ(cmd commands.Command, class commands.ErrorClass, status int, reason string, replay int) uint64 {

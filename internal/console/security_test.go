@@ -117,7 +117,6 @@ func sameProblem(a, b string) bool {
 	return strip(a) == strip(b)
 }
 
-
 // Logging in: no session sends you to the form; a wrong key is refused
 // and sets nothing; the right one starts a session in a cookie that
 // scripts cannot read, other sites do not send, and only /ui/ gets.
