@@ -71,6 +71,8 @@ type options struct {
 	webhookProxies    string
 	webhookOwn        string
 
+	console consoleOptions
+
 	cfg ingest.Config
 
 	logLevel   string
@@ -139,8 +141,12 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	str(&o.logFormat, "log-format", "LOG_FORMAT", "json", "json or text")
 	str(&o.cpuProfile, "cpu-profile", "INGEST_CPU_PROFILE", "", "write a CPU profile of the whole run to this file (diagnosing the hot path)")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	o.console.register(fs)
 
 	if err := fs.ParseNoArgs(args); err != nil {
+		return nil, err
+	}
+	if err := o.console.check(); err != nil {
 		return nil, err
 	}
 	return o, nil
@@ -258,6 +264,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return fmt.Errorf("dlq: %w", err)
 		}
 		cfg.DLQ, cfg.OperatorKeys = svc, operatorKeys
+		if cfg.Console, err = newConsole(o.console, operatorKeys, svc, opJS, nc, reg, log); err != nil {
+			return err
+		}
 	}
 	srv, err := ingest.New(cfg, nc, js, ob)
 	if err != nil {

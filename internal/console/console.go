@@ -133,7 +133,8 @@ func (c *Config) setDefaults() {
 	}
 }
 
-// Validate reports every setting that cannot work.
+// Validate reports every setting that cannot work and every required
+// dependency that is missing (ErrNoOperatorKeys among them).
 func (c Config) Validate() error {
 	var errs []error
 	if len(c.OperatorKeys) == 0 {
@@ -145,6 +146,14 @@ func (c Config) Validate() error {
 	if c.JS == nil {
 		errs = append(errs, errors.New("console: jetstream is required"))
 	}
+	return errors.Join(append(errs, c.ValidateSettings())...)
+}
+
+// ValidateSettings reports the settings that cannot work, leaving out the
+// dependencies (OperatorKeys, DLQ, JS): a binary checks its flags with it
+// before it connects to anything.
+func (c Config) ValidateSettings() error {
+	var errs []error
 	for _, u := range c.WorkerMetrics {
 		if err := checkHTTPURL(u); err != nil {
 			errs = append(errs, fmt.Errorf("console: worker metrics URL: %w", err))

@@ -77,19 +77,6 @@ func (m *minutes) sum(name string, n int) float64 {
 	return total
 }
 
-// names returns the series whose name starts with prefix.
-func (m *minutes) names(prefix string) []string {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []string
-	for k := range m.series {
-		if len(k) >= len(prefix) && k[:len(prefix)] == prefix {
-			out = append(out, k)
-		}
-	}
-	return out
-}
-
 // reset empties the named series.
 func (m *minutes) reset(names ...string) {
 	m.mu.Lock()
