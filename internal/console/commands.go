@@ -379,7 +379,7 @@ func (c *Console) steps(d timelineData, events []storedEvent) []step {
 	}
 	if d.Record != nil && d.Record.Deferrals > 0 {
 		out = append(out, step{At: d.Record.FirstAttemptAt, Kind: "deferred",
-			Title:  fmt.Sprintf("Deferred %d times", d.Record.Deferrals),
+			Title:  "Deferred " + count(d.Record.Deferrals, "time", "times"),
 			Detail: "429 answers or waits behind an older command of the same client; not attempts (times not recorded)"})
 	}
 	deadGens := map[int]bool{}
@@ -396,7 +396,7 @@ func (c *Console) steps(d timelineData, events []storedEvent) []step {
 		case commands.OutcomeDeadLettered:
 			deadGens[e.Replay] = true
 			s.Kind, s.Title = "dead", "Dead-lettered"+gen
-			s.Detail = fmt.Sprintf("after %d attempts", e.Attempts)
+			s.Detail = "after " + count(e.Attempts, "attempt", "attempts")
 			for _, en := range d.Entries {
 				if en.Record.Replay == e.Replay {
 					s.Link, s.LinkTxt = fmt.Sprintf("/ui/dlq/%d", en.Seq), fmt.Sprintf("DLQ entry %d", en.Seq)
@@ -431,14 +431,14 @@ func (c *Console) steps(d timelineData, events []storedEvent) []step {
 	for _, en := range d.Entries {
 		if !deadGens[en.Record.Replay] {
 			out = append(out, step{At: en.DeadLetteredAt(), Kind: "dead", Title: "Dead-lettered",
-				Detail: fmt.Sprintf("after %d attempts (from the DLQ entry)", en.Record.Attempts),
+				Detail: "after " + count(en.Record.Attempts, "attempt", "attempts") + " (from the DLQ entry)",
 				Class:  en.Record.ErrorClass, Status: en.Record.HTTPStatus, Message: en.Record.Reason,
 				Link: fmt.Sprintf("/ui/dlq/%d", en.Seq), LinkTxt: fmt.Sprintf("DLQ entry %d", en.Seq)})
 		}
 	}
 	if rec := d.Record; rec != nil && rec.State == idem.StateInFlight && rec.LastError != "" {
 		out = append(out, step{At: rec.LastFailureAt, Kind: "retrying", Title: "Being retried",
-			Detail: fmt.Sprintf("%d attempts so far; the last failed with:", rec.Attempts),
+			Detail: count(rec.Attempts, "attempt", "attempts") + " so far; the last failed with:",
 			Class:  rec.LastClass, Status: rec.LastStatus, Message: rec.LastError})
 	}
 	slices.SortStableFunc(out, func(a, b step) int { return a.At.Compare(b.At) })

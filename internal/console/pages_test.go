@@ -66,7 +66,7 @@ func TestOverview(t *testing.T) {
 		"<strong>Succeeded</strong> <span class=\"total\">2 in the last hour",
 		"<strong>Retried</strong> <span class=\"total\">1 in the last hour",
 		"<strong>Dead-lettered</strong> <span class=\"total\">1 in the last hour",
-		"1 commands waiting for JetStream")
+		"commands waiting for JetStream: 1")
 	mustContain(t, "the overview", r.body,
 		"this ingest process's own count", "worker-p0", "worker-p7", "0 in all",
 		`<span class="badge s-ok">CONNECTED</span>`, "Stream COMMANDS", "Stream EVENTS", "Stream DLQ",
@@ -201,7 +201,7 @@ func TestTimeline(t *testing.T) {
 	dseq := e.publishDLQ(dead, commands.ClassPermanent, 404, "client 998 not found", 0)
 	r = e.get("/ui/commands/"+dead.ID, s.cookie)
 	mustContain(t, "a dead command's timeline", r.body, fmt.Sprintf(`href="/ui/dlq/replay?seq=%d">Replay DLQ entry %d…`, dseq, dseq),
-		"after 1 attempts (from the DLQ entry)")
+		"after 1 attempt (from the DLQ entry)")
 	if r := e.get("/ui/commands/"+commands.NewID(), s.cookie); r.status != http.StatusNotFound || !strings.Contains(r.body, "Nothing is known of this command") {
 		t.Errorf("an unknown command: %d", r.status)
 	}
@@ -311,8 +311,8 @@ func TestReplayCountsThenConfirms(t *testing.T) {
 	s := e.login()
 
 	plan := e.get(fmt.Sprintf("/ui/dlq/replay?seq=%d", one), s.cookie)
-	mustContain(t, "the plan", plan.body, "<strong>1</strong> of the 1 selected entries would be replayed (dry run",
-		`name="expected" value="1"`, fmt.Sprintf(`name="seq" value="%d"`, one), "Replay 1 entries")
+	mustContain(t, "the plan", plan.body, "<strong>1</strong> of the 1 selected entry would be replayed (dry run",
+		`name="expected" value="1"`, fmt.Sprintf(`name="seq" value="%d"`, one), "Replay 1 entry")
 	if st, _ := e.entryStatus(one); st != dlq.StatusDead {
 		t.Fatalf("after the plan the entry is %q", st)
 	}
@@ -321,7 +321,7 @@ func TestReplayCountsThenConfirms(t *testing.T) {
 		return e.post("/ui/dlq/replay", s.cookie, v)
 	}
 	r := confirm(url.Values{"seq": {fmt.Sprint(one)}, "expected": {"1"}})
-	if r.status != http.StatusOK || !strings.Contains(r.body, "1 entries were replayed") {
+	if r.status != http.StatusOK || !strings.Contains(r.body, "1 entry was replayed") {
 		t.Fatalf("confirm: %d %s", r.status, r.body)
 	}
 	if st, _ := e.entryStatus(one); st != dlq.StatusReplayed {
@@ -335,19 +335,19 @@ func TestReplayCountsThenConfirms(t *testing.T) {
 
 	// A selection of two.
 	plan = e.get(fmt.Sprintf("/ui/dlq/replay?seq=%d&seq=%d", a, b), s.cookie)
-	mustContain(t, "the selection's plan", plan.body, "<strong>2</strong> of the 2 selected", fmt.Sprintf("entries %d, %d", a, b))
+	mustContain(t, "the selection's plan", plan.body, "<strong>2</strong> of the 2 selected entries", fmt.Sprintf("entries %d, %d", a, b))
 	if r := confirm(url.Values{"seq": {fmt.Sprint(a), fmt.Sprint(b)}, "expected": {"2"}}); !strings.Contains(r.body, "2 entries were replayed") {
 		t.Errorf("confirm the selection: %d %s", r.status, r.body)
 	}
 
 	// A filter: counted with absolute times, confirmed with them.
 	plan = e.get("/ui/dlq/replay?class=exhausted&since=1h", s.cookie)
-	mustContain(t, "the filter's plan", plan.body, "<strong>1</strong> of the 1 selected", `name="class" value="exhausted"`)
+	mustContain(t, "the filter's plan", plan.body, "<strong>1</strong> of the 1 selected entry", `name="class" value="exhausted"`)
 	if !regexp.MustCompile(`name="since" value="\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ"`).MatchString(plan.body) {
 		t.Errorf("the plan does not carry an absolute since")
 	}
 	since := regexp.MustCompile(`name="since" value="([^"]+)"`).FindStringSubmatch(plan.body)[1]
-	if r := confirm(url.Values{"class": {"exhausted"}, "since": {since}, "expected": {"1"}}); !strings.Contains(r.body, "1 entries were replayed") {
+	if r := confirm(url.Values{"class": {"exhausted"}, "since": {since}, "expected": {"1"}}); !strings.Contains(r.body, "1 entry was replayed") {
 		t.Errorf("confirm the filter: %d %s", r.status, r.body)
 	}
 	if st, _ := e.entryStatus(x); st != dlq.StatusReplayed {
@@ -370,7 +370,7 @@ func TestPurgeCountsThenConfirms(t *testing.T) {
 	gone := e.publishDLQ(comment(2, 902), commands.ClassExhausted, 503, "retries exhausted", 0)
 	s := e.login()
 	plan := e.get("/ui/dlq/purge?location=2", s.cookie)
-	mustContain(t, "the purge plan", plan.body, "<strong>1</strong> entries would be deleted", "Delete 1 entries")
+	mustContain(t, "the purge plan", plan.body, "<strong>1</strong> entry would be deleted", "Delete 1 entry")
 	if _, err := e.entryStatus(gone); err != nil {
 		t.Fatalf("the plan deleted the entry: %v", err)
 	}
@@ -379,7 +379,7 @@ func TestPurgeCountsThenConfirms(t *testing.T) {
 		t.Errorf("a purge confirming the wrong count: %d", r.status)
 	}
 	r = e.post("/ui/dlq/purge", s.cookie, url.Values{"location": {"2"}, "expected": {"1"}, "csrf": {s.csrf}})
-	if r.status != http.StatusOK || !strings.Contains(r.body, "1 entries were deleted") {
+	if r.status != http.StatusOK || !strings.Contains(r.body, "1 entry was deleted") {
 		t.Fatalf("purge: %d %s", r.status, r.body)
 	}
 	if _, err := e.entryStatus(gone); err == nil {

@@ -76,6 +76,7 @@ var funcs = template.FuncMap{
 	},
 	"statusClass": func(s string) string { return "s-" + strings.ReplaceAll(s, "_", "-") },
 	"add":         func(a, b int) int { return a + b },
+	"count":       count,
 	"bytes":       bytesText,
 	"fail": func(class commands.ErrorClass, status int, msg string) step {
 		return step{Class: class, Status: status, Message: msg}
@@ -125,6 +126,14 @@ func (c *Console) render(w http.ResponseWriter, status int, name string, p page)
 	_, _ = w.Write(b.Bytes())
 }
 
+// count says "1 entry" or "2 entries".
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
 // ago says how long before now t was, roughly.
 func ago(t time.Time) string {
 	if t.IsZero() {
@@ -138,6 +147,8 @@ func roundDuration(d time.Duration) string {
 	switch {
 	case d < 0:
 		return "0s"
+	case d < time.Millisecond:
+		return d.Round(time.Microsecond).String()
 	case d < time.Second:
 		return d.Round(time.Millisecond).String()
 	case d < time.Minute:

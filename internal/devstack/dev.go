@@ -28,6 +28,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/altegio"
 	"github.com/altegio-integrator/integrator/internal/auth"
 	"github.com/altegio-integrator/integrator/internal/commands"
+	"github.com/altegio-integrator/integrator/internal/console"
 	"github.com/altegio-integrator/integrator/internal/dlq"
 	"github.com/altegio-integrator/integrator/internal/ingest"
 	"github.com/altegio-integrator/integrator/internal/outbox"
@@ -128,12 +129,19 @@ type DevConfig struct {
 	Logger *slog.Logger
 	// Ready, when set, is called once everything listens.
 	Ready func(DevStack)
+	// ConsoleTraces, when set, lets the console at /ui/ show a command's
+	// spans (e.g. an in-memory recorder of the stack's traces). Default
+	// none: the console shows trace ids only.
+	ConsoleTraces console.Traces
 }
 
 // DevStack says where the running parts listen.
 type DevStack struct {
 	NATSURL, APIURL, IngestURL, OpsURL string
-	Sandbox                            *sandbox.Server // nil with a real API
+	// ConsoleURL is the operators' console (IngestURL + "/ui/"); its
+	// operator key is DevOperatorKey.
+	ConsoleURL string
+	Sandbox    *sandbox.Server // nil with a real API
 }
 
 func (c *DevConfig) setDefaults() {
@@ -294,10 +302,19 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 	if err != nil {
 		return fmt.Errorf("dlq: %w", err)
 	}
+	operatorKeys := [][sha256.Size]byte{sha256.Sum256([]byte(DevOperatorKey))}
+	// The operators' console, on ingest's port: the worker's metrics are
+	// on the ops server (one registry holds ingest's and the worker's).
+	con, err := console.New(console.Config{OperatorKeys: operatorKeys, DLQ: dlqSvc, JS: js, NATS: nc, Local: reg,
+		WorkerMetrics: []string{st.OpsURL + "/metrics"}, Traces: cfg.ConsoleTraces, Logger: log})
+	if err != nil {
+		return err
+	}
 	in, err := ingest.New(ingest.Config{
 		Producers:            []ingest.Producer{{Name: "dev", KeyHashes: [][sha256.Size]byte{sha256.Sum256([]byte(DevProducerKey))}, Read: true}},
 		DLQ:                  dlqSvc,
-		OperatorKeys:         [][sha256.Size]byte{sha256.Sum256([]byte(DevOperatorKey))},
+		OperatorKeys:         operatorKeys,
+		Console:              con,
 		AltegioWebhookSecret: DevWebhookSecret,
 		Logger:               log,
 		Registerer:           reg,
@@ -308,6 +325,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 	}
 	inLn := lns.take(&lns.ingest)
 	st.IngestURL = "http://" + inLn.Addr().String()
+	st.ConsoleURL = st.IngestURL + console.PathPrefix
 	if st.Sandbox != nil {
 		// The sandbox sends its client webhooks to ingest, registered as
 		// `worker webhooks register` does.
@@ -476,13 +494,15 @@ func printBanner(out io.Writer, st DevStack, dataDir string) {
 Altegio integrator, development stack
   NATS (JetStream)   %s   (data in %s)
 %s  ingest             %s   (producer key %s, operator key for /v1/dlq %s)
+  console            %s   (operator key %s)
   worker ops         %s/healthz  /readyz  /metrics
 
 Send a command:
   curl -sS -X POST %s/v1/commands \
     -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' \
     -d '{"type":"client.create","location_id":%d,"client_ref":"crm-42","payload":{"name":"James","phone":"+13155550175"}}'
-`, st.NATSURL, displayDir(dataDir), api, st.IngestURL, DevProducerKey, DevOperatorKey, st.OpsURL, st.IngestURL, DevProducerKey, DevLocationID)
+`, st.NATSURL, displayDir(dataDir), api, st.IngestURL, DevProducerKey, DevOperatorKey, st.ConsoleURL, DevOperatorKey,
+		st.OpsURL, st.IngestURL, DevProducerKey, DevLocationID)
 	if st.Sandbox != nil {
 		fmt.Fprintf(out, `
 List the sandbox's clients (POST /auth with the login answers user token %s):
