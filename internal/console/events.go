@@ -137,33 +137,46 @@ func (c *eventCounter) accounts() map[string]attention {
 	return out
 }
 
-// retryEvery is how long the counter waits before trying again when its
-// consumer cannot be created.
-const retryEvery = 5 * time.Second
+// The counter's waits before it tries again when its consumer cannot be
+// created or stopped: doubling from retryFirst to retryMax.
+const (
+	retryFirst = 5 * time.Second
+	retryMax   = time.Minute
+)
 
 // run counts until ctx ends. The consumer is an ordered consumer: it
 // recreates itself after a NATS outage, from the event after the last it
-// delivered.
+// delivered; when it cannot (no permission to read EVENTS, no stream),
+// run tries again later, and logs each new reason once.
 func (c *eventCounter) run(ctx context.Context) {
+	wait, lastErr := retryFirst, ""
 	for {
+		started := time.Now()
 		err := c.consume(ctx)
 		if ctx.Err() != nil {
 			return
 		}
+		if time.Since(started) > retryMax {
+			wait = retryFirst // it had worked for a while
+		}
 		c.mu.Lock()
 		c.running, c.err = false, err
 		c.mu.Unlock()
-		c.log.Warn("console: cannot count result events; trying again", "error", err, "in", retryEvery)
+		if err.Error() != lastErr {
+			c.log.Warn("console: cannot count result events; trying again", "error", err, "in", wait)
+			lastErr = err.Error()
+		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-time.After(retryEvery):
+		case <-time.After(wait):
 		}
+		wait = min(2*wait, retryMax)
 	}
 }
 
-// consume creates the consumer and counts until ctx ends (nil) or the
-// consumer cannot be created (its error).
+// consume creates the consumer and counts until ctx ends (nil), or
+// returns why the consumer could not be created or stopped.
 func (c *eventCounter) consume(ctx context.Context) error {
 	start := c.now().Add(-window)
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -190,10 +203,14 @@ func (c *eventCounter) consume(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read events: %w", err)
 	}
-	<-ctx.Done()
-	cc.Stop()
-	<-cc.Closed()
-	return nil
+	select {
+	case <-ctx.Done():
+		cc.Stop()
+		<-cc.Closed()
+		return nil
+	case <-cc.Closed():
+		return errors.New("read events: the consumer stopped")
+	}
 }
 
 // count handles one delivered event.

@@ -91,6 +91,33 @@ func TestOverview(t *testing.T) {
 		`<span class="badge s-bad">unreachable</span>`, "unknown: no worker's metrics could be read")
 }
 
+// When the events cannot be read, the charts of the events say so
+// instead of showing zeros, and the rest of the overview still works.
+func TestOverviewWithoutEvents(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{noRun: true})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := e.js.DeleteStream(ctx, "EVENTS"); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- e.con.Run(runCtx) }()
+	defer func() {
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	s := e.login()
+	r := e.waitPage("/ui/", s.cookie, "The result events cannot be read: read events:")
+	if n := strings.Count(r.body, `<p class="unknown">unknown: read events:`); n != 3 {
+		t.Errorf("%d event charts say the events are unknown, want 3", n)
+	}
+	mustContain(t, "the overview", r.body, "worker-p0", "Stream EVENTS</dt>\n    <dd><span class=\"unknown\">unknown:")
+}
+
 // The commands list shows each command's latest result event, newest
 // first, narrowed by every filter; a command id opens its timeline.
 func TestCommandsList(t *testing.T) {
