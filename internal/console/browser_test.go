@@ -39,8 +39,8 @@ func chromium(t *testing.T) string {
 }
 
 // startDevStack runs the dev stack (console on) on free ports with its
-// data in a temporary folder until the test ends.
-func startDevStack(t *testing.T) devstack.DevStack {
+// data in a temporary folder until the test ends; out receives its lines.
+func startDevStack(t *testing.T, out io.Writer) devstack.DevStack {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan devstack.DevStack, 1)
@@ -48,7 +48,7 @@ func startDevStack(t *testing.T) devstack.DevStack {
 	go func() {
 		done <- devstack.RunDev(ctx, devstack.DevConfig{
 			DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", SandboxAddr: "127.0.0.1:0", IngestAddr: "127.0.0.1:0", OpsAddr: "127.0.0.1:0",
-			Out: io.Discard, Logger: slog.New(slog.DiscardHandler), Ready: func(st devstack.DevStack) { ready <- st },
+			Out: out, Logger: slog.New(slog.DiscardHandler), Ready: func(st devstack.DevStack) { ready <- st },
 		})
 	}()
 	select {
@@ -125,11 +125,15 @@ func dlqSeq(t *testing.T, st devstack.DevStack, id string) uint64 {
 // go to a temporary folder, and with UPDATE_SCREENSHOTS=1 the DLQ page,
 // the timeline and the overview to docs/console-*.png.
 func TestConsoleInTheBrowser(t *testing.T) {
-	exe := chromium(t)
-	st := startDevStack(t)
+	out := &testenv.Buffer{}
+	st := startDevStack(t, out)
 	if st.Sandbox == nil || st.ConsoleURL != st.IngestURL+"/ui/" {
 		t.Fatalf("dev stack: sandbox %v, console %q", st.Sandbox != nil, st.ConsoleURL)
 	}
+	if banner := "\n  console            " + st.ConsoleURL + "   (operator key " + devstack.DevOperatorKey + ")\n"; !strings.Contains(out.String(), banner) {
+		t.Errorf("the banner lacks %q:\n%s", banner, out.String())
+	}
+	exe := chromium(t)
 	// A comment for a client the API does not know: 404, dead-lettered.
 	id := sendCommand(t, st, `{"type":"client.comment.add","location_id":1,"client_id":999,"payload":{"text":"Call back after 5 pm"}}`)
 	seq := dlqSeq(t, st, id)
