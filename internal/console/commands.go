@@ -346,7 +346,7 @@ func (c *Console) buildTimeline(ctx context.Context, id string, hints url.Values
 		}
 	}
 	for _, e := range d.Entries {
-		if t := traceOf(e.Record); t != "" && !seen[t] {
+		if t := e.Record.TraceID; t != "" && !seen[t] {
 			seen[t] = true
 			d.Traces = append(d.Traces, c.traceLink(t))
 		}
@@ -467,19 +467,4 @@ func clientText(id int64, ref string) string {
 		return "id " + strconv.FormatInt(id, 10)
 	}
 	return ""
-}
-
-// traceOf reads the trace id of a value that may carry one as
-// "trace_id" (a DLQ record will): through its JSON, so that it works
-// whether or not the Go type has the field yet.
-func traceOf(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return ""
-	}
-	var t struct {
-		TraceID string `json:"trace_id"`
-	}
-	_ = json.Unmarshal(b, &t)
-	return t.TraceID
 }

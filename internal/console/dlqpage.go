@@ -285,7 +285,7 @@ func (c *Console) dlqEntry(w http.ResponseWriter, r *http.Request, s *session) {
 	d := entryData{Entry: e, Command: e.Record.CommandBytes()}
 	h := url.Values(e.Record.Headers)
 	d.Headers = hiddenFields(h)
-	if t := traceOf(e.Record); t != "" {
+	if t := e.Record.TraceID; t != "" {
 		d.TraceID = c.traceLink(t)
 	}
 	c.render(w, http.StatusOK, "entry", pageFor(s, fmt.Sprintf("DLQ entry %d", seq), "dlq", d))

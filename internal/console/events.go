@@ -16,17 +16,9 @@ import (
 	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
-// event is a result event as the console reads it: commands.Result and
-// the trace id results carry (read here on its own, so that events
-// without it, and a commands.Result without the field, decode alike).
-type event struct {
-	commands.Result
-	TraceID string `json:"trace_id,omitempty"`
-}
-
-// storedEvent is an event with where and when EVENTS stored it.
+// storedEvent is a result event with where and when EVENTS stored it.
 type storedEvent struct {
-	event
+	commands.Result
 	Seq     uint64
 	Subject string
 	At      time.Time
@@ -290,7 +282,7 @@ func scan(ctx context.Context, js jetstream.JetStream, filter string, since time
 		}
 		if !isAttention(m.Subject()) {
 			e := storedEvent{Seq: md.Sequence.Stream, Subject: m.Subject(), At: md.Timestamp.UTC()}
-			if json.Unmarshal(m.Data(), &e.event) == nil && !fn(e) {
+			if json.Unmarshal(m.Data(), &e.Result) == nil && !fn(e) {
 				return false, nil
 			}
 		}
