@@ -268,11 +268,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 	}
+	cfg.TracerProvider = tp
 	srv, err := ingest.New(cfg, nc, js, ob)
 	if err != nil {
 		return err
 	}
-	srv.SetTracerProvider(tp)
 	if cfg.AltegioWebhookSecret != "" {
 		log.Info("altegio webhooks enabled", "route", "POST /v1/altegio/webhooks/{secret}",
 			"allowed_networks", len(cfg.AltegioWebhookAllow), "own", cfg.AltegioWebhookOwn)

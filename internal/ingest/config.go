@@ -11,6 +11,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/console"
 	"github.com/altegio-integrator/integrator/internal/dlq"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // Defaults applied by New to the zero fields of Config.
@@ -179,6 +180,15 @@ type Config struct {
 	// operator keys). Default: none, and /ui/ answers 404 like any unknown
 	// path.
 	Console *console.Console
+
+	// TracerProvider traces POST /v1/commands: the span ingest.accept (the
+	// request, continuing a W3C traceparent/tracestate the caller sent, else
+	// a new trace) and below it one ingest.publish per command, whose trace
+	// context every command message carries in its traceparent header,
+	// through the outbox too. The 202 and error answers carry the trace's
+	// traceparent. Default: otel's no-op provider, which still passes a
+	// caller's traceparent on to the commands.
+	TracerProvider trace.TracerProvider
 
 	// now is the clock for webhook timestamps. Default time.Now.
 	now func() time.Time

@@ -14,11 +14,13 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/console"
 	"github.com/altegio-integrator/integrator/internal/outbox"
 	"github.com/altegio-integrator/integrator/internal/topology"
+	"github.com/altegio-integrator/integrator/internal/tracing"
 )
 
 // Server is the HTTP front door. Build it with New, serve Handler yourself
@@ -34,6 +36,7 @@ type Server struct {
 	metrics *metrics
 	recent  *recentIDs
 	handler http.Handler
+	tracer  trace.Tracer // of cfg.TracerProvider (tracing.go)
 
 	idem lazyBucket // the idempotency bucket (status.go)
 
@@ -119,6 +122,7 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, ob *outbox.Outbox) (
 		outbox:  ob,
 		metrics: m,
 		recent:  newRecentIDs(cfg.RecentSize),
+		tracer:  tracing.Provider(cfg.TracerProvider).Tracer(tracerName),
 		auth: &authenticator{
 			producers: cfg.Producers,
 			disabled:  cfg.AuthDisabled,

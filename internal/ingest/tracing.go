@@ -4,12 +4,10 @@ import (
 	"context"
 	"net/http"
 	"strconv"
-	"sync"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/altegio-integrator/integrator/internal/tracing"
 )
@@ -17,37 +15,11 @@ import (
 // tracerName is the instrumentation scope of ingest's spans.
 const tracerName = "github.com/altegio-integrator/integrator/internal/ingest"
 
-// tracers holds the tracer SetTracerProvider gave each Server. It sits
-// beside Server rather than in it until Config carries a TracerProvider;
-// an entry lives as long as the process.
-var tracers sync.Map // *Server → trace.Tracer
-
-// SetTracerProvider makes s trace POST /v1/commands with tp: the span
-// ingest.accept (the request, continuing a W3C traceparent/tracestate the
-// caller sent, else a new trace), and below it one ingest.publish per
-// command (its publish and PubAck, or its spooling), whose trace context
-// every command message carries in its traceparent header, through the
-// outbox too. The 202 and error answers carry the trace's traceparent.
-// Without a call (or with tp nil) s uses otel's no-op provider, which still
-// passes a caller's traceparent on to the commands. Call it before serving
-// requests; it is not synchronised with them.
-func (s *Server) SetTracerProvider(tp trace.TracerProvider) {
-	tracers.Store(s, tracing.Provider(tp).Tracer(tracerName))
-}
-
-// tracer returns the tracer of s.
-func (s *Server) tracer() trace.Tracer {
-	if t, ok := tracers.Load(s); ok {
-		return t.(trace.Tracer)
-	}
-	return noop.Tracer{}
-}
-
 // startAccept starts the ingest.accept span of a POST /v1/commands request
 // and answers with its traceparent when it has a valid one.
 func (s *Server) startAccept(w http.ResponseWriter, r *http.Request) (context.Context, trace.Span) {
 	ctx := tracing.ExtractHTTP(r.Context(), r.Header)
-	ctx, span := s.tracer().Start(ctx, "ingest.accept", trace.WithSpanKind(trace.SpanKindServer))
+	ctx, span := s.tracer.Start(ctx, "ingest.accept", trace.WithSpanKind(trace.SpanKindServer))
 	if span.IsRecording() {
 		span.SetAttributes(
 			attribute.String("http.request.method", r.Method),
@@ -83,7 +55,7 @@ func acceptedBy(ctx context.Context, producer string, n int) {
 // startPublish starts the ingest.publish span of one command below ctx's
 // span and writes its trace context into the command message's headers.
 func (s *Server) startPublish(ctx context.Context, pc *pending) {
-	ctx, span := s.tracer().Start(ctx, "ingest.publish", trace.WithSpanKind(trace.SpanKindProducer))
+	ctx, span := s.tracer.Start(ctx, "ingest.publish", trace.WithSpanKind(trace.SpanKindProducer))
 	if span.IsRecording() {
 		span.SetAttributes(
 			tracing.AttrCommandID.String(pc.cmd.ID),

@@ -43,7 +43,7 @@ func traced(t *testing.T, in *ingest) *tracing.Recorder {
 	rec := tracing.NewRecorder(64)
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
-	in.srv.SetTracerProvider(tp)
+	in.srv.tracer = tp.Tracer(tracerName)
 	return rec
 }
 

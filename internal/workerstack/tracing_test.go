@@ -95,11 +95,10 @@ func startPipeline(t *testing.T) *pipeline {
 	if err != nil {
 		t.Fatalf("worker: %v", err)
 	}
-	in, err := ingest.New(ingest.Config{AuthDisabled: true}, nc, js, nil)
+	in, err := ingest.New(ingest.Config{AuthDisabled: true, TracerProvider: tp}, nc, js, nil)
 	if err != nil {
 		t.Fatalf("ingest: %v", err)
 	}
-	in.SetTracerProvider(tp)
 	hs := httptest.NewServer(in.Handler())
 
 	results := make(chan commands.Result, 16)
