@@ -256,7 +256,15 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	}
 	shot("timeline", true)
 
-	// 7. The overview counts it all.
+	// 7. Its trace, from ingest through the worker to the API call, kept
+	// in the dev stack's memory: no collector.
+	do("open the trace", chromedp.Click(chromedp.CSS(`span.trace a[href^="/ui/traces/"]`)), chromedp.WaitVisible(chromedp.CSS("ol.waterfall")))
+	if s := text("ol.waterfall"); !strings.Contains(s, "ingest.accept") || !strings.Contains(s, "worker.handle") || !strings.Contains(s, "altegio POST") {
+		t.Errorf("the trace lacks ingest.accept, worker.handle or an altegio POST span: %q", s)
+	}
+	shot("trace", true)
+
+	// 8. The overview counts it all.
 	testenv.WaitFor(t, 15*time.Second, func() error {
 		s, err := textOf(st.ConsoleURL, ".charts")
 		if err != nil {
@@ -274,6 +282,6 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	}
 	shot("overview", true)
 
-	// 8. Log out: the console asks for the key again.
+	// 9. Log out: the console asks for the key again.
 	do("log out", chromedp.Click(chromedp.CSS("form.logout button")), chromedp.WaitVisible(chromedp.ID("key")))
 }

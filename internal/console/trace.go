@@ -7,6 +7,8 @@ import (
 	"regexp"
 	"slices"
 	"time"
+
+	"github.com/altegio-integrator/integrator/internal/tracing"
 )
 
 // Traces looks up the spans of a trace. Implementations must be safe for
@@ -142,4 +144,20 @@ func waterfall(spans []Span) ([]waterfallRow, time.Duration) {
 		walk(r, 0)
 	}
 	return out, total
+}
+
+// RecordedTraces serves traces from rec, the spans a process keeps in
+// memory (tracing.Recorder): the dev stack, whose ingest and worker share
+// one, shows a command's whole trace without any collector.
+func RecordedTraces(rec *tracing.Recorder) Traces { return recordedTraces{rec} }
+
+type recordedTraces struct{ rec *tracing.Recorder }
+
+func (r recordedTraces) Trace(_ context.Context, traceID string) ([]Span, error) {
+	var out []Span
+	for _, s := range r.rec.Trace(traceID) {
+		out = append(out, Span{Name: s.Name, SpanID: s.SpanID, ParentID: s.ParentID, Start: s.Start, End: s.End,
+			Status: s.Status, Attributes: s.Attributes})
+	}
+	return out, nil
 }

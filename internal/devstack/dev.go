@@ -35,6 +35,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/ratelimit"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/stack"
+	"github.com/altegio-integrator/integrator/internal/tracing"
 	"github.com/altegio-integrator/integrator/internal/worker"
 	"github.com/altegio-integrator/integrator/internal/workerstack"
 )
@@ -270,16 +271,29 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 		accounts = []auth.Account{{Name: "dev", PartnerToken: DevPartnerToken, Login: DevLogin, Password: DevPassword}}
 	}
 
+	// Traces, kept in memory for the console (and exported too when
+	// OTEL_EXPORTER_OTLP_ENDPOINT is set).
+	spans := tracing.NewRecorder(tracing.DefaultRecorderSize)
+	tp, stopTracing, err := tracing.Setup(ctx, "altegio-dev", os.Getenv, tracing.WithRecorder(spans))
+	if err != nil {
+		return err
+	}
+	defer stopTracing(context.WithoutCancel(ctx))
+	if cfg.ConsoleTraces == nil {
+		cfg.ConsoleTraces = console.RecordedTraces(spans)
+	}
+
 	// The worker.
 	say("starting the worker…")
 	w, closeWorker, err := workerstack.NewWorker(ctx, js, top, workerstack.WorkerConfig{
-		APIBaseURL: st.APIURL,
-		Accounts:   accounts,
-		RateLimit:  withKey(cfg.RateLimit, "egress.dev"),
-		Worker:     cfg.Worker,
-		Reads:      true,
-		Logger:     log,
-		Registerer: reg,
+		APIBaseURL:     st.APIURL,
+		Accounts:       accounts,
+		RateLimit:      withKey(cfg.RateLimit, "egress.dev"),
+		Worker:         cfg.Worker,
+		Reads:          true,
+		Logger:         log,
+		Registerer:     reg,
+		TracerProvider: tp,
 	})
 	if err != nil {
 		return err
@@ -318,6 +332,7 @@ func RunDev(ctx context.Context, cfg DevConfig) error {
 		AltegioWebhookSecret: DevWebhookSecret,
 		Logger:               log,
 		Registerer:           reg,
+		TracerProvider:       tp,
 		Gatherer:             reg,
 	}, nc, js, ob)
 	if err != nil {
