@@ -603,6 +603,14 @@ func TestSingleNodeUsersHaveLeastPrivilege(t *testing.T) {
 		if err := dlq.Purge(ctx); err != nil {
 			t.Errorf("operator purges the DLQ: %v", err)
 		}
+		// The console's charts and timelines, and `worker events tail`.
+		ev, err := op.js.OrderedConsumer(ctx, topology.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"altegio.evt.*.*.*"}})
+		if err != nil {
+			t.Fatalf("operator creates an ordered consumer on EVENTS: %v", err)
+		}
+		if _, err := ev.Next(jetstream.FetchMaxWait(5 * time.Second)); err != nil {
+			t.Errorf("operator reads EVENTS with an ordered consumer: %v", err)
+		}
 		op.denyPublish(t, "altegio.evt.1.client_create.succeeded")
 		op.denyPublish(t, "altegio.dlq.1.client_create")
 		op.denyPublish(t, "$KV.altegio_idempotency.x")
