@@ -175,7 +175,7 @@ type common struct {
 func (c *common) define(fs *envflag.Set, forRun bool) {
 	fs.String(&c.nats.URL, "nats-url", "NATS_URL", nats.DefaultURL, "NATS server URLs, comma-separated")
 	fs.String(&c.nats.Creds, "nats-creds", "NATS_CREDS", "", "NATS credentials file (optional)")
-	fs.String(&c.nats.InboxPrefix, "nats-inbox-prefix", "NATS_INBOX_PREFIX", "", "prefix of this connection's reply subjects, _INBOX_<user> with the deploy/nats users: worker (run, webhooks), operator (dlq), audit (events), reader (export, commands); empty: _INBOX")
+	fs.String(&c.nats.InboxPrefix, "nats-inbox-prefix", "NATS_INBOX_PREFIX", "", "prefix of this connection's reply subjects, _INBOX_<user> with the deploy/nats users: worker (run, webhooks), operator (dlq, events), audit (events), reader (export, commands); empty: _INBOX")
 	if forRun {
 		fs.Duration(&c.connectWait, "nats-connect-timeout", "WORKER_NATS_CONNECT_TIMEOUT", 30*time.Second, "how long to wait for NATS and the topology at start")
 	} else {
