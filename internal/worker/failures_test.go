@@ -191,15 +191,17 @@ func TestAuthFailurePausesUntilCredentialsWork(t *testing.T) {
 func TestAuthFailureDeadLettersOnLastDelivery(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, envOpts{maxDeliver: 3})
-	r := e.startWorker(workerOpts{userToken: "revoked-token", cfg: Config{RetryMax: 100 * time.Millisecond}})
+	// The refusal names no account; the label comes from AccountOf.
+	accountOf := func(loc int64) string { return fmt.Sprintf("acct-%d", loc) }
+	r := e.startWorker(workerOpts{userToken: "revoked-token", cfg: Config{RetryMax: 100 * time.Millisecond, AccountOf: accountOf}})
 	c := createCmd("auth-2", "Gil", phone(501))
 	e.publish(c)
 	got := e.waitTerminal(10*time.Second, c.ID)[c.ID]
 	if got.Outcome != commands.OutcomeDeadLettered || got.ErrorClass != commands.ClassAuth || got.HTTPStatus != 401 {
 		t.Fatalf("result: %+v", got)
 	}
-	if n := r.counter(t, "worker_account_paused_total", nil); n != 2 {
-		t.Errorf("paused %v times before the last delivery, want 2", n)
+	if n := r.counter(t, "worker_account_paused_total", map[string]string{"account": accountOf(testLoc)}); n != 2 {
+		t.Errorf("paused %v times for account %s before the last delivery, want 2", n, accountOf(testLoc))
 	}
 	if dl := e.dlqOf(c.ID); len(dl) != 1 || dl[0].ErrorClass != commands.ClassAuth {
 		t.Errorf("DLQ: %+v", dl)

@@ -438,6 +438,9 @@ func (j *job) fail(ctx context.Context, err error, uncertainBefore bool) error {
 		if lastDelivery {
 			return j.deadLetter(ctx, v, fmt.Errorf("the account did not work again before the last delivery: %w", err))
 		}
+		if v.account == "" && w.cfg.AccountOf != nil {
+			v.account = w.cfg.AccountOf(j.cmd.LocationID)
+		}
 		w.metrics.accountPaused.WithLabelValues(accountLabel(v.account)).Inc()
 		bctx, cancel := j.bookkeeping(ctx)
 		if perr := w.publishAccountPaused(bctx, j.cmd, j.info.StreamSeq, v.account, deadReason(v.class, err)); perr != nil {

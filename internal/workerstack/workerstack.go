@@ -70,7 +70,7 @@ func NewWorker(ctx context.Context, js jetstream.JetStream, top *topology.Topolo
 	closeAll := api.close
 	wcfg := cfg.Worker
 	wcfg.Logger, wcfg.Registerer = log.With("component", "worker"), cfg.Registerer
-	wcfg.Flow = api.flow
+	wcfg.Flow, wcfg.AccountOf = api.flow, api.accountOf
 	if wcfg.TracerProvider == nil {
 		wcfg.TracerProvider = cfg.TracerProvider
 	}
@@ -124,8 +124,10 @@ type apiParts struct {
 	// budget is the shared rate limit; nil when there is none.
 	budget *ratelimit.Limiter
 	// flow names a location's budget flow, "account/location".
-	flow  func(loc int64) string
-	close func()
+	flow func(loc int64) string
+	// accountOf names the account serving a location, "" when none does.
+	accountOf func(loc int64) string
+	close     func()
 }
 
 func workerLogger(cfg WorkerConfig) *slog.Logger {
@@ -191,7 +193,11 @@ func newAPI(ctx context.Context, js jetstream.JetStream, cfg WorkerConfig, log *
 		closeAll()
 		return apiParts{}, err
 	}
-	return apiParts{client: api, budget: rl, flow: flow, close: closeAll}, nil
+	accountOf := func(loc int64) string {
+		name, _ := sessions.AccountName(loc)
+		return name
+	}
+	return apiParts{client: api, budget: rl, flow: flow, accountOf: accountOf, close: closeAll}, nil
 }
 
 // startReads starts the read service with api, resolving client_refs
