@@ -61,6 +61,8 @@ type worker struct {
 	tokenAge     *prometheus.GaugeVec
 	paused       *prometheus.CounterVec
 	waiting      *prometheus.GaugeVec
+	flowWaiting  *prometheus.GaugeVec
+	flowGranted  *prometheus.CounterVec
 }
 
 func newWorker(t *testing.T) *worker {
@@ -73,8 +75,10 @@ func newWorker(t *testing.T) *worker {
 		tokenAge:     prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "altegio_auth_token_age_seconds", Help: "h"}, []string{"account"}),
 		paused:       prometheus.NewCounterVec(prometheus.CounterOpts{Name: "worker_account_paused_total", Help: "h"}, []string{"account"}),
 		waiting:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "altegio_ratelimit_waiting", Help: "h"}, []string{"class"}),
+		flowWaiting:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "altegio_ratelimit_flow_waiting", Help: "h"}, []string{"flow"}),
+		flowGranted:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "altegio_ratelimit_flow_granted_total", Help: "h"}, []string{"flow"}),
 	}
-	reg.MustRegister(w.requests, w.logins, w.unauthorized, w.tokenAge, w.paused, w.waiting)
+	reg.MustRegister(w.requests, w.logins, w.unauthorized, w.tokenAge, w.paused, w.waiting, w.flowWaiting, w.flowGranted)
 	w.srv = httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	t.Cleanup(w.srv.Close)
 	return w

@@ -28,6 +28,8 @@ const (
 	metricUnauthorized   = "altegio_auth_unauthorized_total"
 	metricTokenAge       = "altegio_auth_token_age_seconds"
 	metricWaiting        = "altegio_ratelimit_waiting"
+	metricFlowWaiting    = "altegio_ratelimit_flow_waiting"
+	metricFlowGranted    = "altegio_ratelimit_flow_granted_total"
 	metricMargin         = "altegio_ratelimit_margin_seconds"
 	metricPenalties      = "altegio_ratelimit_penalties_total"
 	metricPaused         = "worker_account_paused_total"
@@ -48,6 +50,7 @@ const (
 	prefixUnauth      = "unauthorized:"
 	prefixLoginFailed = "login_failed:"
 	prefixLoginOK     = "login_ok:"
+	prefixGranted     = "granted:" // budget slots by flow (account/location)
 )
 
 // families indexes metric families by name.
@@ -128,6 +131,9 @@ func (f families) counters() map[string]float64 {
 	out[seriesPenalties], _ = f.sum(metricPenalties, nil)
 	for a, v := range f.byLabel(metricPaused, "account", nil) {
 		out[prefixPaused+a] = v
+	}
+	for flow, v := range f.byLabel(metricFlowGranted, "flow", nil) {
+		out[prefixGranted+flow] = v
 	}
 	for a, v := range f.byLabel(metricUnauthorized, "account", nil) {
 		out[prefixUnauth+a] = v

@@ -24,6 +24,7 @@ type overviewData struct {
 	Workers  []workerState
 	API      apiState
 	Accounts []accountRow
+	Flows    []flowRow
 }
 
 // lagRow is one worker consumer's backlog.
@@ -111,6 +112,7 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		d.Workers = append(d.Workers, ws)
 	}
 	d.API = c.apiHealth(targets)
+	d.Flows = c.flowRows(targets)
 	d.Accounts = c.accountRows(targets)
 	c.render(w, http.StatusOK, "overview", pageFor(s, "Overview", "overview", d))
 }

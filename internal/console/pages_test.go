@@ -35,6 +35,9 @@ func TestOverview(t *testing.T) {
 	w.tokenAge.WithLabelValues("main").Set(600)
 	w.logins.WithLabelValues("main", "success").Add(1)
 	w.requests.WithLabelValues("client.create", "201").Add(3)
+	w.flowWaiting.WithLabelValues("main/7").Set(4)
+	w.flowGranted.WithLabelValues("main/7").Add(1)
+	w.flowGranted.WithLabelValues("main/9").Add(1)
 	e := newEnv(t, envOpts{workers: []string{w.url()}})
 	e.ingest.WithLabelValues("accepted", "").Add(2)
 	e.ingest.WithLabelValues("spooled", "").Add(1)
@@ -57,6 +60,7 @@ func TestOverview(t *testing.T) {
 			w.requests.WithLabelValues("client.create", "201").Add(1)
 			w.requests.WithLabelValues("client.update", "429").Add(1)
 			w.requests.WithLabelValues("client.update", "503").Add(1)
+			w.flowGranted.WithLabelValues("main/9").Add(1)
 			return fmt.Errorf("no API increase shown yet")
 		}
 		return nil
@@ -74,7 +78,13 @@ func TestOverview(t *testing.T) {
 		`<span class="badge h-degraded">degraded</span>`, "of a budget of 200",
 		`<span class="badge s-ok">up</span> <code>`+w.url()+`</code>`,
 		`<a href="/ui/accounts">main</a></th><td>yes</td>`,
-		`role="img" aria-label="Dead-lettered per minute from`)
+		`role="img" aria-label="Dead-lettered per minute from`,
+		// Budget by location: main/7 waits; main/9 got slots after the
+		// first scrape, which is what the hour counts.
+		"<tr><td>main</td><td>7</td><td>4</td>")
+	if !regexp.MustCompile(`<tr><td>main</td><td>9</td><td>0</td><td>[0-9]+</td><td>[1-9][0-9]*</td></tr>`).MatchString(r.body) {
+		t.Errorf("the overview's budget by location lacks main/9's slots in the hour:\n%s", r.body)
+	}
 	if n := strings.Count(r.body, `<figure class="chart"`); n != 6 {
 		t.Errorf("the overview has %d charts, want 6", n)
 	}

@@ -229,10 +229,11 @@ type Limiter struct {
 	kv  jetstream.KeyValue
 
 	mu        sync.Mutex
-	queue     fairQueue // the requests waiting for a slot
-	pool      []slot    // leased slots not handed out yet, oldest first
-	local     state     // schedule used while the bucket is unreachable
-	degraded  bool      // the last attempt to reach the bucket failed
+	queue     fairQueue      // the requests waiting for a slot
+	perFlow   map[string]int // waiters by flow, for the per-flow gauge
+	pool      []slot         // leased slots not handed out yet, oldest first
+	local     state          // schedule used while the bucket is unreachable
+	degraded  bool           // the last attempt to reach the bucket failed
 	probeAt   time.Time
 	penalty   time.Duration
 	penaltyAt time.Time
@@ -260,6 +261,11 @@ type metrics struct {
 	waiting     *prometheus.GaugeVec
 	waitingBy   [2]prometheus.Gauge // waiting's child of each Class, looked up once
 	refused     prometheus.Counter
+	// flowWaiting and flowGranted are per flow ("account/location"): who
+	// waits for the budget and who gets it. One series per location that
+	// ever waited, as many as the accounts serve.
+	flowWaiting *prometheus.GaugeVec
+	flowGranted *prometheus.CounterVec
 }
 
 // setWaiting sets the waiting gauge of each class from q (under the
@@ -267,6 +273,26 @@ type metrics struct {
 func (m *metrics) setWaiting(q *fairQueue) {
 	for c, g := range m.waitingBy {
 		g.Set(float64(q.waiting(Class(c))))
+	}
+}
+
+// flowJoined, flowLeft and flowGranted count a flow's waiters and grants
+// (under the limiter's mutex).
+func (l *Limiter) flowJoined(flow string) {
+	l.perFlow[flow]++
+	l.m.flowWaiting.WithLabelValues(flow).Set(float64(l.perFlow[flow]))
+}
+
+func (l *Limiter) flowLeft(flow string, granted bool) {
+	n := l.perFlow[flow] - 1
+	if n <= 0 {
+		delete(l.perFlow, flow)
+	} else {
+		l.perFlow[flow] = n
+	}
+	l.m.flowWaiting.WithLabelValues(flow).Set(float64(max(n, 0)))
+	if granted {
+		l.m.flowGranted.WithLabelValues(flow).Inc()
 	}
 }
 
@@ -322,12 +348,13 @@ func New(kv jetstream.KeyValue, cfg Config) (*Limiter, error) {
 		return nil, err
 	}
 	l := &Limiter{
-		cfg:    cfg,
-		kv:     kv,
-		queue:  newFairQueue(cfg.Weights, cfg.CommandShare),
-		margin: cfg.MinMargin,
-		kick:   make(chan struct{}, 1),
-		done:   make(chan struct{}),
+		cfg:     cfg,
+		kv:      kv,
+		queue:   newFairQueue(cfg.Weights, cfg.CommandShare),
+		perFlow: make(map[string]int),
+		margin:  cfg.MinMargin,
+		kick:    make(chan struct{}, 1),
+		done:    make(chan struct{}),
 	}
 	l.m = metrics{
 		waitSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
@@ -363,13 +390,21 @@ func New(kv jetstream.KeyValue, cfg Config) (*Limiter, error) {
 			Name: "altegio_ratelimit_reads_refused_total",
 			Help: "Reads refused at once because the wait they expected would pass their deadline.",
 		}),
+		flowWaiting: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "altegio_ratelimit_flow_waiting",
+			Help: "Requests waiting for a slot in this process, by flow (account/location).",
+		}, []string{"flow"}),
+		flowGranted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "altegio_ratelimit_flow_granted_total",
+			Help: "Slots of the budget given to requests in this process, by flow (account/location).",
+		}, []string{"flow"}),
 	}
 	for c := range l.m.waitingBy {
 		l.m.waitingBy[c] = l.m.waiting.WithLabelValues(Class(c).String())
 	}
 	l.m.margin.Set(l.margin.Seconds())
 	if err := prom.Register(cfg.Registerer, "ratelimit", l.m.waitSeconds, l.m.fallbacks, l.m.penalties, l.m.leases,
-		l.m.dropped, l.m.margin, l.m.waiting, l.m.refused); err != nil {
+		l.m.dropped, l.m.margin, l.m.waiting, l.m.refused, l.m.flowWaiting, l.m.flowGranted); err != nil {
 		return nil, err
 	}
 	l.stopped.Add(1)
@@ -420,6 +455,7 @@ func (l *Limiter) Wait(ctx context.Context, flowName string, urgent bool) (func(
 	}
 	l.queue.push(w, urgent)
 	l.m.setWaiting(&l.queue)
+	l.flowJoined(w.flow)
 	l.mu.Unlock()
 	l.poke()
 
@@ -495,6 +531,7 @@ func (l *Limiter) leave(w *waiter) bool {
 		return false
 	}
 	l.m.setWaiting(&l.queue)
+	l.flowLeft(w.flow, false)
 	return true
 }
 
@@ -637,6 +674,7 @@ func (l *Limiter) leaseSizeLocked() int {
 func (l *Limiter) nextLocked() *waiter {
 	w := l.queue.pop()
 	l.m.setWaiting(&l.queue)
+	l.flowLeft(w.flow, true)
 	return w
 }
 

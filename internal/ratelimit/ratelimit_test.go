@@ -831,3 +831,44 @@ func pushN(q *fairQueue, flow string, n int) []*waiter {
 	}
 	return out
 }
+
+// TestFlowMetrics: the per-flow gauge counts who waits, and the per-flow
+// counter who got a slot; a wait that gives up counts as no grant.
+func TestFlowMetrics(t *testing.T) {
+	l := newLimiter(t, nil, Config{PerSecond: 1, PerMinute: -1})
+	if _, err := send(context.Background(), l, "acct/1"); err != nil {
+		t.Fatal(err)
+	}
+	// The next second's slot is taken by the first of these; the others wait.
+	ctx, cancel := context.WithCancel(context.Background())
+	errs := make(chan error, 3)
+	for _, flow := range []string{"acct/1", "acct/2", "acct/2"} {
+		go func() {
+			_, err := l.Wait(ctx, flow, false)
+			errs <- err
+		}()
+	}
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		waiting := testutil.ToFloat64(l.m.flowWaiting.WithLabelValues("acct/1")) + testutil.ToFloat64(l.m.flowWaiting.WithLabelValues("acct/2"))
+		granted := testutil.ToFloat64(l.m.flowGranted.WithLabelValues("acct/1")) + testutil.ToFloat64(l.m.flowGranted.WithLabelValues("acct/2"))
+		if waiting+granted != 4 || granted < 2 {
+			return fmt.Errorf("waiting %v, granted %v: want 4 requests, 2 of them granted", waiting, granted)
+		}
+		return nil
+	})
+	cancel()
+	for range 3 {
+		<-errs
+	}
+	testenv.WaitFor(t, 5*time.Second, func() error {
+		for _, flow := range []string{"acct/1", "acct/2"} {
+			if got := testutil.ToFloat64(l.m.flowWaiting.WithLabelValues(flow)); got != 0 {
+				return fmt.Errorf("%s waiting = %v after every wait ended", flow, got)
+			}
+		}
+		return nil
+	})
+	if got := testutil.ToFloat64(l.m.flowGranted.WithLabelValues("acct/1")); got < 1 {
+		t.Errorf("acct/1 granted %v, want at least its first request", got)
+	}
+}
