@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/altegio-integrator/integrator/internal/altegio"
@@ -311,6 +312,9 @@ func TestAuthDownIsRetryableAndBacksOff(t *testing.T) {
 	if err := p.search(ctx, location); !altegio.ClassOf(err).Retryable() {
 		t.Fatalf("search during back-off: %v, want a retryable error", err)
 	}
+	if got := loginBackoff(t, p.m); got <= 0 || got > cfg.LoginBackoffMin.Seconds() {
+		t.Errorf("altegio_auth_login_backoff_seconds during the back-off = %v, want in (0, %v]", got, cfg.LoginBackoffMin.Seconds())
+	}
 	if got, want := f.authCalls.Load(), int64(2); got != want {
 		t.Fatalf("POST /auth calls during back-off = %d, want %d", got, want)
 	}
@@ -341,6 +345,34 @@ func TestAuthDownIsRetryableAndBacksOff(t *testing.T) {
 	if got, want := f.authCalls.Load(), int64(4); got != want {
 		t.Fatalf("POST /auth calls = %d, want %d", got, want)
 	}
+	if got := loginBackoff(t, p.m); got != 0 {
+		t.Errorf("altegio_auth_login_backoff_seconds after a login = %v, want 0", got)
+	}
+}
+
+// loginBackoff returns the default account's altegio_auth_login_backoff_seconds.
+func loginBackoff(t *testing.T, m *Manager) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(m.metrics)
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "altegio_auth_login_backoff_seconds" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			for _, l := range mt.GetLabel() {
+				if l.GetName() == "account" && l.GetValue() == DefaultAccountName {
+					return mt.GetGauge().GetValue()
+				}
+			}
+		}
+	}
+	t.Fatal("no altegio_auth_login_backoff_seconds for the default account")
+	return 0
 }
 
 func TestStaleLeaseIsTakenOver(t *testing.T) {

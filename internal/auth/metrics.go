@@ -11,6 +11,7 @@ type metrics struct {
 	logins       *prometheus.CounterVec
 	unauthorized *prometheus.CounterVec
 	tokenAge     *prometheus.Desc
+	backoff      *prometheus.Desc
 	m            *Manager
 }
 
@@ -26,6 +27,8 @@ func newMetrics(reg prometheus.Registerer, m *Manager) (*metrics, error) {
 		}, []string{"account"}),
 		tokenAge: prometheus.NewDesc("altegio_auth_token_age_seconds",
 			"Seconds since the account's current user token was obtained.", []string{"account"}, nil),
+		backoff: prometheus.NewDesc("altegio_auth_login_backoff_seconds",
+			"Seconds until this process tries to log the account in again after failed logins (0: no back-off).", []string{"account"}, nil),
 		m: m,
 	}
 	for _, a := range m.accounts {
@@ -40,14 +43,28 @@ func newMetrics(reg prometheus.Registerer, m *Manager) (*metrics, error) {
 	return met, nil
 }
 
-// Describe implements prometheus.Collector for the token age.
-func (met *metrics) Describe(ch chan<- *prometheus.Desc) { ch <- met.tokenAge }
+// Describe implements prometheus.Collector for the token age and the
+// login back-off.
+func (met *metrics) Describe(ch chan<- *prometheus.Desc) {
+	ch <- met.tokenAge
+	ch <- met.backoff
+}
 
 // Collect implements prometheus.Collector: the age of each account's token
-// in memory; accounts without one are left out.
+// in memory (accounts without one are left out), and the login back-off of
+// each account that logs in.
 func (met *metrics) Collect(ch chan<- prometheus.Metric) {
 	now := met.m.now()
 	for _, a := range met.m.accounts {
+		if !a.cfg.fixed() {
+			a.mu.Lock()
+			wait := 0.0
+			if a.lastErr != nil && now.Before(a.backoffUntil) {
+				wait = a.backoffUntil.Sub(now).Seconds()
+			}
+			a.mu.Unlock()
+			ch <- prometheus.MustNewConstMetric(met.backoff, prometheus.GaugeValue, wait, a.cfg.Name)
+		}
 		s := a.cur.Load()
 		if s == nil {
 			continue

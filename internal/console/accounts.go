@@ -25,8 +25,11 @@ type accountRow struct {
 	LoginsOK, LoginsFailed, LoginsFailedHour float64
 	Unauthorized, UnauthorizedHour           float64
 	Paused, PausedHour, Paused5m             float64
-	Workers                                  int
-	Attention                                *attention
+	// Backoff is the longest login back-off a worker reports: how long
+	// until it tries to log the account in again after failed logins.
+	Backoff   time.Duration
+	Workers   int
+	Attention *attention
 }
 
 // accountsData is the data of the accounts page.
@@ -99,6 +102,10 @@ func (c *Console) accountRows(targets []target) []accountRow {
 		}
 		for a, v := range t.fams.byLabel(metricPaused, "account", nil) {
 			note(a).Paused += v
+		}
+		for a, v := range t.fams.byLabel(metricLoginBackoff, "account", nil) {
+			r := note(a)
+			r.Backoff = max(r.Backoff, time.Duration(v*float64(time.Second)))
 		}
 	}
 	for _, r := range rows {

@@ -63,6 +63,7 @@ type worker struct {
 	waiting      *prometheus.GaugeVec
 	flowWaiting  *prometheus.GaugeVec
 	flowGranted  *prometheus.CounterVec
+	backoff      *prometheus.GaugeVec
 }
 
 func newWorker(t *testing.T) *worker {
@@ -77,8 +78,9 @@ func newWorker(t *testing.T) *worker {
 		waiting:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "altegio_ratelimit_waiting", Help: "h"}, []string{"class"}),
 		flowWaiting:  prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "altegio_ratelimit_flow_waiting", Help: "h"}, []string{"flow"}),
 		flowGranted:  prometheus.NewCounterVec(prometheus.CounterOpts{Name: "altegio_ratelimit_flow_granted_total", Help: "h"}, []string{"flow"}),
+		backoff:      prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "altegio_auth_login_backoff_seconds", Help: "h"}, []string{"account"}),
 	}
-	reg.MustRegister(w.requests, w.logins, w.unauthorized, w.tokenAge, w.paused, w.waiting, w.flowWaiting, w.flowGranted)
+	reg.MustRegister(w.requests, w.logins, w.unauthorized, w.tokenAge, w.paused, w.waiting, w.flowWaiting, w.flowGranted, w.backoff)
 	w.srv = httptest.NewServer(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	t.Cleanup(w.srv.Close)
 	return w

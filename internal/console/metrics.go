@@ -27,6 +27,7 @@ const (
 	metricLogins         = "altegio_auth_logins_total"
 	metricUnauthorized   = "altegio_auth_unauthorized_total"
 	metricTokenAge       = "altegio_auth_token_age_seconds"
+	metricLoginBackoff   = "altegio_auth_login_backoff_seconds"
 	metricWaiting        = "altegio_ratelimit_waiting"
 	metricFlowWaiting    = "altegio_ratelimit_flow_waiting"
 	metricFlowGranted    = "altegio_ratelimit_flow_granted_total"

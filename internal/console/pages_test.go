@@ -436,6 +436,8 @@ func TestAccountsPage(t *testing.T) {
 	w.logins.WithLabelValues("main", "success").Add(2)
 	w.unauthorized.WithLabelValues("main").Add(1)
 	w.logins.WithLabelValues("branch", "invalid_credentials").Add(1)
+	w.backoff.WithLabelValues("branch").Set(90)
+	w.backoff.WithLabelValues("main").Set(0)
 	w.paused.WithLabelValues("branch").Add(0)
 	e := newEnv(t, envOpts{workers: []string{w.url()}})
 	e.publishAttention(7, map[string]any{"schema_version": 1, "kind": "account.needs_attention", "location_id": 7, "account": "branch",
@@ -453,7 +455,8 @@ func TestAccountsPage(t *testing.T) {
 	r := e.waitPage("/ui/accounts", s.cookie, "login refused: invalid credentials")
 	mustContain(t, "the accounts", r.body,
 		`<th scope="row">branch</th>`, `<span class="badge s-bad">paused: its commands wait for the account to work again</span>`,
-		`<th scope="row">main</th>`, "<td>yes</td>", `<span class="badge s-ok">working</span>`, "(2m0s old)", "location 7: login refused")
+		`<th scope="row">main</th>`, "<td>yes</td>", `<span class="badge s-ok">working</span>`, "(2m0s old)", "location 7: login refused",
+		"<td>next login in 1m30s</td>", "<td>none</td>")
 	none := newEnv(t, envOpts{noRun: true})
 	r = none.get("/ui/accounts", none.login().cookie)
 	mustContain(t, "the accounts without worker metrics", r.body, "unknown: no worker metrics configured")
