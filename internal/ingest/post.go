@@ -71,13 +71,14 @@ func (s *Server) postCommands(w http.ResponseWriter, r *http.Request) {
 // postCommandsIn answers POST /v1/commands, with ctx carrying the accept
 // span, and returns the status it answered with.
 func (s *Server) postCommandsIn(ctx context.Context, w http.ResponseWriter, r *http.Request) int {
+	r = r.WithContext(ctx) // the request's log lines carry the trace id
 	body, prob := s.readBody(w, r, probBadJSON)
 	if prob != nil {
 		return s.reject(w, r, prob, 1)
 	}
 	id, err := s.auth.authenticate(r.Header, body)
 	if err != nil {
-		s.log.Info("request unauthenticated", "remote", r.RemoteAddr, "request_id", requestID(r), "error", err)
+		s.log.InfoContext(r.Context(), "request unauthenticated", "remote", r.RemoteAddr, "request_id", requestID(r), "error", err)
 		return s.reject(w, r, probUnauth.problem(err.Error()), 1)
 	}
 	if !isJSON(r.Header.Get("Content-Type")) {
@@ -101,7 +102,7 @@ func (s *Server) postCommandsIn(ctx context.Context, w http.ResponseWriter, r *h
 	acceptedBy(ctx, id.producer.Name, len(cmds))
 	assignIDs(cmds, batch, id.producer.Name, key)
 	if p := s.authorize(id.producer, cmds, batch); p != nil {
-		s.log.Info("commands forbidden", "producer", id.producer.Name, "request_id", requestID(r), "problems", len(p.Errors))
+		s.log.InfoContext(r.Context(), "commands forbidden", "producer", id.producer.Name, "request_id", requestID(r), "problems", len(p.Errors))
 		return s.reject(w, r, p, len(cmds))
 	}
 	statuses, p := s.accept(ctx, id.producer, cmds)
@@ -127,9 +128,9 @@ func (s *Server) reject(w http.ResponseWriter, r *http.Request, p *Problem, n in
 	}
 	s.metrics.commands.WithLabelValues(resultRejected, reason).Add(float64(n))
 	if p.Status >= 500 {
-		s.log.Warn("commands refused", "status", p.Status, "reason", reason, "request_id", requestID(r), "detail", p.Detail)
+		s.log.WarnContext(r.Context(), "commands refused", "status", p.Status, "reason", reason, "request_id", requestID(r), "detail", p.Detail)
 	} else {
-		s.log.Info("commands rejected", "status", p.Status, "reason", reason, "request_id", requestID(r), "problems", len(p.Errors))
+		s.log.InfoContext(r.Context(), "commands rejected", "status", p.Status, "reason", reason, "request_id", requestID(r), "problems", len(p.Errors))
 	}
 	s.writeProblem(w, r, p)
 	return p.Status

@@ -22,11 +22,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/altegio-integrator/integrator/internal/topology"
+	"github.com/altegio-integrator/integrator/internal/tracing"
 )
 
 // NewLogger returns a logger writing to w at level ("debug", "info", "warn",
-// "error") in format ("json" or "text"). Its errors name --log-level and
-// --log-format, the flags of every binary.
+// "error") in format ("json" or "text"). A line logged with a context that
+// holds a span carries its trace_id (tracing.LogHandler). Its errors name
+// --log-level and --log-format, the flags of every binary.
 func NewLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(level)); err != nil {
@@ -35,9 +37,9 @@ func NewLogger(level, format string, w io.Writer) (*slog.Logger, error) {
 	opts := &slog.HandlerOptions{Level: l}
 	switch strings.ToLower(format) {
 	case "json":
-		return slog.New(slog.NewJSONHandler(w, opts)), nil
+		return slog.New(tracing.LogHandler(slog.NewJSONHandler(w, opts))), nil
 	case "text":
-		return slog.New(slog.NewTextHandler(w, opts)), nil
+		return slog.New(tracing.LogHandler(slog.NewTextHandler(w, opts))), nil
 	default:
 		return nil, FlagHint(fmt.Errorf("log format %q: want json or text", format), "log-format", "LOG_FORMAT")
 	}

@@ -1,10 +1,12 @@
 package tracing_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -370,5 +372,30 @@ func TestRecorderAsExporter(t *testing.T) {
 	}
 	if got := rec.Recent(5); len(got) != 2 || got[0].Name != "c" || got[1].Name != "b" {
 		t.Errorf("Recent = %+v, want c, b", got)
+	}
+}
+
+// TestLogHandlerAddsTheTraceID: a line logged with a span's context carries
+// its trace id; one without a span carries none.
+func TestLogHandlerAddsTheTraceID(t *testing.T) {
+	var buf bytes.Buffer
+	log := slog.New(tracing.LogHandler(slog.NewJSONHandler(&buf, nil))).With("component", "x")
+	rec := tracing.NewRecorder(8)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	ctx, span := tp.Tracer("t").Start(context.Background(), "op")
+	log.InfoContext(ctx, "with a span")
+	span.End()
+	log.Info("without")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("log lines: %q", lines)
+	}
+	want := `"trace_id":"` + span.SpanContext().TraceID().String() + `"`
+	if !strings.Contains(lines[0], want) || !strings.Contains(lines[0], `"component":"x"`) {
+		t.Errorf("line with a span: %s, want %s and the logger's attributes", lines[0], want)
+	}
+	if strings.Contains(lines[1], "trace_id") {
+		t.Errorf("line without a span: %s", lines[1])
 	}
 }
