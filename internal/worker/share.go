@@ -31,7 +31,9 @@ import (
 //     topology.SubjectWorkers (core NATS, nothing stored), with the pins it
 //     holds. A worker that has not been heard for three intervals is gone;
 //     one that shuts down says so at once (and goes on reporting its pins
-//     until it has handed everything back).
+//     until it has handed everything back). A starting worker's first
+//     announcement is a hello, which the others answer at once, so it takes
+//     its share after a short grace (shareJoinGrace) instead of an interval.
 //   - Every worker computes the same assignment from the members it hears
 //     (assign: balanced, and stable as members come and go), and pulls only
 //     from its own partitions. A partition that moves to another worker is
@@ -65,6 +67,12 @@ const (
 	// shareOrphanChecks is how many consecutive checks must find a taken
 	// partition's old pin unreported before it is released.
 	shareOrphanChecks = 2
+	// shareJoinGrace is how long a starting worker listens for the others'
+	// answers to its hello before it takes partitions (at most one and a
+	// half intervals). A member that answers later (or runs a version that
+	// does not answer) is heard at its next announcement; until then two
+	// workers may pull one partition, which the pin makes harmless.
+	shareJoinGrace = 250 * time.Millisecond
 )
 
 // announcement is the message on topology.SubjectWorkers.
@@ -73,6 +81,10 @@ type announcement struct {
 	WorkerID string   `json:"worker_id"`
 	Pins     []string `json:"pins,omitempty"`
 	Leaving  bool     `json:"leaving,omitempty"`
+	// Hello marks a worker's first announcement: the others answer with
+	// theirs at once, so that it learns the members in a round trip
+	// instead of an interval.
+	Hello bool `json:"hello,omitempty"`
 }
 
 type memberSeen struct {
@@ -164,10 +176,10 @@ func (sh *share) run(ctx context.Context) {
 	}()
 	defer func() { <-orphansDone }()
 
-	sh.announce(nc, false)
+	sh.announceHello(nc)
 	tick := time.NewTicker(sh.interval)
 	defer tick.Stop()
-	grace := time.NewTimer(sh.interval * 3 / 2) // hear the others before taking anything
+	grace := time.NewTimer(min(shareJoinGrace, sh.interval*3/2)) // hear the others before taking anything
 	defer grace.Stop()
 	for {
 		select {
@@ -178,6 +190,9 @@ func (sh *share) run(ctx context.Context) {
 			sh.announce(nc, true)
 			return
 		case a := <-heard:
+			if a.Hello && a.Member != sh.self {
+				sh.announce(nc, false) // a new worker asks who is there
+			}
 			sh.hear(a)
 		case <-grace.C:
 			sh.mu.Lock()
@@ -226,7 +241,16 @@ func (sh *share) leave(nc *nats.Conn, heard <-chan announcement, tick <-chan tim
 }
 
 func (sh *share) announce(nc *nats.Conn, leaving bool) {
-	a := announcement{Member: sh.self, WorkerID: sh.w.cfg.WorkerID, Leaving: leaving}
+	sh.publish(nc, announcement{Member: sh.self, WorkerID: sh.w.cfg.WorkerID, Leaving: leaving})
+}
+
+// announceHello is a starting worker's first announcement, which the
+// others answer at once.
+func (sh *share) announceHello(nc *nats.Conn) {
+	sh.publish(nc, announcement{Member: sh.self, WorkerID: sh.w.cfg.WorkerID, Hello: true})
+}
+
+func (sh *share) publish(nc *nats.Conn, a announcement) {
 	for _, s := range sh.subs {
 		a.Pins = append(a.Pins, s.Pins()...)
 	}

@@ -100,6 +100,20 @@ func TestPartitionsSpreadOverWorkers(t *testing.T) {
 	e.assertOneTerminal(append(ids, more...)...)
 }
 
+// A starting worker asks who is there (hello) and the others answer at
+// once, so it takes only its share, not every partition until their next
+// announcement. The interval is an hour here: without the answer, b would
+// know only itself and keep all eight.
+func TestJoiningWorkerHearsTheOthersAtOnce(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, envOpts{pinnedTTL: time.Minute})
+	a := e.startWorker(workerOpts{cfg: Config{WorkerID: "worker-a", ShareInterval: time.Hour}})
+	waitOwned(t, a, 8)
+	b := e.startWorker(workerOpts{cfg: Config{WorkerID: "worker-b", ShareInterval: time.Hour}})
+	waitOwned(t, b, 4)
+	waitOwned(t, a, 4)
+}
+
 // A crashed worker's partitions resume in the survivor within seconds, not
 // after the pin's priority timeout (a minute here).
 func TestCrashedWorkersPartitionsResumeElsewhere(t *testing.T) {
