@@ -412,8 +412,9 @@ func (c *Client) exchange(ctx context.Context, r request, body []byte, fixed *Cr
 	hr, err := c.http.Do(req)
 	if err != nil {
 		c.record(ctx, r, attempt, 0, time.Since(start), err)
-		endExchange(span, 0, err)
-		return response{}, creds, true, &TransportError{Op: r.op, Method: r.method, Path: r.path, Err: err}
+		terr := &TransportError{Op: r.op, Method: r.method, Path: r.path, Err: err}
+		endExchange(span, 0, terr) // its message leaves out the URL and its query (personal data)
+		return response{}, creds, true, terr
 	}
 	data, err := c.readBody(hr.Body)
 	elapsed := time.Since(start)

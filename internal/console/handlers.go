@@ -155,7 +155,8 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	addr := clientAddr(r)
-	if wait, blocked := c.logins.blocked(addr); blocked {
+	done, wait, ok := c.logins.admit(addr)
+	if !ok {
 		w.Header().Set("Retry-After", strconv.Itoa(int(wait.Seconds())))
 		fail(http.StatusTooManyRequests, "Too many failed logins. Try again in "+roundDuration(wait)+".")
 		return
@@ -163,11 +164,12 @@ func (c *Console) login(w http.ResponseWriter, r *http.Request) {
 	key := strings.TrimSpace(r.PostForm.Get("key"))
 	sum := sha256.Sum256([]byte(key))
 	if key == "" || !keyMatches(sum, c.cfg.OperatorKeys) {
-		c.logins.failed(addr)
+		done(false)
 		c.log.Info("console: failed login", "client", addr)
 		fail(http.StatusUnauthorized, "That is not an operator key.")
 		return
 	}
+	done(true)
 	id, _ := c.sessions.create(operatorName(sum))
 	setSessionCookie(w, r, id, c.cfg.SessionTTL)
 	c.log.Info("console: login", "operator", operatorName(sum), "client", addr)

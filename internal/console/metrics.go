@@ -188,8 +188,13 @@ func (s *scraper) scrape(ctx context.Context) []target {
 	var wg sync.WaitGroup
 	for i, u := range s.urls {
 		wg.Go(func() {
+			// Stamped when it starts: of two overlapping scrapes (a page
+			// view beside the periodic one), the one that started first
+			// read the older counters, and is dropped below if it ends
+			// last, instead of reading as a counter reset.
+			at := s.now()
 			fams, err := s.fetch(ctx, u)
-			out[i] = target{URL: u, At: s.now(), Err: err, fams: fams}
+			out[i] = target{URL: u, At: at, Err: err, fams: fams}
 		})
 	}
 	wg.Wait()
@@ -271,23 +276,22 @@ func (l *localSampler) sample() {
 	if l.g == nil {
 		return
 	}
+	// Under the lock: two samples gathered in one order and applied in
+	// the other would count a decrease.
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	mfs, err := l.g.Gather()
 	fams := families{}
 	for _, mf := range mfs {
 		fams[mf.GetName()] = mf
 	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
 	l.err = err
 	l.fams = fams
 	n, ok := fams.sum(metricIngestCommands, labelIs("result", "accepted", "spooled"))
 	if !ok {
 		return
 	}
-	d := n - l.accepted
-	if d < 0 {
-		d = n
-	}
+	d := max(n-l.accepted, 0) // this process's own counter: it never goes down
 	l.accepted = n
 	l.series.add(seriesAccepted, l.now(), d)
 }

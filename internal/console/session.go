@@ -107,74 +107,107 @@ func (s *sessions) delete(id string) {
 
 // Limits of failed logins.
 const (
-	// loginBurst failed logins from one address are allowed at once, then
-	// one every loginEvery.
+	// loginBurst logins from one address are allowed at once, then one
+	// every loginEvery.
 	loginBurst = 5
 	loginEvery = 12 * time.Second
-	// globalBurst failed logins from all addresses together, then one
-	// every globalEvery: bounds a guesser that spreads over addresses.
+	// globalBurst logins from all the addresses that failed before, then
+	// one every globalEvery: bounds a guesser that spreads over addresses.
 	globalBurst = 30
 	globalEvery = 2 * time.Second
 	// maxLimiters bounds the addresses remembered.
 	maxLimiters = 10_000
 )
 
-// loginLimiter rate-limits failed logins per client address and in total.
-// Safe for concurrent use.
+// loginLimiter rate-limits logins per client address, and the addresses
+// that failed before in total. Safe for concurrent use.
+//
+// Every attempt takes a token of its address before the key is checked, so
+// parallel guesses from one address count as much as sequential ones. The
+// global bucket gates only addresses that have failed: guessers spread over
+// addresses exhaust it for one another, while an operator who has not
+// failed is never locked out by someone else's guessing.
 type loginLimiter struct {
-	mu     sync.Mutex
-	perIP  map[string]*rate.Limiter
-	global *rate.Limiter
-	now    func() time.Time
+	mu      sync.Mutex
+	perIP   map[string]*ipState
+	global  *rate.Limiter
+	pending int // attempts under way that the global bucket gates
+	now     func() time.Time
+}
+
+// ipState is one address's bucket and whether a login from it failed.
+type ipState struct {
+	lim     *rate.Limiter
+	failed  bool
+	pending int // attempts admitted, outcome not known yet
 }
 
 func newLoginLimiter(now func() time.Time) *loginLimiter {
-	return &loginLimiter{perIP: map[string]*rate.Limiter{}, global: rate.NewLimiter(rate.Every(globalEvery), globalBurst), now: now}
+	return &loginLimiter{perIP: map[string]*ipState{}, global: rate.NewLimiter(rate.Every(globalEvery), globalBurst), now: now}
 }
 
-// blocked reports whether addr may not try a login now, and for how long.
-func (l *loginLimiter) blocked(addr string) (time.Duration, bool) {
+// admit takes a login attempt of addr, or says how long addr must wait.
+// Call done with the attempt's outcome: only a failure takes a token, but an
+// attempt under way holds one, so parallel guesses count as much as
+// sequential ones.
+func (l *loginLimiter) admit(addr string) (done func(ok bool), wait time.Duration, admitted bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()
-	wait := time.Duration(0)
-	if g := l.global.TokensAt(now); g < 1 {
-		wait = time.Duration((1 - g) * float64(globalEvery))
+	st := l.entryLocked(addr, now)
+	if t := st.lim.TokensAt(now) - float64(st.pending); t < 1 {
+		return nil, retryIn(t, loginEvery), false
 	}
-	if lim, ok := l.perIP[addr]; ok {
-		if t := lim.TokensAt(now); t < 1 {
-			wait = max(wait, time.Duration((1-t)*float64(loginEvery)))
+	gated := st.failed
+	if gated {
+		if t := l.global.TokensAt(now) - float64(l.pending); t < 1 {
+			return nil, retryIn(t, globalEvery), false
 		}
+		l.pending++
 	}
-	if wait <= 0 {
-		return 0, false
-	}
-	return wait.Truncate(time.Second) + time.Second, true
+	st.pending++
+	return func(ok bool) {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		now := l.now()
+		st.pending--
+		if gated {
+			l.pending--
+		}
+		if !ok {
+			st.failed = true
+			st.lim.AllowN(now, 1)
+			l.global.AllowN(now, 1)
+		}
+	}, 0, true
 }
 
-// failed records a failed login from addr.
-func (l *loginLimiter) failed(addr string) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	now := l.now()
-	lim, ok := l.perIP[addr]
-	if !ok {
+// retryIn is when a bucket with tokens left (less than one), refilled one
+// per every, has one again, rounded up to whole seconds (Retry-After).
+func retryIn(tokens float64, every time.Duration) time.Duration {
+	wait := time.Duration((1 - tokens) * float64(every))
+	return wait.Truncate(time.Second) + time.Second
+}
+
+// entryLocked returns addr's state, creating it. Callers hold l.mu.
+func (l *loginLimiter) entryLocked(addr string, now time.Time) *ipState {
+	if st, ok := l.perIP[addr]; ok {
+		return st
+	}
+	if len(l.perIP) >= maxLimiters {
+		// Forget the addresses whose buckets are full again.
+		for k, v := range l.perIP {
+			if v.lim.TokensAt(now) >= loginBurst {
+				delete(l.perIP, k)
+			}
+		}
 		if len(l.perIP) >= maxLimiters {
-			// Forget the addresses whose buckets are full again.
-			for k, v := range l.perIP {
-				if v.TokensAt(now) >= loginBurst {
-					delete(l.perIP, k)
-				}
-			}
-			if len(l.perIP) >= maxLimiters {
-				clear(l.perIP)
-			}
+			clear(l.perIP)
 		}
-		lim = rate.NewLimiter(rate.Every(loginEvery), loginBurst)
-		l.perIP[addr] = lim
 	}
-	lim.AllowN(now, 1)
-	l.global.AllowN(now, 1)
+	st := &ipState{lim: rate.NewLimiter(rate.Every(loginEvery), loginBurst)}
+	l.perIP[addr] = st
+	return st
 }
 
 // clientAddr is the address failed logins are counted by: the connection's

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/altegio-integrator/integrator/internal/tracing"
@@ -118,7 +119,7 @@ func waterfall(spans []Span) ([]waterfallRow, time.Duration) {
 		}
 		visited[s.SpanID] = true
 		row := waterfallRow{Span: s, Depth: depth, Indent: min(depth, maxDepth), Duration: s.End.Sub(s.Start),
-			Error: s.Status == "error"}
+			Error: strings.HasPrefix(s.Status, "error")}
 		if total > 0 {
 			row.Offset = 100 * float64(s.Start.Sub(start)) / float64(total)
 			row.Width = max(100*float64(s.End.Sub(s.Start))/float64(total), 0.3)

@@ -2,6 +2,7 @@ package console
 
 import (
 	"crypto/tls"
+	"fmt"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -226,4 +227,57 @@ func FuzzParseWhen(f *testing.F) {
 			t.Fatalf("parseWhen(%q) = %v, not UTC", s, got)
 		}
 	})
+}
+
+// TestLoginLimiter: failures are limited per address; guessers spread over
+// addresses exhaust the global bucket for one another but never lock out
+// an address that has not failed; attempts under way hold their token, so
+// parallel guesses count; successes take nothing.
+func TestLoginLimiter(t *testing.T) {
+	now := time.Date(2026, 12, 7, 10, 0, 0, 0, time.UTC)
+	l := newLoginLimiter(func() time.Time { return now })
+	try := func(addr string, ok bool) bool {
+		done, _, admitted := l.admit(addr)
+		if admitted {
+			done(ok)
+		}
+		return admitted
+	}
+	for i := range 20 {
+		if !try("10.0.0.1", true) {
+			t.Fatalf("success %d refused: successes must take no token", i+1)
+		}
+	}
+	// Parallel guesses from one address: only the burst is admitted.
+	var dones []func(bool)
+	for range loginBurst + 3 {
+		if done, _, ok := l.admit("10.0.0.2"); ok {
+			dones = append(dones, done)
+		}
+	}
+	if len(dones) != loginBurst {
+		t.Fatalf("%d parallel attempts admitted, want %d", len(dones), loginBurst)
+	}
+	for _, done := range dones {
+		done(false)
+	}
+	if try("10.0.0.2", true) {
+		t.Error("an address with 5 failures may try again at once")
+	}
+	// Guessers on many addresses exhaust the global bucket…
+	refused := 0
+	for i := range 100 {
+		addr := fmt.Sprintf("10.1.%d.%d", i/250, i%250)
+		try(addr, false) // the first failure of each address
+		if !try(addr, false) {
+			refused++
+		}
+	}
+	if refused == 0 {
+		t.Error("100 guessing addresses were never refused: no global bound")
+	}
+	// …but an operator who has not failed still gets in.
+	if !try("10.0.0.9", true) {
+		t.Error("an address without failures was locked out by others' guessing")
+	}
 }

@@ -65,7 +65,9 @@ var errStreamFull = errors.New("command stream full")
 // postCommands is POST /v1/commands, in the span ingest.accept.
 func (s *Server) postCommands(w http.ResponseWriter, r *http.Request) {
 	ctx, span := s.startAccept(w, r)
-	endAccept(span, s.postCommandsIn(ctx, w, r))
+	status := http.StatusInternalServerError // if it panics
+	defer func() { endAccept(span, status) }()
+	status = s.postCommandsIn(ctx, w, r)
 }
 
 // postCommandsIn answers POST /v1/commands, with ctx carrying the accept

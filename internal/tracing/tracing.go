@@ -27,6 +27,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"unicode/utf8"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -220,15 +221,26 @@ func TraceID(ctx context.Context) string {
 }
 
 // SetError marks span as failed with err's message (err nil: nothing). The
-// message is cut to 500 bytes; callers pass errors that carry no secrets
-// (the API client scrubs them) and no request bodies.
+// message is cut to 500 bytes at a character boundary and made valid
+// UTF-8: the OTLP exporter drops a whole batch whose protobuf holds an
+// invalid string (the API's messages are often Cyrillic, two bytes a
+// letter). Callers pass errors that carry no secrets (the API client
+// scrubs them) and no request bodies.
 func SetError(span trace.Span, err error) {
 	if err == nil || !span.IsRecording() {
 		return
 	}
-	msg := err.Error()
-	if len(msg) > 500 {
-		msg = msg[:500]
+	span.SetStatus(codes.Error, cut(err.Error(), 500))
+}
+
+// cut returns s as valid UTF-8 of at most n bytes, cut at a character
+// boundary.
+func cut(s string, n int) string {
+	if len(s) > n {
+		for n > 0 && !utf8.RuneStart(s[n]) {
+			n--
+		}
+		s = s[:n]
 	}
-	span.SetStatus(codes.Error, msg)
+	return strings.ToValidUTF8(s, "\uFFFD")
 }

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/ThreeDotsLabs/watermill/message"
 	"github.com/nats-io/nats.go"
@@ -397,5 +398,25 @@ func TestLogHandlerAddsTheTraceID(t *testing.T) {
 	}
 	if strings.Contains(lines[1], "trace_id") {
 		t.Errorf("line without a span: %s", lines[1])
+	}
+}
+
+// TestSetErrorKeepsValidUTF8: a long message is cut at a character
+// boundary, since the OTLP exporter drops a batch with invalid UTF-8.
+func TestSetErrorKeepsValidUTF8(t *testing.T) {
+	rec := tracing.NewRecorder(8)
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	_, span := tp.Tracer("t").Start(context.Background(), "op")
+	msg := "x" + strings.Repeat("Клиент не найден. ", 40) // odd bytes first: 500 falls inside a letter
+	tracing.SetError(span, errors.New(msg))
+	span.End()
+	got := rec.Trace(span.SpanContext().TraceID().String())
+	if len(got) != 1 {
+		t.Fatalf("spans: %+v", got)
+	}
+	desc := strings.TrimPrefix(got[0].Status, "error: ")
+	if !utf8.ValidString(desc) || len(desc) > 500 || len(desc) < 490 || !strings.HasPrefix(msg, desc) {
+		t.Errorf("status %q (%d bytes, valid %v): want a valid prefix of the message of at most 500 bytes", desc, len(desc), utf8.ValidString(desc))
 	}
 }
