@@ -332,6 +332,17 @@ func (c *Console) selection(w http.ResponseWriter, r *http.Request, s *session, 
 	return f, true
 }
 
+// upToNow bounds a plan's selection at the time it is shown (when it has no
+// end of its own): the confirmation then acts on what the operator counted,
+// not on an entry dead-lettered meanwhile in place of one that went away,
+// which the count alone would not notice.
+func (c *Console) upToNow(f dlq.Filter) dlq.Filter {
+	if f.Until.IsZero() && len(f.IDs) == 0 && len(f.Seqs) == 0 {
+		f.Until = c.cfg.Now().Truncate(time.Second).Add(time.Second) // the form keeps whole seconds
+	}
+	return f
+}
+
 // replayPlan counts what a replay would do (a dry run) and asks for
 // confirmation. It changes nothing.
 func (c *Console) replayPlan(w http.ResponseWriter, r *http.Request, s *session) {
@@ -341,6 +352,7 @@ func (c *Console) replayPlan(w http.ResponseWriter, r *http.Request, s *session)
 	}
 	ctx, cancel := c.timeout(r.Context())
 	defer cancel()
+	f = c.upToNow(f)
 	rep, err := c.cfg.DLQ.Replay(ctx, f, dlq.ReplayOptions{DryRun: true})
 	if err != nil {
 		c.unavailable(w, s, "dlq", "The replay could not be planned: "+err.Error())
@@ -404,6 +416,7 @@ func (c *Console) purgePlan(w http.ResponseWriter, r *http.Request, s *session) 
 	}
 	ctx, cancel := c.timeout(r.Context())
 	defer cancel()
+	f = c.upToNow(f)
 	entries, _, err := c.cfg.DLQ.List(ctx, f)
 	if err != nil {
 		c.unavailable(w, s, "dlq", "The DLQ could not be read: "+err.Error())

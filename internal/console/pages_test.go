@@ -407,7 +407,8 @@ func TestPurgeCountsThenConfirms(t *testing.T) {
 	gone := e.publishDLQ(comment(2, 902), commands.ClassExhausted, 503, "retries exhausted", 0)
 	s := e.login()
 	plan := e.get("/ui/dlq/purge?location=2", s.cookie)
-	mustContain(t, "the purge plan", plan.body, "<strong>1</strong> entry would be deleted", "Delete 1 entry")
+	mustContain(t, "the purge plan", plan.body, "<strong>1</strong> entry would be deleted", "Delete 1 entry",
+		`name="until"`) // bounded at the plan's time: nothing dead-lettered later is purged
 	if _, err := e.entryStatus(gone); err != nil {
 		t.Fatalf("the plan deleted the entry: %v", err)
 	}
