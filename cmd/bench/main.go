@@ -30,6 +30,7 @@ import (
 	"github.com/altegio-integrator/integrator/internal/bench"
 	"github.com/altegio-integrator/integrator/internal/devstack"
 	"github.com/altegio-integrator/integrator/internal/envflag"
+	"github.com/altegio-integrator/integrator/internal/stack"
 )
 
 func main() {
@@ -45,6 +46,10 @@ func main() {
 // run dispatches on the first argument: a scenario, "pipeline", the hidden
 // "bare" consumer, or flags of the pipeline bench.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && (args[0] == "--version" || args[0] == "-version" || args[0] == "version") {
+		fmt.Fprintln(stdout, "bench", stack.Version())
+		return nil
+	}
 	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 		return runPipeline(ctx, args, getenv, stdout, stderr)
 	}
@@ -66,7 +71,7 @@ func usage(w io.Writer) {
 	for _, s := range bench.Scenarios() {
 		fmt.Fprintf(w, "  %-9s %s\n", s.Name, s.Summary)
 	}
-	fmt.Fprintln(w, "\n`bench <scenario> --help` and `bench pipeline --help` list the flags.")
+	fmt.Fprintln(w, "\n`bench <scenario> --help` and `bench pipeline --help` list the flags; `bench --version` the version.")
 }
 
 // runPipeline is the one-process pipeline bench.

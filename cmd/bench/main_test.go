@@ -24,6 +24,18 @@ func TestHelpListsScenarios(t *testing.T) {
 	}
 }
 
+func TestVersion(t *testing.T) {
+	for _, arg := range []string{"--version", "version"} {
+		var out bytes.Buffer
+		if err := run(context.Background(), []string{arg}, func(string) string { return "" }, &out, &out); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(out.String(), "bench ") || len(strings.TrimSpace(out.String())) <= len("bench") {
+			t.Errorf("bench %s printed %q", arg, out.String())
+		}
+	}
+}
+
 func TestScenarioHelpListsFlags(t *testing.T) {
 	tests := map[string][]string{
 		"budget":   {"-quick", "-duration", "-workers", "-offered-rate", "-rate-per-second", "BENCH_BIN_DIR"},
