@@ -11,51 +11,53 @@ import (
 // Type names what a command asks for, as in the contract's "type" field.
 type Type string
 
-// The command types of the contract (schema version 1).
+// The command types of the contract (schema version 1), as
+// internal/commands names them.
 const (
 	// TypeClientCreate creates a client (CreateClient).
-	TypeClientCreate Type = "client.create"
+	TypeClientCreate = Type(commands.TypeClientCreate)
 	// TypeClientUpdate changes a client (UpdateClient, ReplaceClient).
-	TypeClientUpdate Type = "client.update"
+	TypeClientUpdate = Type(commands.TypeClientUpdate)
 	// TypeClientDelete deletes a client (DeleteClient).
-	TypeClientDelete Type = "client.delete"
+	TypeClientDelete = Type(commands.TypeClientDelete)
 	// TypeClientBulkCreate creates up to MaxBulkClients clients in one API
 	// call (BulkCreateClients).
-	TypeClientBulkCreate Type = "client.bulk_create"
+	TypeClientBulkCreate = Type(commands.TypeClientBulkCreate)
 	// TypeCommentAdd adds a comment to a client's card (AddComment).
-	TypeCommentAdd Type = "client.comment.add"
+	TypeCommentAdd = Type(commands.TypeCommentAdd)
 	// TypeCommentDelete deletes a comment (DeleteComment).
-	TypeCommentDelete Type = "client.comment.delete"
+	TypeCommentDelete = Type(commands.TypeCommentDelete)
 	// TypeFileDelete deletes a file from a client's card (DeleteFile).
-	TypeFileDelete Type = "client.file.delete"
+	TypeFileDelete = Type(commands.TypeFileDelete)
 )
 
-// Limits of the contract that a producer meets first (tests keep them
-// those of the contract).
+// Limits of the contract that a producer meets first: the contract's own.
 const (
 	// MaxBulkClients is the most clients one BulkCreateClients may carry.
-	MaxBulkClients = 100
+	MaxBulkClients = commands.MaxBulkClients
 	// MaxCommentLength is the longest comment text, in characters.
-	MaxCommentLength = 255
+	MaxCommentLength = commands.MaxCommentLength
 	// MaxClientRefLength is the longest client reference, in characters.
-	MaxClientRefLength = 64
+	MaxClientRefLength = commands.MaxClientRefLength
 	// MaxCommandSize is the largest encoded command, in bytes.
-	MaxCommandSize = 512 << 10
+	MaxCommandSize = commands.MaxCommandSize
 )
 
 // Client is the payload of a create or an update, and one item of a bulk
 // create. The JSON names are the contract's (and the Altegio API's).
 //
-// Name and Phone are required on every write. The other fields are
-// optional and pointers, so that "absent" differs from a zero value: on
-// UpdateClient an absent field keeps the client's current value, and a
-// present zero value ("" or 0) is written. Set one with new(value), e.g.
+// Name and Phone are required on a create, in a bulk item and on
+// ReplaceClient; UpdateClient may leave them empty (the card keeps its
+// own) but must set at least one field. The other fields are optional and
+// pointers, so that "absent" differs from a zero value: on UpdateClient an
+// absent field keeps the client's current value, and a present zero value
+// ("" or 0) is written. Set one with new(value), e.g.
 // Email: new("j@example.com").
 type Client struct {
-	// Name is the first name: 1 to 255 characters, not blank. Required.
+	// Name is the first name: 1 to 255 characters, not blank.
 	Name string `json:"name,omitempty"`
 	// Phone is 9 to 15 digits, optionally with a leading '+' and the
-	// separators space, '-', '(' and ')'. Required.
+	// separators space, '-', '(' and ')'.
 	Phone string `json:"phone,omitempty"`
 	// Surname is the last name, up to 255 characters.
 	Surname *string `json:"surname,omitempty"`
@@ -185,7 +187,7 @@ type updatePayload struct {
 
 // UpdateClient returns a client.update command that writes the fields of c
 // present over the client's card (read, merge, PUT): fields left absent
-// keep their value. Name and Phone are required.
+// (Name and Phone included) keep their value; at least one must be set.
 func UpdateClient(location int64, t Target, c Client) Command {
 	return newCommand(TypeClientUpdate, location, updatePayload{Client: c}).target(t)
 }
