@@ -240,23 +240,36 @@ func isDate(s string) bool {
 	return err == nil
 }
 
-func decodeBulkCreate(d *decoder, path string, raw json.RawMessage) BulkCreatePayload {
-	var p BulkCreatePayload
+// member decodes an object at path whose only member is name, which it is
+// required to have: every other member is reported as unknown, and
+// decodeValue gets name's path and value.
+func (d *decoder) member(path string, raw json.RawMessage, name string, decodeValue func(p string, v json.RawMessage)) {
 	members, ok := d.object(path, raw)
 	if !ok {
-		return p
+		return
 	}
-	clientsPath := fieldPath(path, "clients")
+	p := fieldPath(path, name)
 	var saw bool
 	for _, m := range members {
-		if m.key != "clients" {
+		if m.key != name {
 			d.unknownField(fieldPath(path, m.key), m.key)
 			continue
 		}
 		saw = true
-		items, ok := d.array(clientsPath, m.value)
+		decodeValue(p, m.value)
+	}
+	if !saw {
+		d.add(p, "required")
+	}
+}
+
+func decodeBulkCreate(d *decoder, path string, raw json.RawMessage) BulkCreatePayload {
+	var p BulkCreatePayload
+	clientsPath := fieldPath(path, "clients")
+	d.member(path, raw, "clients", func(_ string, v json.RawMessage) {
+		items, ok := d.array(clientsPath, v)
 		if !ok {
-			continue
+			return
 		}
 		switch {
 		case len(items) == 0:
@@ -269,10 +282,7 @@ func decodeBulkCreate(d *decoder, path string, raw json.RawMessage) BulkCreatePa
 			f, _ := decodeClientFields(d, indexPath(clientsPath, i), item, bulkItem)
 			p.Clients = append(p.Clients, f)
 		}
-	}
-	if !saw {
-		d.add(clientsPath, "required")
-	}
+	})
 	// The API reports per-item errors by phone, not by position.
 	first := make(map[string]int, len(p.Clients))
 	for i, f := range p.Clients {
@@ -292,57 +302,29 @@ func decodeBulkCreate(d *decoder, path string, raw json.RawMessage) BulkCreatePa
 
 func decodeCommentAdd(d *decoder, path string, raw json.RawMessage) CommentAddPayload {
 	var p CommentAddPayload
-	members, ok := d.object(path, raw)
-	if !ok {
-		return p
-	}
-	textPath := fieldPath(path, "text")
-	var saw bool
-	for _, m := range members {
-		if m.key != "text" {
-			d.unknownField(fieldPath(path, m.key), m.key)
-			continue
-		}
-		saw = true
-		if v, ok := d.string(textPath, m.value); ok {
+	d.member(path, raw, "text", func(textPath string, raw json.RawMessage) {
+		if v, ok := d.string(textPath, raw); ok {
 			p.Text = v
 			if v == "" {
 				d.add(textPath, "must not be empty")
 			}
 			checkText(d, textPath, v, MaxCommentLength, true)
 		}
-	}
-	if !saw {
-		d.add(textPath, "required")
-	}
+	})
 	return p
 }
 
 // decodeIDPayload decodes an object with one required positive integer
 // member, name.
 func decodeIDPayload(d *decoder, path string, raw json.RawMessage, name string) int64 {
-	members, ok := d.object(path, raw)
-	if !ok {
-		return 0
-	}
-	idPath := fieldPath(path, name)
 	var id int64
-	var saw bool
-	for _, m := range members {
-		if m.key != name {
-			d.unknownField(fieldPath(path, m.key), m.key)
-			continue
-		}
-		saw = true
-		if v, ok := d.integer(idPath, m.value); ok {
+	d.member(path, raw, name, func(idPath string, raw json.RawMessage) {
+		if v, ok := d.integer(idPath, raw); ok {
 			if v <= 0 {
 				d.add(idPath, "must be greater than 0")
 			}
 			id = v
 		}
-	}
-	if !saw {
-		d.add(idPath, "required")
-	}
+	})
 	return id
 }
