@@ -362,9 +362,45 @@ func (c *Console) replayPlan(w http.ResponseWriter, r *http.Request, s *session)
 }
 
 func (c *Console) replayPlanData(f dlq.Filter, rep dlq.ReplayReport) planData {
-	return planData{Action: "replay", Describe: describe(f), Count: len(rep.Planned), Matched: rep.Matched,
-		Planned: rep.Planned, Skipped: rep.Skipped, Hidden: hiddenFields(filterValues(f)),
-		Back: "/ui/dlq?" + filterValues(f).Encode()}
+	d := newPlan("replay", f)
+	d.Count, d.Matched, d.Planned, d.Skipped = len(rep.Planned), rep.Matched, rep.Planned, rep.Skipped
+	return d
+}
+
+// newPlan is the plan page's data for action on the selection f: what it
+// says of f, the form fields that carry f to the confirmation, and the way
+// back to the list.
+func newPlan(action string, f dlq.Filter) planData {
+	v := filterValues(f)
+	return planData{Action: action, Describe: describe(f), Hidden: hiddenFields(v), Back: "/ui/dlq?" + v.Encode()}
+}
+
+// confirmed reads a confirmation: the selection and the count the operator
+// confirmed. It answers the request itself when they do not parse.
+func (c *Console) confirmed(w http.ResponseWriter, r *http.Request, s *session) (dlq.Filter, int, bool) {
+	f, ok := c.selection(w, r, s, r.PostForm)
+	if !ok {
+		return f, 0, false
+	}
+	expected, err := strconv.Atoi(r.PostForm.Get("expected"))
+	if err != nil {
+		c.badRequest(w, s, "dlq", "The confirmation does not say how many entries it confirms.", "/ui/dlq")
+		return f, 0, false
+	}
+	return f, expected, true
+}
+
+// outcome records err on d and returns the answer's status: 503 when the
+// action failed before doing anything (done entries), else 200.
+func outcome(d *planData, err error, done int) int {
+	if err == nil {
+		return http.StatusOK
+	}
+	d.Err = err.Error()
+	if done == 0 {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusOK
 }
 
 // replay republishes what the confirmed plan counted: when the selection
@@ -372,13 +408,8 @@ func (c *Console) replayPlanData(f dlq.Filter, rep dlq.ReplayReport) planData {
 // replays at most dlq.DefaultHTTPReplayMax entries (throttled by the DLQ
 // service); the answer offers to continue.
 func (c *Console) replay(w http.ResponseWriter, r *http.Request, s *session) {
-	f, ok := c.selection(w, r, s, r.PostForm)
+	f, expected, ok := c.confirmed(w, r, s)
 	if !ok {
-		return
-	}
-	expected, err := strconv.Atoi(r.PostForm.Get("expected"))
-	if err != nil {
-		c.badRequest(w, s, "dlq", "The confirmation does not say how many entries it confirms.", "/ui/dlq")
 		return
 	}
 	ctx := r.Context()
@@ -394,16 +425,9 @@ func (c *Console) replay(w http.ResponseWriter, r *http.Request, s *session) {
 		return
 	}
 	rep, err := c.cfg.DLQ.Replay(ctx, f, dlq.ReplayOptions{Max: dlq.DefaultHTTPReplayMax, Operator: s.operator})
-	d := planData{Action: "replay", Done: true, Describe: describe(f), Replayed: rep.Replayed, Remaining: rep.Remaining,
-		Skipped: rep.Skipped, Matched: rep.Matched, Count: rep.Remaining, Hidden: hiddenFields(filterValues(f)),
-		Back: "/ui/dlq?" + filterValues(f).Encode()}
-	status := http.StatusOK
-	if err != nil {
-		d.Err = err.Error()
-		if len(rep.Replayed) == 0 {
-			status = http.StatusServiceUnavailable
-		}
-	}
+	d := newPlan("replay", f)
+	d.Done, d.Replayed, d.Remaining, d.Skipped, d.Matched, d.Count = true, rep.Replayed, rep.Remaining, rep.Skipped, rep.Matched, rep.Remaining
+	status := outcome(&d, err, len(rep.Replayed))
 	c.log.Info("console: dlq replay", "operator", s.operator, "replayed", len(rep.Replayed), "remaining", rep.Remaining)
 	c.render(w, status, "plan", pageFor(s, "Replay", "dlq", d))
 }
@@ -426,20 +450,16 @@ func (c *Console) purgePlan(w http.ResponseWriter, r *http.Request, s *session) 
 }
 
 func purgePlanData(f dlq.Filter, entries []dlq.Entry) planData {
-	return planData{Action: "purge", Describe: describe(f), Count: len(entries), Matched: len(entries), Planned: entries,
-		Hidden: hiddenFields(filterValues(f)), Back: "/ui/dlq?" + filterValues(f).Encode()}
+	d := newPlan("purge", f)
+	d.Count, d.Matched, d.Planned = len(entries), len(entries), entries
+	return d
 }
 
 // purge deletes what the confirmed plan counted, or shows the new count
 // when it changed.
 func (c *Console) purge(w http.ResponseWriter, r *http.Request, s *session) {
-	f, ok := c.selection(w, r, s, r.PostForm)
+	f, expected, ok := c.confirmed(w, r, s)
 	if !ok {
-		return
-	}
-	expected, err := strconv.Atoi(r.PostForm.Get("expected"))
-	if err != nil {
-		c.badRequest(w, s, "dlq", "The confirmation does not say how many entries it confirms.", "/ui/dlq")
 		return
 	}
 	ctx, cancel := c.timeout(r.Context())
@@ -458,13 +478,7 @@ func (c *Console) purge(w http.ResponseWriter, r *http.Request, s *session) {
 	rep, err := c.cfg.DLQ.Purge(ctx, f)
 	d := planData{Action: "purge", Done: true, Describe: describe(f), Deleted: rep.Deleted, Matched: rep.Matched,
 		Back: "/ui/dlq"}
-	status := http.StatusOK
-	if err != nil {
-		d.Err = err.Error()
-		if len(rep.Deleted) == 0 {
-			status = http.StatusServiceUnavailable
-		}
-	}
+	status := outcome(&d, err, len(rep.Deleted))
 	c.log.Info("console: dlq purge", "operator", s.operator, "deleted", len(rep.Deleted))
 	c.render(w, status, "plan", pageFor(s, "Purge", "dlq", d))
 }
