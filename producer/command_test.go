@@ -50,7 +50,6 @@ func TestPublicTypesSpeakTheContract(t *testing.T) {
 		{"Receipt", reflect.TypeFor[Receipt](), reflect.TypeFor[ingest.CommandStatus](), false},
 		{"CommandState", reflect.TypeFor[CommandState](), reflect.TypeFor[ingest.CommandState](), false},
 		{"ProblemError", reflect.TypeFor[ProblemError](), reflect.TypeFor[ingest.Problem](), true},
-		{"FieldError", reflect.TypeFor[FieldError](), reflect.TypeFor[commands.Problem](), false},
 		{"Result", reflect.TypeFor[Result](), reflect.TypeFor[commands.Result](), true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -33,15 +33,12 @@ var (
 )
 
 // FieldError is one problem with a command: where and what.
-type FieldError struct {
-	// Path locates the value: "location_id", "payload.phone",
-	// "payload.clients[3].name"; in a batch of several commands it starts
-	// with the command's index, "[2].payload.phone". Empty means the whole
-	// command or request.
-	Path string `json:"path"`
-	// Reason says what is wrong, e.g. "must be greater than 0".
-	Reason string `json:"reason"`
-}
+// Path locates the value: "location_id", "payload.phone",
+// "payload.clients[3].name"; in a batch of several commands it starts with
+// the command's index, "[2].payload.phone". Empty means the whole command
+// or request. Reason says what is wrong, e.g. "must be greater than 0". It
+// is the contract's own problem type, so the two cannot drift apart.
+type FieldError = commands.Problem
 
 // ValidationError lists every problem found in the commands of one Send
 // (or one Validate) before anything was sent. Problems is never empty; in
@@ -58,7 +55,7 @@ type ValidationError struct {
 
 // Error joins the problems into one line.
 func (e *ValidationError) Error() string {
-	return "invalid command: " + joinProblems(e.Problems)
+	return "invalid command: " + commands.JoinProblems(e.Problems)
 }
 
 // Is reports whether target is ErrInvalidCommand, or ErrTooLarge for a
@@ -129,21 +126,6 @@ func rebase(path string, offset int) string {
 	return indexToken(i+offset) + path[end+1:]
 }
 
-func joinProblems(problems []FieldError) string {
-	var b strings.Builder
-	for i, p := range problems {
-		if i > 0 {
-			b.WriteString("; ")
-		}
-		if p.Path != "" {
-			b.WriteString(p.Path)
-			b.WriteString(": ")
-		}
-		b.WriteString(p.Reason)
-	}
-	return b.String()
-}
-
 // ProblemError is an error answer of ingest: its RFC 9457 problem details
 // (application/problem+json), or, for an answer that was not one (a proxy's
 // page), the status with its text as Title.
@@ -182,7 +164,7 @@ func (e *ProblemError) Error() string {
 		b.WriteString(": " + e.Detail)
 	}
 	if len(e.Errors) > 0 {
-		b.WriteString(" (" + joinProblems(e.Errors) + ")")
+		b.WriteString(" (" + commands.JoinProblems(e.Errors) + ")")
 	}
 	return b.String()
 }

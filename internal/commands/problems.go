@@ -40,10 +40,12 @@ type ValidationError struct {
 }
 
 // Error joins the problems into one line.
-func (e *ValidationError) Error() string {
+func (e *ValidationError) Error() string { return "invalid command: " + JoinProblems(e.Problems) }
+
+// JoinProblems writes problems on one line: "path: reason; path: reason".
+func JoinProblems(problems []Problem) string {
 	var b strings.Builder
-	b.WriteString("invalid command: ")
-	for i, p := range e.Problems {
+	for i, p := range problems {
 		if i > 0 {
 			b.WriteString("; ")
 		}
