@@ -259,7 +259,7 @@ func (c *Console) buildTimeline(ctx context.Context, id string, hints url.Values
 	now := c.cfg.Now()
 	var times []time.Time
 
-	if kv, err := c.idempotency(ctx); err != nil {
+	if kv, err := c.idem.Get(ctx, c.cfg.JS); err != nil {
 		d.Problems = append(d.Problems, "idempotency record: "+err.Error())
 	} else if rec, _, err := idem.Load(ctx, kv, id); err == nil {
 		d.Record = &rec

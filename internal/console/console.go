@@ -205,8 +205,7 @@ type Console struct {
 	workers  *scraper
 	local    *localSampler
 
-	idemMu sync.Mutex
-	idemKV jetstream.KeyValue
+	idem topology.LazyBucket // the idempotency bucket
 }
 
 // New returns a console for cfg. It returns ErrNoOperatorKeys (joined with
@@ -228,6 +227,7 @@ func New(cfg Config) (*Console, error) {
 		pages:    p,
 		sessions: newSessions(cfg.SessionTTL, cfg.Now),
 		logins:   newLoginLimiter(cfg.Now),
+		idem:     topology.LazyBucket{Name: topology.BucketIdempotency},
 		series:   series,
 		events:   newEventCounter(cfg.JS, series, cfg.Now, cfg.Logger),
 		workers:  newScraper(cfg.HTTPClient, cfg.WorkerMetrics, series, cfg.Now, cfg.Logger),
@@ -278,19 +278,4 @@ func (c *Console) timeout(ctx context.Context) (context.Context, context.CancelF
 		return context.WithCancel(ctx)
 	}
 	return context.WithTimeout(ctx, c.cfg.Timeout)
-}
-
-// idempotency returns the idempotency bucket, bound on first use.
-func (c *Console) idempotency(ctx context.Context) (jetstream.KeyValue, error) {
-	c.idemMu.Lock()
-	defer c.idemMu.Unlock()
-	if c.idemKV != nil {
-		return c.idemKV, nil
-	}
-	kv, err := c.cfg.JS.KeyValue(ctx, topology.BucketIdempotency)
-	if err != nil {
-		return nil, fmt.Errorf("bind bucket %s: %w", topology.BucketIdempotency, err)
-	}
-	c.idemKV = kv
-	return kv, nil
 }

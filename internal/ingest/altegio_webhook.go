@@ -15,7 +15,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -492,7 +491,7 @@ func (s *Server) ownChange(ctx context.Context, h altegioWebhook, received time.
 	defer cancel()
 	key := commands.OwnChangeKey(h.CompanyID, h.ResourceID, h.Status)
 	var entry jetstream.KeyValueEntry
-	kv, err := s.ownChanges.get(ctx, s.js, topology.BucketOwnChanges)
+	kv, err := s.ownChanges.Get(ctx, s.js)
 	if err == nil {
 		entry, err = kv.Get(ctx, key)
 	}
@@ -557,27 +556,6 @@ func isTooLarge(err error) bool {
 	var apiErr *jetstream.APIError
 	return errors.Is(err, nats.ErrMaxPayload) ||
 		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum)
-}
-
-// lazyBucket is a KV bucket looked up on first use; a failed lookup is
-// tried again next time. The zero value is ready; safe for concurrent use.
-type lazyBucket struct {
-	mu sync.Mutex
-	kv jetstream.KeyValue
-}
-
-func (b *lazyBucket) get(ctx context.Context, js jetstream.JetStream, name string) (jetstream.KeyValue, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.kv != nil {
-		return b.kv, nil
-	}
-	kv, err := js.KeyValue(ctx, name)
-	if err != nil {
-		return nil, fmt.Errorf("bucket %s: %w", name, err)
-	}
-	b.kv = kv
-	return kv, nil
 }
 
 // validateAltegioWebhook checks the webhook settings of c (part of

@@ -38,9 +38,9 @@ type Server struct {
 	handler http.Handler
 	tracer  trace.Tracer // of cfg.TracerProvider (tracing.go)
 
-	idem lazyBucket // the idempotency bucket (status.go)
+	idem topology.LazyBucket // the idempotency bucket (status.go)
 
-	ownChanges lazyBucket // the own-changes bucket (altegio_webhook.go)
+	ownChanges topology.LazyBucket // the own-changes bucket (altegio_webhook.go)
 }
 
 // route is one endpoint: the ServeMux pattern, and the statuses it answers
@@ -115,14 +115,16 @@ func New(cfg Config, nc *nats.Conn, js jetstream.JetStream, ob *outbox.Outbox) (
 		return nil, err
 	}
 	s := &Server{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		nc:      nc,
-		js:      js,
-		outbox:  ob,
-		metrics: m,
-		recent:  newRecentIDs(cfg.RecentSize),
-		tracer:  tracing.Provider(cfg.TracerProvider).Tracer(tracerName),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		nc:         nc,
+		js:         js,
+		outbox:     ob,
+		metrics:    m,
+		recent:     newRecentIDs(cfg.RecentSize),
+		idem:       topology.LazyBucket{Name: topology.BucketIdempotency},
+		ownChanges: topology.LazyBucket{Name: topology.BucketOwnChanges},
+		tracer:     tracing.Provider(cfg.TracerProvider).Tracer(tracerName),
 		auth: &authenticator{
 			producers: cfg.Producers,
 			disabled:  cfg.AuthDisabled,

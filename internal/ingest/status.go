@@ -11,7 +11,6 @@ import (
 
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/idem"
-	"github.com/altegio-integrator/integrator/internal/topology"
 )
 
 // Statuses of GET /v1/commands/{id}.
@@ -159,7 +158,7 @@ func (s *Server) recentState(e recentEntry) string {
 
 // idempotency returns the idempotency bucket, looked up once.
 func (s *Server) idempotency(ctx context.Context) (jetstream.KeyValue, error) {
-	return s.idem.get(ctx, s.js, topology.BucketIdempotency)
+	return s.idem.Get(ctx, s.js)
 }
 
 // recentEntry is what a process remembers of a command it accepted.

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -304,4 +305,31 @@ func BindBucket(ctx context.Context, js jetstream.JetStream, name string) (jetst
 // stream's replicas (the server's codes differ: 10071 on R1, 10164 on R3).
 func IsKVConflict(err error) bool {
 	return errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch)
+}
+
+// LazyBucket is a KV bucket looked up on first use and kept: for readers
+// that may start before the bucket exists (a worker creates it) and must
+// not create it themselves. A failed lookup is retried on the next use.
+// The zero value is ready; safe for concurrent use.
+type LazyBucket struct {
+	// Name is the bucket's name, one of the Bucket* constants.
+	Name string
+
+	mu sync.Mutex
+	kv jetstream.KeyValue
+}
+
+// Get returns the bucket, looking it up the first time it exists.
+func (b *LazyBucket) Get(ctx context.Context, js jetstream.JetStream) (jetstream.KeyValue, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.kv != nil {
+		return b.kv, nil
+	}
+	kv, err := js.KeyValue(ctx, b.Name)
+	if err != nil {
+		return nil, fmt.Errorf("bucket %s: %w", b.Name, err)
+	}
+	b.kv = kv
+	return kv, nil
 }
