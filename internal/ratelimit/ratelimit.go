@@ -229,11 +229,11 @@ type Limiter struct {
 	kv  jetstream.KeyValue
 
 	mu        sync.Mutex
-	queue     fairQueue      // the requests waiting for a slot
-	perFlow   map[string]int // waiters by flow, for the per-flow gauge
-	pool      []slot         // leased slots not handed out yet, oldest first
-	local     state          // schedule used while the bucket is unreachable
-	degraded  bool           // the last attempt to reach the bucket failed
+	queue     fairQueue        // the requests waiting for a slot
+	perFlow   map[string]*flow // by flow name, for the per-flow metrics
+	pool      []slot           // leased slots not handed out yet, oldest first
+	local     state            // schedule used while the bucket is unreachable
+	degraded  bool             // the last attempt to reach the bucket failed
 	probeAt   time.Time
 	penalty   time.Duration
 	penaltyAt time.Time
@@ -276,23 +276,38 @@ func (m *metrics) setWaiting(q *fairQueue) {
 	}
 }
 
-// flowJoined, flowLeft and flowGranted count a flow's waiters and grants
-// (under the limiter's mutex).
-func (l *Limiter) flowJoined(flow string) {
-	l.perFlow[flow]++
-	l.m.flowWaiting.WithLabelValues(flow).Set(float64(l.perFlow[flow]))
+// flow is one flow's waiters and its metric series, looked up once.
+type flow struct {
+	waiters int
+	waiting prometheus.Gauge
+	granted prometheus.Counter
 }
 
-func (l *Limiter) flowLeft(flow string, granted bool) {
-	n := l.perFlow[flow] - 1
-	if n <= 0 {
-		delete(l.perFlow, flow)
-	} else {
-		l.perFlow[flow] = n
+// flowOf returns the state of the flow named name (under the limiter's
+// mutex). Flows are kept: as many as the locations the accounts serve.
+func (l *Limiter) flowOf(name string) *flow {
+	f := l.perFlow[name]
+	if f == nil {
+		f = &flow{waiting: l.m.flowWaiting.WithLabelValues(name), granted: l.m.flowGranted.WithLabelValues(name)}
+		l.perFlow[name] = f
 	}
-	l.m.flowWaiting.WithLabelValues(flow).Set(float64(max(n, 0)))
+	return f
+}
+
+// flowJoined and flowLeft count a flow's waiters and grants (under the
+// limiter's mutex).
+func (l *Limiter) flowJoined(name string) {
+	f := l.flowOf(name)
+	f.waiters++
+	f.waiting.Set(float64(f.waiters))
+}
+
+func (l *Limiter) flowLeft(name string, granted bool) {
+	f := l.flowOf(name)
+	f.waiters--
+	f.waiting.Set(float64(f.waiters))
 	if granted {
-		l.m.flowGranted.WithLabelValues(flow).Inc()
+		f.granted.Inc()
 	}
 }
 
@@ -351,7 +366,7 @@ func New(kv jetstream.KeyValue, cfg Config) (*Limiter, error) {
 		cfg:     cfg,
 		kv:      kv,
 		queue:   newFairQueue(cfg.Weights, cfg.CommandShare),
-		perFlow: make(map[string]int),
+		perFlow: make(map[string]*flow),
 		margin:  cfg.MinMargin,
 		kick:    make(chan struct{}, 1),
 		done:    make(chan struct{}),
