@@ -85,10 +85,10 @@ type Config struct {
 	// altegio.Config.Flow does (they must agree). Default
 	// altegio.LocationFlow.
 	Flow func(location int64) string
-	// AccountOf names the account serving a location, for the account
-	// label of a command paused because its credentials were refused when
-	// the failure itself names none (a 401 after the re-login). Default:
-	// such pauses are labelled "unknown".
+	// AccountOf names the account serving a location, for a command whose
+	// credentials were refused when the failure itself names none (a 401
+	// after the re-login): its pause metric, account event and dead letter
+	// then name that account. Default: such failures name none ("unknown").
 	AccountOf func(location int64) string
 	// Budget is the shared API budget. When set, a command waits for its
 	// first request's slot before its attempt is recorded, so a command

@@ -392,6 +392,11 @@ func (j *job) succeed(ctx context.Context, out outcome) error {
 func (j *job) fail(ctx context.Context, err error, uncertainBefore bool) error {
 	w := j.w
 	v := classify(err)
+	if v.class == commands.ClassAuth && v.account == "" && w.cfg.AccountOf != nil {
+		// The refusal (a 401 after the re-login) names no account: the
+		// one serving the command's location is the one to fix.
+		v.account = w.cfg.AccountOf(j.cmd.LocationID)
+	}
 	now := w.cfg.Now()
 	j.rec.LastError, j.rec.LastClass, j.rec.LastStatus = err.Error(), v.class, v.status
 	if j.rec.FirstFailureAt.IsZero() {
@@ -437,9 +442,6 @@ func (j *job) fail(ctx context.Context, err error, uncertainBefore bool) error {
 		j.rec.Deferrals++
 		if lastDelivery {
 			return j.deadLetter(ctx, v, fmt.Errorf("the account did not work again before the last delivery: %w", err))
-		}
-		if v.account == "" && w.cfg.AccountOf != nil {
-			v.account = w.cfg.AccountOf(j.cmd.LocationID)
 		}
 		w.metrics.accountPaused.WithLabelValues(accountLabel(v.account)).Inc()
 		bctx, cancel := j.bookkeeping(ctx)
