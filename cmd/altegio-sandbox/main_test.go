@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -20,25 +19,17 @@ import (
 	"github.com/altegio-integrator/integrator/internal/testenv"
 )
 
-func freeAddr(t *testing.T) string {
+// startRun runs the sandbox with args in a goroutine, waits until it
+// answers /healthz on addr, and returns its base URL and stop, which ends
+// the run and fails the test unless run returns nil within 5 s. The end of
+// the test ends a run that was not stopped.
+func startRun(t *testing.T, addr string, args []string, getenv func(string) string) (base string, stop func()) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	_ = ln.Close()
-	return addr
-}
-
-// startRun runs the sandbox with args in a goroutine until ctx ends, waits
-// until it answers /healthz on addr, and returns its base URL and the
-// channel of run's result.
-func startRun(ctx context.Context, t *testing.T, addr string, args []string, getenv func(string) string) (string, <-chan error) {
-	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
 	done := make(chan error, 1)
 	go func() { done <- run(ctx, args, getenv, io.Discard, io.Discard) }()
-	base := "http://" + addr
+	base = "http://" + addr
 	testenv.WaitFor(t, 5*time.Second, func() error {
 		resp, err := http.Get(base + "/healthz")
 		if err != nil {
@@ -46,56 +37,79 @@ func startRun(ctx context.Context, t *testing.T, addr string, args []string, get
 		}
 		return resp.Body.Close()
 	})
-	return base, done
+	return base, func() {
+		t.Helper()
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("run: %v", err)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("run did not return after cancel")
+		}
+	}
 }
 
-func TestRunServesAndShutsDown(t *testing.T) {
-	addr := freeAddr(t)
-	env := map[string]string{
-		"ALTEGIO_SANDBOX_PARTNER_TOKEN": "from-env",
-		"ALTEGIO_SANDBOX_ADDR":          "127.0.0.1:1", // overridden by the flag
+// apiDo sends body to url as the API clients do (JSON, API v2), with the
+// Authorization header auth unless it is empty. The caller closes the
+// answer's body.
+func apiDo(t *testing.T, method, url, auth, body string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	base, done := startRun(ctx, t, addr, []string{"-addr", addr, "-user-password", "pw"}, func(k string) string { return env[k] })
-
-	req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/auth",
-		strings.NewReader(`{"login":"owner@example.com","password":"pw"}`))
 	req.Header.Set("Accept", "application/vnd.api.v2+json")
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer from-env")
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
+	return resp
+}
+
+// apiStatus is apiDo returning the answer's status.
+func apiStatus(t *testing.T, method, url, auth, body string) int {
+	t.Helper()
+	resp := apiDo(t, method, url, auth, body)
 	_ = resp.Body.Close()
-	if resp.StatusCode != http.StatusCreated {
-		t.Fatalf("POST /auth status = %d, want 201", resp.StatusCode)
+	return resp.StatusCode
+}
+
+// getJSON decodes the JSON answer to a GET of url into v.
+func getJSON(url string, v any) error {
+	resp, err := http.Get(url)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+func TestRunServesAndShutsDown(t *testing.T) {
+	addr := testenv.FreeAddr(t)
+	env := map[string]string{
+		"ALTEGIO_SANDBOX_PARTNER_TOKEN": "from-env",
+		"ALTEGIO_SANDBOX_ADDR":          "127.0.0.1:1", // overridden by the flag
+	}
+	base, stop := startRun(t, addr, []string{"-addr", addr, "-user-password", "pw"}, func(k string) string { return env[k] })
+
+	if got := apiStatus(t, http.MethodPost, base+"/api/v1/auth", "Bearer from-env", `{"login":"owner@example.com","password":"pw"}`); got != http.StatusCreated {
+		t.Fatalf("POST /auth status = %d, want 201", got)
 	}
 
-	resp, err = http.Get(base + "/stats")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var stats statsView
-	err = json.NewDecoder(resp.Body).Decode(&stats)
-	_ = resp.Body.Close()
-	if err != nil {
+	if err := getJSON(base+"/stats", &stats); err != nil {
 		t.Fatalf("GET /stats: %v", err)
 	}
 	if stats.Requests != 1 || stats.Logins != 1 || stats.ByOp["auth"] != 1 || stats.ByStatus[http.StatusCreated] != 1 {
 		t.Errorf("GET /stats = %+v, want the one login counted", stats)
 	}
-
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("run did not return after cancel")
-	}
+	stop()
 }
 
 func TestHelpListsSettings(t *testing.T) {
@@ -125,25 +139,16 @@ func TestBadEnvironment(t *testing.T) {
 // The control endpoints steer a sandbox running as its own process: a 429
 // storm, a token rotation, and the state read back.
 func TestControlEndpoints(t *testing.T) {
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	base, done := startRun(ctx, t, addr, []string{"-addr", addr, "-control", "-user-token", "tok-1", "-partner-token", "p", "-log-level", "error"},
+	addr := testenv.FreeAddr(t)
+	base, stop := startRun(t, addr, []string{"-addr", addr, "-control", "-user-token", "tok-1", "-partner-token", "p", "-log-level", "error"},
 		func(string) string { return "" })
 	call := func(method, path, token, body string) int {
 		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set("Accept", "application/vnd.api.v2+json")
-		req.Header.Set("Content-Type", "application/json")
+		auth := ""
 		if token != "" {
-			req.Header.Set("Authorization", "Bearer p, User "+token)
+			auth = "Bearer p, User " + token
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode
+		return apiStatus(t, method, base+path, auth, body)
 	}
 	if got := call(http.MethodPost, "/api/v1/clients/1", "tok-1", `{"name":"Ann","phone":"+15550001234"}`); got != http.StatusCreated {
 		t.Fatalf("create: %d", got)
@@ -163,21 +168,14 @@ func TestControlEndpoints(t *testing.T) {
 	if got := call(http.MethodGet, "/api/v1/client/1/1", "tok-1", ""); got != http.StatusUnauthorized {
 		t.Errorf("old token after the rotation: %d, want 401", got)
 	}
-	resp, err := http.Get(base + "/control/clients?location=1")
-	if err != nil {
-		t.Fatal(err)
-	}
 	var clients []struct {
 		Name  string `json:"name"`
 		Phone string `json:"phone"`
 	}
-	err = json.NewDecoder(resp.Body).Decode(&clients)
-	_ = resp.Body.Close()
-	if err != nil || len(clients) != 1 || clients[0].Name != "Ann" {
+	if err := getJSON(base+"/control/clients?location=1", &clients); err != nil || len(clients) != 1 || clients[0].Name != "Ann" {
 		t.Errorf("GET /control/clients: %+v, %v", clients, err)
 	}
-	cancel()
-	<-done
+	stop()
 }
 
 // Webhook settings written through the API send client events to a
@@ -199,29 +197,15 @@ func TestWebhooksAndControl(t *testing.T) {
 		auths <- r.Header.Get("Authorization")
 	}))
 	defer receiver.Close()
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	addr := testenv.FreeAddr(t)
 	env := map[string]string{"ALTEGIO_SANDBOX_WEBHOOK_BEARER": "hook-tok"}
-	base, done := startRun(ctx, t, addr, []string{"-addr", addr, "-control", "-user-token", "tok-1", "-partner-token", "p",
+	base, stop := startRun(t, addr, []string{"-addr", addr, "-control", "-user-token", "tok-1", "-partner-token", "p",
 		"-log-level", "error", "-webhook-delay", "1ms", "-webhook-retry-delay", "1ms"}, func(k string) string { return env[k] })
-	call := func(method, path, body string) int {
-		t.Helper()
-		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
-		req.Header.Set("Accept", "application/vnd.api.v2+json")
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer p, User tok-1")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		_ = resp.Body.Close()
-		return resp.StatusCode
-	}
-	if got := call(http.MethodPost, "/api/v1/hooks_settings/1", `{"urls":["`+receiver.URL+`/hook"],"active":1,"client":1,"self_sending":1}`); got != http.StatusCreated {
+	const user = "Bearer p, User tok-1"
+	if got := apiStatus(t, http.MethodPost, base+"/api/v1/hooks_settings/1", user, `{"urls":["`+receiver.URL+`/hook"],"active":1,"client":1,"self_sending":1}`); got != http.StatusCreated {
 		t.Fatalf("POST hooks_settings: %d", got)
 	}
-	if got := call(http.MethodPost, "/api/v1/clients/1", `{"name":"Ann","phone":"+15550001234"}`); got != http.StatusCreated {
+	if got := apiStatus(t, http.MethodPost, base+"/api/v1/clients/1", user, `{"name":"Ann","phone":"+15550001234"}`); got != http.StatusCreated {
 		t.Fatalf("create: %d", got)
 	}
 	select {
@@ -239,13 +223,8 @@ func TestWebhooksAndControl(t *testing.T) {
 		Payload  map[string]any `json:"payload"`
 	}
 	testenv.WaitFor(t, 10*time.Second, func() error {
-		resp, err := http.Get(base + "/control/webhooks")
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
 		var got []delivery
-		if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		if err := getJSON(base+"/control/webhooks", &got); err != nil {
 			return err
 		}
 		if len(got) != 1 || got[0].Status != "delivered" || got[0].Attempts != 1 || got[0].URL != receiver.URL+"/hook" ||
@@ -254,10 +233,7 @@ func TestWebhooksAndControl(t *testing.T) {
 		}
 		return nil
 	})
-	cancel()
-	if err := <-done; err != nil {
-		t.Errorf("run: %v", err)
-	}
+	stop()
 }
 
 // The binary alone listens where the dev stack serves the sandbox.
@@ -291,18 +267,12 @@ func TestVersion(t *testing.T) {
 
 // A port that is taken fails at once, saying so and naming the flag.
 func TestBusyPortFailsAtOnce(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
+	busy := testenv.BusyAddr(t)
 	stateFile := filepath.Join(t.TempDir(), "state.json")
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	err = run(ctx, []string{"-addr", ln.Addr().String(), "-state-file", stateFile}, func(string) string { return "" }, io.Discard, io.Discard)
-	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "--addr") {
-		t.Fatalf("run on a busy port = %v, want \"address already in use\" naming --addr", err)
-	}
+	err := run(ctx, []string{"-addr", busy, "-state-file", stateFile}, func(string) string { return "" }, io.Discard, io.Discard)
+	testenv.ErrorSays(t, err, "address already in use", "--addr", busy)
 	if _, err := os.Stat(stateFile); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("state file touched before the port was held: %v", err)
 	}
@@ -318,15 +288,7 @@ func TestStateFileSurvivesRestart(t *testing.T) {
 	}
 	create := func(base, name, phone string) int64 {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/clients/1",
-			strings.NewReader(`{"name":"`+name+`","phone":"`+phone+`"}`))
-		req.Header.Set("Accept", "application/vnd.api.v2+json")
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("Authorization", "Bearer p, User tok-1")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := apiDo(t, http.MethodPost, base+"/api/v1/clients/1", "Bearer p, User tok-1", `{"name":"`+name+`","phone":"`+phone+`"}`)
 		defer resp.Body.Close()
 		var body struct {
 			Data struct {
@@ -338,40 +300,24 @@ func TestStateFileSurvivesRestart(t *testing.T) {
 		}
 		return body.Data.ID
 	}
-	stop := func(cancel context.CancelFunc, done <-chan error) {
-		t.Helper()
-		cancel()
-		if err := <-done; err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	}
 
-	addr := freeAddr(t)
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	base, done := startRun(ctx, t, addr, args(addr), getenv)
+	addr := testenv.FreeAddr(t)
+	base, stop := startRun(t, addr, args(addr), getenv)
 	first := create(base, "Ann", "+15550001234")
-	stop(cancel, done)
+	stop()
 
-	addr = freeAddr(t)
-	ctx, cancel = context.WithCancel(context.Background())
-	defer cancel()
-	base, done = startRun(ctx, t, addr, args(addr), getenv)
-	resp, err := http.Get(base + "/control/clients?location=1")
-	if err != nil {
-		t.Fatal(err)
-	}
+	addr = testenv.FreeAddr(t)
+	base, stop = startRun(t, addr, args(addr), getenv)
 	var clients []struct {
 		ID   int64  `json:"id"`
 		Name string `json:"name"`
 	}
-	err = json.NewDecoder(resp.Body).Decode(&clients)
-	_ = resp.Body.Close()
+	err := getJSON(base+"/control/clients?location=1", &clients)
 	if err != nil || len(clients) != 1 || clients[0].ID != first || clients[0].Name != "Ann" {
 		t.Errorf("clients after the restart: %+v, %v; want Ann with id %d", clients, err, first)
 	}
 	if second := create(base, "Bob", "+15550001235"); second <= first {
 		t.Errorf("id after the restart %d, want above %d", second, first)
 	}
-	stop(cancel, done)
+	stop()
 }

@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -95,34 +94,26 @@ func TestBadSettingsFailNamingTheFlag(t *testing.T) {
 // A taken port fails at once, before NATS is tried (it is not there),
 // naming the flag that chooses another.
 func TestBusyPortNamesTheFlag(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	busy := testenv.BusyAddr(t)
 	env := map[string]string{
-		"NATS_URL":                "nats://" + freeAddr(t),
-		"INGEST_ADDR":             busy.Addr().String(),
+		"NATS_URL":                "nats://" + testenv.FreeAddr(t),
+		"INGEST_ADDR":             busy,
 		"INGEST_INSECURE_NO_AUTH": "true",
 		"INGEST_OUTBOX":           filepath.Join(t.TempDir(), "o.db"),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
-	err = run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	err := run(ctx, nil, func(k string) string { return env[k] }, io.Discard, io.Discard)
 	if err == nil || ctx.Err() != nil {
 		t.Fatalf("run returned %v (ctx %v), want a listen error at once", err, ctx.Err())
 	}
-	for _, want := range []string{"address already in use", "--addr", busy.Addr().String()} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not say %q", err, want)
-		}
-	}
+	testenv.ErrorSays(t, err, "address already in use", "--addr", busy)
 }
 
 // With the topology to apply, an unreachable NATS fails after
 // --nats-connect-timeout naming the flag and the variable, not the password.
 func TestUnreachableNATSNamesTheFlag(t *testing.T) {
-	addr := freeAddr(t) // nothing listens there
+	addr := testenv.FreeAddr(t) // nothing listens there
 	env := map[string]string{
 		"NATS_URL":                    "nats://alice:s3cret@" + addr,
 		"INGEST_NATS_CONNECT_TIMEOUT": "300ms",
@@ -136,36 +127,17 @@ func TestUnreachableNATSNamesTheFlag(t *testing.T) {
 	if err == nil || ctx.Err() != nil {
 		t.Fatalf("err %v, ctx %v: want an error before the test's deadline", err, ctx.Err())
 	}
-	for _, want := range []string{"connect to NATS at nats://alice:xxxxx@" + addr, "connection refused", "--nats-url", "$NATS_URL", "--nats-connect-timeout"} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not say %q", err, want)
-		}
-	}
+	testenv.ErrorSays(t, err, "connect to NATS at nats://alice:xxxxx@"+addr, "connection refused", "--nats-url", "$NATS_URL", "--nats-connect-timeout")
 	if strings.Contains(err.Error(), "s3cret") {
 		t.Errorf("error %q shows the password", err)
 	}
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // TestRunServesAndShutsDown runs the binary's run against a real JetStream:
 // it applies the topology, serves, accepts a command and stops on cancel.
 func TestRunServesAndShutsDown(t *testing.T) {
 	n := testenv.RunJetStream(t)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testenv.FreeAddr(t)
 	env := map[string]string{
 		"NATS_URL":         n.URL(),
 		"INGEST_ADDR":      addr,

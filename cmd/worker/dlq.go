@@ -94,14 +94,19 @@ func joinClasses() string {
 	return strings.Join(s, ", ")
 }
 
-// filter builds the dlq.Filter of the flags and positional ids or seqs.
-func (f *filterFlags) filter(c cli, refs []string) (dlq.Filter, error) {
+// parse parses args with fs, on which f is defined, and returns the
+// dlq.Filter of the flags and the positional ids or seqs. Errors are those
+// of parse, and a filter that does not validate is a usage error (exit 2).
+func (f *filterFlags) parse(fs *envflag.Set, args []string, c cli) (dlq.Filter, error) {
+	refs, err := parse(fs, args)
+	if err != nil {
+		return dlq.Filter{}, err
+	}
 	out := dlq.Filter{
 		LocationID: f.location, Type: commands.Type(f.typ), Class: commands.ErrorClass(f.class),
 		HTTPStatus: f.httpStatus, ClientID: f.clientID, ClientRef: f.clientRef, Text: f.grep,
 		Status: dlq.Status(f.status), All: f.all,
 	}
-	var err error
 	if out.Since, err = parseWhen(c, "since", f.since); err != nil {
 		return dlq.Filter{}, err
 	}

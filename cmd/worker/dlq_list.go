@@ -23,11 +23,7 @@ func dlqList(ctx context.Context, args []string, c cli) error {
 	fs := newFlagSet("dlq list", "[filters] [--json]", "List the dead-lettered commands that match the filters, with counts per reason.", c)
 	o.define(fs)
 	f.define(fs, false)
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	filter, err := f.filter(c, pos)
+	filter, err := f.parse(fs, args, c)
 	if err != nil {
 		return err
 	}

@@ -19,11 +19,7 @@ func dlqPurge(ctx context.Context, args []string, c cli) error {
 	o.define(fs)
 	f.define(fs, true)
 	fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	filter, err := f.filter(c, pos)
+	filter, err := f.parse(fs, args, c)
 	if err != nil {
 		return err
 	}

@@ -26,11 +26,7 @@ func dlqReplay(ctx context.Context, args []string, c cli) error {
 	fs.BoolVar(&yes, "yes", false, "do not ask for confirmation")
 	fs.Float64(&rate, "rate", "DLQ_REPLAY_RATE", dlq.DefaultRate, "entries republished per second (keep well below the API budget)")
 	fs.String(&by, "operator", "DLQ_OPERATOR", "", "who replays, recorded in marks and events (default user@host)")
-	pos, err := parse(fs, args)
-	if err != nil {
-		return err
-	}
-	filter, err := f.filter(c, pos)
+	filter, err := f.parse(fs, args, c)
 	if err != nil {
 		return err
 	}

@@ -6,12 +6,12 @@ import (
 	"errors"
 	"flag"
 	"io"
-	"net"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/altegio-integrator/integrator/internal/stack"
+	"github.com/altegio-integrator/integrator/internal/testenv"
 )
 
 // runNoEnv runs the binary's run in-process with an empty environment.
@@ -154,35 +154,27 @@ func TestFlagsFirstAreRun(t *testing.T) {
 // A taken ops port fails at once, before NATS is tried (it is not there),
 // naming the flag that chooses another.
 func TestRunBusyPortNamesTheFlag(t *testing.T) {
-	busy, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer busy.Close()
+	busy := testenv.BusyAddr(t)
 	env := map[string]string{
-		"NATS_URL":              "nats://" + freeAddr(t),
-		"WORKER_ADDR":           busy.Addr().String(),
+		"NATS_URL":              "nats://" + testenv.FreeAddr(t),
+		"WORKER_ADDR":           busy,
 		"ALTEGIO_PARTNER_TOKEN": "partner",
 		"ALTEGIO_USER_TOKEN":    "user",
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
 	start := time.Now()
-	err = run(ctx, []string{"run"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
+	err := run(ctx, []string{"run"}, func(k string) string { return env[k] }, io.Discard, io.Discard)
 	if err == nil || ctx.Err() != nil {
 		t.Fatalf("run returned %v after %v, want a listen error at once", err, time.Since(start))
 	}
-	for _, want := range []string{"address already in use", "--addr", busy.Addr().String()} {
-		if !strings.Contains(err.Error(), want) {
-			t.Errorf("error %q does not say %q", err, want)
-		}
-	}
+	testenv.ErrorSays(t, err, "address already in use", "--addr", busy)
 }
 
 // An unreachable NATS fails after --nats-connect-timeout with an error that
 // names the flag and the variable, and not the password in the URL.
 func TestUnreachableNATSNamesTheFlag(t *testing.T) {
-	addr := freeAddr(t) // nothing listens there
+	addr := testenv.FreeAddr(t) // nothing listens there
 	env := map[string]string{
 		"NATS_URL":                    "nats://alice:s3cret@" + addr,
 		"WORKER_NATS_CONNECT_TIMEOUT": "300ms",
@@ -198,11 +190,7 @@ func TestUnreachableNATSNamesTheFlag(t *testing.T) {
 			if err == nil || ctx.Err() != nil {
 				t.Fatalf("err %v, ctx %v: want an error before the test's deadline", err, ctx.Err())
 			}
-			for _, want := range []string{"connect to NATS at nats://alice:xxxxx@" + addr, "connection refused", "--nats-url", "$NATS_URL", "--nats-connect-timeout"} {
-				if !strings.Contains(err.Error(), want) {
-					t.Errorf("error %q does not say %q", err, want)
-				}
-			}
+			testenv.ErrorSays(t, err, "connect to NATS at nats://alice:xxxxx@"+addr, "connection refused", "--nats-url", "$NATS_URL", "--nats-connect-timeout")
 			if strings.Contains(err.Error(), "s3cret") {
 				t.Errorf("error %q shows the password", err)
 			}
@@ -227,7 +215,7 @@ func TestBadSettingNamesTheFlag(t *testing.T) {
 		{map[string]string{"ALTEGIO_PARTNER_TOKEN": ""}, "ALTEGIO_PARTNER_TOKEN"},
 	} {
 		env := map[string]string{"ALTEGIO_PARTNER_TOKEN": "partner", "ALTEGIO_USER_TOKEN": "user", "WORKER_ADDR": "127.0.0.1:0",
-			"NATS_URL": "nats://" + freeAddr(t), "WORKER_NATS_CONNECT_TIMEOUT": "100ms"}
+			"NATS_URL": "nats://" + testenv.FreeAddr(t), "WORKER_NATS_CONNECT_TIMEOUT": "100ms"}
 		for k, v := range tc.env {
 			env[k] = v
 		}

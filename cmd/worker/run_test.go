@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -60,7 +59,7 @@ func TestRunCarriesOutAPublishedCommand(t *testing.T) {
 		PartnerToken: "partner-secret",
 		Users:        []sandbox.User{{Login: "ops@example.com", Password: "pw-secret"}},
 	})
-	addr := freeAddr(t)
+	addr := testenv.FreeAddr(t)
 	env := map[string]string{
 		"NATS_URL":              n.URL(),
 		"ALTEGIO_API_URL":       apiURL,
@@ -124,14 +123,4 @@ func get(url string) error {
 		return fmt.Errorf("GET %s: %d", url, resp.StatusCode)
 	}
 	return nil
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
