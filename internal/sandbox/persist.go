@@ -11,7 +11,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"time"
 )
 
 // The state file (Config.StateFile) is one JSON document, rewritten whole
@@ -49,77 +48,12 @@ type nextIDDoc struct {
 
 // locationDoc is one location's records, each list by ascending ID.
 type locationDoc struct {
-	ID         int64        `json:"id"`
-	Unlicensed bool         `json:"unlicensed,omitempty"`
-	Clients    []clientDoc  `json:"clients"`
-	Comments   []commentDoc `json:"comments"`
-	Files      []fileDoc    `json:"files"`
-	Visits     []visitDoc   `json:"visits"`
-}
-
-// clientDoc, commentDoc, fileDoc and visitDoc have exactly the fields of
-// ClientRecord, Comment, File and Visit, so that they convert both ways: a
-// field added to a record and not here is a compile error, not a field
-// silently lost at a restart.
-type clientDoc struct {
-	ID             int64             `json:"id"`
-	Name           string            `json:"name"`
-	Surname        string            `json:"surname,omitempty"`
-	MiddleName     string            `json:"middle_name,omitempty"`
-	Phone          string            `json:"phone"`
-	Email          string            `json:"email,omitempty"`
-	GenderID       int               `json:"gender_id,omitempty"`
-	ImportanceID   int               `json:"importance_id,omitempty"`
-	Discount       float64           `json:"discount,omitempty"`
-	Card           string            `json:"card,omitempty"`
-	BirthDate      string            `json:"birth_date,omitempty"`
-	Comment        string            `json:"comment,omitempty"`
-	SMSCheck       int               `json:"sms_check,omitempty"`
-	SMSNot         int               `json:"sms_not,omitempty"`
-	Spent          float64           `json:"spent,omitempty"`
-	Balance        float64           `json:"balance,omitempty"`
-	Paid           float64           `json:"paid,omitempty"`
-	Visits         int               `json:"visits,omitempty"`
-	Categories     []int64           `json:"categories,omitempty"`
-	CustomFields   map[string]string `json:"custom_fields,omitempty"`
-	LastChangeDate time.Time         `json:"last_change_date"`
-}
-
-type commentDoc struct {
-	ID         int64         `json:"id"`
-	ClientID   int64         `json:"client_id"`
-	Type       string        `json:"type"`
-	Text       string        `json:"text,omitempty"`
-	Files      []CommentFile `json:"files,omitempty"`
-	UserID     int64         `json:"user_id,omitempty"`
-	UserName   string        `json:"user_name,omitempty"`
-	CreateDate time.Time     `json:"create_date"`
-	UpdateDate time.Time     `json:"update_date"`
-}
-
-type fileDoc struct {
-	ID          int64     `json:"id"`
-	ClientID    int64     `json:"client_id"`
-	Name        string    `json:"name"`
-	Description string    `json:"description,omitempty"`
-	Mime        string    `json:"mime"`
-	Size        int64     `json:"size"`
-	UserName    string    `json:"user_name,omitempty"`
-	CreateDate  time.Time `json:"create_date"`
-}
-
-type visitDoc struct {
-	ID            int64     `json:"id"`
-	ClientID      int64     `json:"client_id"`
-	Date          time.Time `json:"date"`
-	Comment       string    `json:"comment,omitempty"`
-	Attendance    int       `json:"attendance"`
-	PaymentStatus string    `json:"payment_status"`
-	ServiceID     int64     `json:"service_id,omitempty"`
-	ServiceTitle  string    `json:"service_title,omitempty"`
-	Cost          float64   `json:"cost,omitempty"`
-	StaffID       int64     `json:"staff_id,omitempty"`
-	StaffName     string    `json:"staff_name,omitempty"`
+	ID         int64          `json:"id"`
+	Unlicensed bool           `json:"unlicensed,omitempty"`
+	Clients    []ClientRecord `json:"clients"`
+	Comments   []Comment      `json:"comments"`
+	Files      []File         `json:"files"`
+	Visits     []Visit        `json:"visits"`
 }
 
 // hookDoc is a location's webhook settings; WrittenBy is the login of the
@@ -149,10 +83,10 @@ func (s *Server) snapshotLocked() stateDoc {
 		doc.Locations = append(doc.Locations, locationDoc{
 			ID:         id,
 			Unlicensed: l.unlicensed,
-			Clients:    docs(l.clients, func(c *ClientRecord) clientDoc { return clientDoc(*c) }),
-			Comments:   docs(l.comments, func(c *Comment) commentDoc { return commentDoc(*c) }),
-			Files:      docs(l.files, func(f *File) fileDoc { return fileDoc(*f) }),
-			Visits:     docs(l.visits, func(v *Visit) visitDoc { return visitDoc(*v) }),
+			Clients:    byID(l.clients),
+			Comments:   byID(l.comments),
+			Files:      byID(l.files),
+			Visits:     byID(l.visits),
 		})
 	}
 	for _, loc := range slices.Sorted(maps.Keys(s.hooks)) {
@@ -166,11 +100,11 @@ func (s *Server) snapshotLocked() stateDoc {
 	return doc
 }
 
-// docs converts a map of records to a list by ascending ID.
-func docs[R any, D any](m map[int64]*R, conv func(*R) D) []D {
-	out := make([]D, 0, len(m))
+// byID returns the records of m by ascending ID.
+func byID[R any](m map[int64]*R) []R {
+	out := make([]R, 0, len(m))
 	for _, id := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, conv(m[id]))
+		out = append(out, *m[id])
 	}
 	return out
 }
@@ -195,19 +129,19 @@ func (s *Server) restoreLocked(doc stateDoc) error {
 		l.unlicensed = ld.Unlicensed
 		var err error
 		if n.client, err = restore(l.clients, ld.Clients, n.client, "client",
-			func(d clientDoc) (int64, ClientRecord) { return d.ID, ClientRecord(d) }); err != nil {
+			func(d ClientRecord) int64 { return d.ID }); err != nil {
 			return fmt.Errorf("location %d: %w", ld.ID, err)
 		}
 		if n.comment, err = restore(l.comments, ld.Comments, n.comment, "comment",
-			func(d commentDoc) (int64, Comment) { return d.ID, Comment(d) }); err != nil {
+			func(d Comment) int64 { return d.ID }); err != nil {
 			return fmt.Errorf("location %d: %w", ld.ID, err)
 		}
 		if n.file, err = restore(l.files, ld.Files, n.file, "file",
-			func(d fileDoc) (int64, File) { return d.ID, File(d) }); err != nil {
+			func(d File) int64 { return d.ID }); err != nil {
 			return fmt.Errorf("location %d: %w", ld.ID, err)
 		}
 		if n.visit, err = restore(l.visits, ld.Visits, n.visit, "visit",
-			func(d visitDoc) (int64, Visit) { return d.ID, Visit(d) }); err != nil {
+			func(d Visit) int64 { return d.ID }); err != nil {
 			return fmt.Errorf("location %d: %w", ld.ID, err)
 		}
 	}
@@ -226,11 +160,11 @@ func (s *Server) restoreLocked(doc stateDoc) error {
 	return nil
 }
 
-// restore stores the records of docs in m and returns the counter raised to
+// restore stores recs in m and returns the counter raised to
 // the largest ID. IDs must be positive and unique.
-func restore[D any, R any](m map[int64]*R, docs []D, counter int64, kind string, conv func(D) (int64, R)) (int64, error) {
-	for _, d := range docs {
-		id, rec := conv(d)
+func restore[R any](m map[int64]*R, recs []R, counter int64, kind string, idOf func(R) int64) (int64, error) {
+	for _, rec := range recs {
+		id := idOf(rec)
 		if id <= 0 {
 			return 0, fmt.Errorf("%s with id %d", kind, id)
 		}

@@ -8,31 +8,32 @@ import (
 )
 
 // ClientRecord is a client card as the sandbox stores it (ref §6.1, §8).
-// Phone holds digits only. Zero values mean "not set".
+// Phone holds digits only. Zero values mean "not set". The JSON names of
+// the records here are the state file's (persist.go), not the API's.
 type ClientRecord struct {
-	ID         int64
-	Name       string
-	Surname    string
-	MiddleName string // "middle_name"; "patronymic" in older docs
-	Phone      string // normalized digits
-	Email      string
-	GenderID   int // 0 unknown, 1 male, 2 female
+	ID         int64  `json:"id"`
+	Name       string `json:"name"`
+	Surname    string `json:"surname,omitempty"`
+	MiddleName string `json:"middle_name,omitempty"` // "middle_name"; "patronymic" in older docs
+	Phone      string `json:"phone"`                 // normalized digits
+	Email      string `json:"email,omitempty"`
+	GenderID   int    `json:"gender_id,omitempty"` // 0 unknown, 1 male, 2 female
 	// ImportanceID is 0 none, 1 bronze, 2 silver, 3 gold.
-	ImportanceID int
-	Discount     float64 // percent
-	Card         string
-	BirthDate    string // YYYY-MM-DD or ""
-	Comment      string
-	SMSCheck     int
-	SMSNot       int
-	Spent        float64
-	Balance      float64
-	Paid         float64 // read-only through the API
-	Visits       int     // read-only through the API
-	Categories   []int64 // tag IDs; read back as {id,title,color}
-	CustomFields map[string]string
+	ImportanceID int               `json:"importance_id,omitempty"`
+	Discount     float64           `json:"discount,omitempty"` // percent
+	Card         string            `json:"card,omitempty"`
+	BirthDate    string            `json:"birth_date,omitempty"` // YYYY-MM-DD or ""
+	Comment      string            `json:"comment,omitempty"`
+	SMSCheck     int               `json:"sms_check,omitempty"`
+	SMSNot       int               `json:"sms_not,omitempty"`
+	Spent        float64           `json:"spent,omitempty"`
+	Balance      float64           `json:"balance,omitempty"`
+	Paid         float64           `json:"paid,omitempty"`       // read-only through the API
+	Visits       int               `json:"visits,omitempty"`     // read-only through the API
+	Categories   []int64           `json:"categories,omitempty"` // tag IDs; read back as {id,title,color}
+	CustomFields map[string]string `json:"custom_fields,omitempty"`
 	// LastChangeDate is set on create and on every update.
-	LastChangeDate time.Time
+	LastChangeDate time.Time `json:"last_change_date"`
 }
 
 func (c ClientRecord) clone() ClientRecord {
@@ -44,15 +45,15 @@ func (c ClientRecord) clone() ClientRecord {
 // Comment is a client comment (ref §6.8). Type is "default" for a text
 // comment or "file" for the record of a file upload.
 type Comment struct {
-	ID         int64
-	ClientID   int64
-	Type       string
-	Text       string
-	Files      []CommentFile
-	UserID     int64
-	UserName   string
-	CreateDate time.Time
-	UpdateDate time.Time
+	ID         int64         `json:"id"`
+	ClientID   int64         `json:"client_id"`
+	Type       string        `json:"type"`
+	Text       string        `json:"text,omitempty"`
+	Files      []CommentFile `json:"files,omitempty"`
+	UserID     int64         `json:"user_id,omitempty"`
+	UserName   string        `json:"user_name,omitempty"`
+	CreateDate time.Time     `json:"create_date"`
+	UpdateDate time.Time     `json:"update_date"`
 }
 
 // CommentFile is a file attached to a "file" comment. The JSON names are
@@ -65,33 +66,33 @@ type CommentFile struct {
 // File is a client file (ref §6.9). Size is in bytes; the API renders it
 // as a human-readable string.
 type File struct {
-	ID          int64
-	ClientID    int64
-	Name        string
-	Description string
-	Mime        string
-	Size        int64
-	UserName    string
-	CreateDate  time.Time
+	ID          int64     `json:"id"`
+	ClientID    int64     `json:"client_id"`
+	Name        string    `json:"name"`
+	Description string    `json:"description,omitempty"`
+	Mime        string    `json:"mime"`
+	Size        int64     `json:"size"`
+	UserName    string    `json:"user_name,omitempty"`
+	CreateDate  time.Time `json:"create_date"`
 }
 
 // Visit is one appointment in a client's history, served by the visits
 // search (ref §6.10).
 type Visit struct {
-	ID       int64
-	ClientID int64
-	Date     time.Time
-	Comment  string
+	ID       int64     `json:"id"`
+	ClientID int64     `json:"client_id"`
+	Date     time.Time `json:"date"`
+	Comment  string    `json:"comment,omitempty"`
 	// Attendance is -1 no-show, 0 waiting, 1 arrived, 2 confirmed.
-	Attendance int
+	Attendance int `json:"attendance"`
 	// PaymentStatus is not_paid, paid_not_full, paid_full or paid_over;
 	// default not_paid.
-	PaymentStatus string
-	ServiceID     int64
-	ServiceTitle  string
-	Cost          float64
-	StaffID       int64
-	StaffName     string
+	PaymentStatus string  `json:"payment_status"`
+	ServiceID     int64   `json:"service_id,omitempty"`
+	ServiceTitle  string  `json:"service_title,omitempty"`
+	Cost          float64 `json:"cost,omitempty"`
+	StaffID       int64   `json:"staff_id,omitempty"`
+	StaffName     string  `json:"staff_name,omitempty"`
 }
 
 // location is the state of one location; locations exist implicitly.
