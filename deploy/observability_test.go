@@ -9,13 +9,11 @@ package deploy_test
 // webhook, and its /metrics endpoints are scraped.
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
-	"log/slog"
 	"maps"
 	"net/http"
 	"os"
@@ -30,8 +28,10 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/altegio-integrator/integrator/internal/devstack"
+	"github.com/altegio-integrator/integrator/internal/devstack/devtest"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
+	"github.com/altegio-integrator/integrator/internal/testenv/poll"
 	"github.com/altegio-integrator/integrator/internal/worker"
 )
 
@@ -975,7 +975,15 @@ func TestObservabilityMetricsAreExported(t *testing.T) {
 		}
 	}
 
-	st := startObservedDev(t)
+	// Retrying fast, so that the run takes seconds.
+	st := devtest.Start(t, devstack.DevConfig{
+		WebhookDelay: 100 * time.Millisecond,
+		Worker: worker.Config{
+			RetryBase:       50 * time.Millisecond,
+			RetryMax:        500 * time.Millisecond,
+			PendingInterval: 200 * time.Millisecond,
+		},
+	})
 	sb := st.Sandbox
 
 	// A success, a rejection and a read.
@@ -1009,13 +1017,13 @@ func TestObservabilityMetricsAreExported(t *testing.T) {
 	// then report what is not, with where it is used.
 	var exported map[string]string
 	var missing []string
-	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+	errMissing := errors.New("used metrics are not exported yet")
+	err := poll.Wait(20*time.Second, func() error {
 		exported = map[string]string{}
-		var err error
 		for _, url := range []string{st.IngestURL + "/metrics", st.OpsURL + "/metrics"} {
-			var fams map[string]string
-			if fams, err = scrapeFamilies(url); err != nil {
-				break
+			fams, err := scrapeFamilies(url)
+			if err != nil {
+				return err
 			}
 			maps.Copy(exported, fams)
 		}
@@ -1030,15 +1038,13 @@ func TestObservabilityMetricsAreExported(t *testing.T) {
 			}
 			missing = append(missing, name)
 		}
-		if err == nil && len(missing) == 0 {
-			break
+		if len(missing) > 0 {
+			return errMissing
 		}
-		if time.Now().After(deadline) {
-			if err != nil {
-				t.Fatalf("scrape: %v", err)
-			}
-			break
-		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errMissing) {
+		t.Fatalf("scrape: %v", err)
 	}
 	sort.Strings(missing)
 	for _, name := range missing {
@@ -1072,51 +1078,6 @@ func TestObservabilityMetricsAreExported(t *testing.T) {
 			t.Errorf("no series %s after the run", want)
 		}
 	}
-}
-
-// startObservedDev runs the dev stack on free ports with its data in a
-// temporary folder, retrying fast so that the run takes seconds.
-func startObservedDev(t *testing.T) devstack.DevStack {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan devstack.DevStack, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- devstack.RunDev(ctx, devstack.DevConfig{
-			DataDir:      t.TempDir(),
-			NATSListen:   "127.0.0.1:0",
-			SandboxAddr:  "127.0.0.1:0",
-			IngestAddr:   "127.0.0.1:0",
-			OpsAddr:      "127.0.0.1:0",
-			WebhookDelay: 100 * time.Millisecond,
-			Worker: worker.Config{
-				RetryBase:       50 * time.Millisecond,
-				RetryMax:        500 * time.Millisecond,
-				PendingInterval: 200 * time.Millisecond,
-			},
-			Progress: time.Hour,
-			Out:      io.Discard,
-			Logger:   slog.New(slog.DiscardHandler),
-			Ready:    func(s devstack.DevStack) { ready <- s },
-		})
-	}()
-	select {
-	case st := <-ready:
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil && !errors.Is(err, context.Canceled) {
-				t.Errorf("dev stack: %v", err)
-			}
-		})
-		return st
-	case err := <-done:
-		cancel()
-		t.Fatalf("dev stack did not start: %v", err)
-	case <-time.After(60 * time.Second):
-		cancel()
-		t.Fatal("dev stack did not start within 60s")
-	}
-	return devstack.DevStack{}
 }
 
 // obsRequest sends a request to ingest with the dev producer key and

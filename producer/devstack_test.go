@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/altegio-integrator/integrator/internal/commands"
 	"github.com/altegio-integrator/integrator/internal/devstack"
+	"github.com/altegio-integrator/integrator/internal/devstack/devtest"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 )
 
@@ -49,34 +48,7 @@ func TestMain(m *testing.M) {
 func devStack(t *testing.T) devstack.DevStack {
 	t.Helper()
 	dev.once.Do(func() {
-		dir, err := os.MkdirTemp("", "producer-dev-")
-		if err != nil {
-			dev.err = err
-			return
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		ready := make(chan devstack.DevStack, 1)
-		done := make(chan error, 1)
-		go func() {
-			done <- devstack.RunDev(ctx, devstack.DevConfig{
-				DataDir: dir, NATSListen: "127.0.0.1:0", SandboxAddr: "127.0.0.1:0", IngestAddr: "127.0.0.1:0", OpsAddr: "127.0.0.1:0",
-				Out: io.Discard, Logger: slog.New(slog.DiscardHandler), Progress: time.Hour,
-				Ready: func(s devstack.DevStack) { ready <- s },
-			})
-		}()
-		dev.stop = func() error {
-			cancel()
-			err := <-done
-			return errors.Join(err, os.RemoveAll(dir))
-		}
-		select {
-		case dev.st = <-ready:
-		case err := <-done:
-			dev.err = fmt.Errorf("did not start: %w", err)
-			done <- err // for stop
-		case <-time.After(60 * time.Second):
-			dev.err = errors.New("did not start within 60s")
-		}
+		dev.st, dev.stop, dev.err = devtest.Run(devstack.DevConfig{})
 	})
 	if dev.err != nil {
 		t.Fatalf("dev stack: %v", dev.err)

@@ -18,6 +18,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/altegio-integrator/integrator/examples/internal/defaults"
 	"github.com/altegio-integrator/integrator/producer"
 )
 
@@ -37,8 +38,8 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("http-producer", flag.ContinueOnError)
 	fs.SetOutput(out)
-	url := fs.String("url", envOr("INGEST_URL", "http://127.0.0.1:8080"), "ingest base URL (env INGEST_URL)")
-	key := fs.String("key", envOr("PRODUCER_KEY", "dev-producer-key"), "producer key, sent as Authorization: Bearer (env PRODUCER_KEY)")
+	url := fs.String("url", defaults.Env("INGEST_URL", "http://127.0.0.1:8080"), "ingest base URL (env INGEST_URL)")
+	key := fs.String("key", defaults.Env("PRODUCER_KEY", "dev-producer-key"), "producer key, sent as Authorization: Bearer (env PRODUCER_KEY)")
 	location := fs.Int64("location", 1, "Altegio location id")
 	ref := fs.String("ref", "", "your reference for the client (default: a new one per run)")
 	name := fs.String("name", "James", "the client's name")
@@ -49,12 +50,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	if *ref == "" {
-		id := producer.NewID()
-		*ref = "example-" + id[len(id)-12:]
+		*ref = defaults.Ref()
 	}
 	if *phone == "" {
 		// The sandbox, like the API, refuses a second client with a phone.
-		*phone = fmt.Sprintf("+1555%07d", time.Now().UnixNano()%10_000_000)
+		*phone = defaults.Phone()
 	}
 
 	p, err := producer.NewHTTP(*url, *key)
@@ -100,11 +100,4 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("%d of %d commands did not succeed", failed, len(cmds))
 	}
 	return nil
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }

@@ -10,12 +10,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/altegio-integrator/integrator/examples/internal/devrun"
 	"github.com/altegio-integrator/integrator/internal/devstack"
+	"github.com/altegio-integrator/integrator/internal/devstack/devtest"
 )
 
 func TestRunCreatesAClientAndAddsAComment(t *testing.T) {
-	st := devrun.Start(t)
+	st := devtest.Start(t, devstack.DevConfig{})
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

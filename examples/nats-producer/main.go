@@ -22,6 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/altegio-integrator/integrator/examples/internal/defaults"
 	"github.com/altegio-integrator/integrator/producer"
 )
 
@@ -41,7 +42,7 @@ func main() {
 func run(ctx context.Context, args []string, out io.Writer) error {
 	fs := flag.NewFlagSet("nats-producer", flag.ContinueOnError)
 	fs.SetOutput(out)
-	url := fs.String("nats-url", envOr("NATS_URL", nats.DefaultURL), "NATS server URLs, comma-separated (env NATS_URL)")
+	url := fs.String("nats-url", defaults.Env("NATS_URL", nats.DefaultURL), "NATS server URLs, comma-separated (env NATS_URL)")
 	user := fs.String("nats-user", os.Getenv("NATS_USER"), "NATS user, if the server wants one (env NATS_USER; password in env NATS_PASSWORD)")
 	inbox := fs.String("inbox-prefix", "_INBOX_producer", "prefix of the inboxes the PubAcks arrive on")
 	location := fs.Int64("location", 1, "Altegio location id")
@@ -54,12 +55,11 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	if *ref == "" {
-		id := producer.NewID()
-		*ref = "example-" + id[len(id)-12:]
+		*ref = defaults.Ref()
 	}
 	if *phone == "" {
 		// The sandbox, like the API, refuses a second client with a phone.
-		*phone = fmt.Sprintf("+1555%07d", time.Now().UnixNano()%10_000_000)
+		*phone = defaults.Phone()
 	}
 
 	opts := []nats.Option{nats.Name("nats-producer example"), nats.CustomInboxPrefix(*inbox)}
@@ -94,11 +94,4 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return fmt.Errorf("send: %w", err)
 	}
 	return nc.Drain()
-}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
 }

@@ -11,13 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/altegio-integrator/integrator/examples/internal/devrun"
 	"github.com/altegio-integrator/integrator/internal/devstack"
+	"github.com/altegio-integrator/integrator/internal/devstack/devtest"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 )
 
 func TestRunCreatesAClientAndAddsAComment(t *testing.T) {
-	st := devrun.Start(t)
+	st := devtest.Start(t, devstack.DevConfig{})
 	var out bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +15,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/altegio-integrator/integrator/internal/devstack"
+	"github.com/altegio-integrator/integrator/internal/devstack/devtest"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
 	"github.com/altegio-integrator/integrator/internal/testenv"
 )
@@ -36,38 +35,6 @@ func chromium(t *testing.T) string {
 	}
 	t.Skip("skipped: the browser test needs Chromium (Debian: apt-get install chromium); CI installs it and runs this test")
 	return ""
-}
-
-// startDevStack runs the dev stack (console on) on free ports with its
-// data in a temporary folder until the test ends; out receives its lines.
-func startDevStack(t *testing.T, out io.Writer) devstack.DevStack {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	ready := make(chan devstack.DevStack, 1)
-	done := make(chan error, 1)
-	go func() {
-		done <- devstack.RunDev(ctx, devstack.DevConfig{
-			DataDir: t.TempDir(), NATSListen: "127.0.0.1:0", SandboxAddr: "127.0.0.1:0", IngestAddr: "127.0.0.1:0", OpsAddr: "127.0.0.1:0",
-			Out: out, Logger: slog.New(slog.DiscardHandler), Ready: func(st devstack.DevStack) { ready <- st },
-		})
-	}()
-	select {
-	case st := <-ready:
-		t.Cleanup(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("dev stack: %v", err)
-			}
-		})
-		return st
-	case err := <-done:
-		cancel()
-		t.Fatalf("dev stack did not start: %v", err)
-	case <-time.After(30 * time.Second):
-		cancel()
-		t.Fatal("dev stack did not start within 30s")
-	}
-	return devstack.DevStack{}
 }
 
 // sendCommand posts one command to ingest with the dev producer key and
@@ -126,7 +93,7 @@ func dlqSeq(t *testing.T, st devstack.DevStack, id string) uint64 {
 // the timeline and the overview to docs/console-*.png.
 func TestConsoleInTheBrowser(t *testing.T) {
 	out := &testenv.Buffer{}
-	st := startDevStack(t, out)
+	st := devtest.Start(t, devstack.DevConfig{Out: out})
 	if st.Sandbox == nil || st.ConsoleURL != st.IngestURL+"/ui/" {
 		t.Fatalf("dev stack: sandbox %v, console %q", st.Sandbox != nil, st.ConsoleURL)
 	}
