@@ -39,7 +39,6 @@ type subscription struct {
 	watchWG  sync.WaitGroup
 
 	// Loop-owned state.
-	now           func() time.Time
 	known         map[uint64]*entry // by stream sequence: everything in custody
 	lanes         *laneSet          // nil without ordered lanes
 	ready         []*entry          // to emit, in order
@@ -118,7 +117,6 @@ func newSubscription(cfg SubscriberConfig, topic string, conn *nats.Conn, cons j
 		out:        make(chan *message.Message),
 		fetchCh:    make(chan fetchEvent),
 		settleCh:   make(chan settleEvent),
-		now:        time.Now,
 		known:      make(map[uint64]*entry),
 		lanes:      lanes,
 	}
@@ -171,11 +169,11 @@ func (s *subscription) run(ctx context.Context, closing <-chan struct{}) {
 
 // maybeFetch starts a pull request of the size fetchSize decides.
 func (s *subscription) maybeFetch() {
-	if s.closing || s.fetches > 0 || s.now().Before(s.fetchAfter) {
+	if s.closing || s.fetches > 0 || time.Now().Before(s.fetchAfter) {
 		return
 	}
 	c := s.custody()
-	parkedDue := s.lanes != nil && laneRoom(s.cfg, c) <= 0 && s.lanes.due(s.now())
+	parkedDue := s.lanes != nil && laneRoom(s.cfg, c) <= 0 && s.lanes.due(time.Now())
 	n := fetchSize(s.cfg, c, parkedDue)
 	if n <= 0 {
 		return
@@ -252,7 +250,7 @@ func (s *subscription) nextWake() (time.Duration, bool) {
 	if s.closing {
 		return 0, false
 	}
-	now := s.now()
+	now := time.Now()
 	var at time.Time
 	if now.Before(s.fetchAfter) {
 		at = s.fetchAfter
@@ -297,7 +295,7 @@ func (s *subscription) onFetch(ev fetchEvent) {
 		default:
 			s.fetchFailures++
 			wait := backoff.Delay(50*time.Millisecond, 5*time.Second, s.fetchFailures)
-			s.fetchAfter = s.now().Add(wait)
+			s.fetchAfter = time.Now().Add(wait)
 			s.log.Warn("fetch", "error", ev.err, "retry_in", wait)
 		}
 		return
@@ -431,7 +429,7 @@ func (s *subscription) onSettle(ev settleEvent) {
 		how = s.settleNacked(e)
 	}
 	if s.lanes != nil {
-		if next := s.lanes.settled(e, how, s.now()); next != nil {
+		if next := s.lanes.settled(e, how, time.Now()); next != nil {
 			s.ready = append(s.ready, next)
 		}
 	}
@@ -488,7 +486,7 @@ func (s *subscription) keepAliveAll() {
 // message (see laneSet.expire).
 func (s *subscription) checkParked() {
 	if s.lanes != nil {
-		s.ready = append(s.ready, s.lanes.expire(s.now())...)
+		s.ready = append(s.ready, s.lanes.expire(time.Now())...)
 	}
 }
 
