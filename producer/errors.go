@@ -73,9 +73,7 @@ func validationError(problems []FieldError, err error) *ValidationError {
 	switch {
 	case err == nil:
 	case errors.As(err, &cve):
-		for _, p := range cve.Problems {
-			ve.Problems = append(ve.Problems, FieldError{Path: p.Path, Reason: p.Reason})
-		}
+		ve.Problems = append(ve.Problems, cve.Problems...)
 	case errors.Is(err, commands.ErrTooLarge):
 		ve.tooLarge = true
 		ve.Problems = append(ve.Problems, FieldError{Reason: err.Error()})
