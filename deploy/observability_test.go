@@ -30,7 +30,6 @@ import (
 	"github.com/altegio-integrator/integrator/internal/devstack"
 	"github.com/altegio-integrator/integrator/internal/devstack/devtest"
 	"github.com/altegio-integrator/integrator/internal/sandbox"
-	"github.com/altegio-integrator/integrator/internal/testenv"
 	"github.com/altegio-integrator/integrator/internal/testenv/poll"
 	"github.com/altegio-integrator/integrator/internal/worker"
 )
@@ -987,8 +986,8 @@ func TestObservabilityMetricsAreExported(t *testing.T) {
 	sb := st.Sandbox
 
 	// A success, a rejection and a read.
-	ok := obsPost(t, st, `{"type":"client.create","location_id":1,"client_ref":"obs-1","payload":{"name":"Ada","phone":"+13155550141"}}`)
-	obsWaitStatus(t, st, ok, "succeeded")
+	ok := devtest.Post(t, st, `{"type":"client.create","location_id":1,"client_ref":"obs-1","payload":{"name":"Ada","phone":"+13155550141"}}`)
+	devtest.WaitStatus(t, st, ok, "succeeded")
 	if code := obsRequest(t, st, http.MethodPost, "/v1/commands", `{"type":"client.create","location_id":1}`); code < 400 || code >= 500 {
 		t.Errorf("an invalid command was answered %d, want a 4xx", code)
 	}
@@ -1004,13 +1003,13 @@ func TestObservabilityMetricsAreExported(t *testing.T) {
 		{Op: sandbox.OpCommentAdd, Status: http.StatusUnauthorized, Times: 2},
 	} {
 		remove := sb.Inject(r)
-		id := obsPost(t, st, fmt.Sprintf(`{"type":"client.comment.add","location_id":1,"client_ref":"obs-1","payload":{"text":"after a %d"}}`, r.Status))
-		obsWaitStatus(t, st, id, "succeeded")
+		id := devtest.Post(t, st, fmt.Sprintf(`{"type":"client.comment.add","location_id":1,"client_ref":"obs-1","payload":{"text":"after a %d"}}`, r.Status))
+		devtest.WaitStatus(t, st, id, "succeeded")
 		remove()
 	}
 	// A dead letter: the sandbox has no client 999.
-	dead := obsPost(t, st, `{"type":"client.comment.add","location_id":1,"client_id":999,"payload":{"text":"hello"}}`)
-	obsWaitStatus(t, st, dead, "dead_lettered")
+	dead := devtest.Post(t, st, `{"type":"client.comment.add","location_id":1,"client_id":999,"payload":{"text":"hello"}}`)
+	devtest.WaitStatus(t, st, dead, "dead_lettered")
 
 	// Scrape until every used metric is there (the pending gauge is
 	// polled, the sandbox's webhook comes later) or the deadline passes,
@@ -1099,50 +1098,6 @@ func obsRequest(t *testing.T, st devstack.DevStack, method, path, body string) i
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-// obsPost sends one command to ingest and returns its id.
-func obsPost(t *testing.T, st devstack.DevStack, body string) string {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, st.IngestURL+"/v1/commands", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+devstack.DevProducerKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("post: %v", err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Commands []struct{ ID string } `json:"commands"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusAccepted || len(out.Commands) != 1 {
-		t.Fatalf("post %s: status %d, %+v, %v", body, resp.StatusCode, out, err)
-	}
-	return out.Commands[0].ID
-}
-
-// obsWaitStatus waits until ingest reports the command's status as want.
-func obsWaitStatus(t *testing.T, st devstack.DevStack, id, want string) {
-	t.Helper()
-	testenv.WaitFor(t, 30*time.Second, func() error {
-		req, _ := http.NewRequest(http.MethodGet, st.IngestURL+"/v1/commands/"+id, nil)
-		req.Header.Set("Authorization", "Bearer "+devstack.DevProducerKey)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		var out struct {
-			Status string `json:"status"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
-			return fmt.Errorf("status of %s: %d, %w", id, resp.StatusCode, err)
-		}
-		if out.Status != want {
-			return fmt.Errorf("command %s is %q, want %q", id, out.Status, want)
-		}
-		return nil
-	})
 }
 
 // obsScrapeHas reports whether ingest's or the worker's /metrics has a

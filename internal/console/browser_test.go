@@ -37,27 +37,6 @@ func chromium(t *testing.T) string {
 	return ""
 }
 
-// sendCommand posts one command to ingest with the dev producer key and
-// returns its id.
-func sendCommand(t *testing.T, st devstack.DevStack, body string) string {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, st.IngestURL+"/v1/commands", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+devstack.DevProducerKey)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out struct {
-		Commands []struct{ ID string } `json:"commands"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusAccepted || len(out.Commands) != 1 {
-		t.Fatalf("post: %d %+v %v", resp.StatusCode, out, err)
-	}
-	return out.Commands[0].ID
-}
-
 // dlqSeq waits until the DLQ over HTTP lists the command and returns its
 // entry's sequence.
 func dlqSeq(t *testing.T, st devstack.DevStack, id string) uint64 {
@@ -102,7 +81,7 @@ func TestConsoleInTheBrowser(t *testing.T) {
 	}
 	exe := chromium(t)
 	// A comment for a client the API does not know: 404, dead-lettered.
-	id := sendCommand(t, st, `{"type":"client.comment.add","location_id":1,"client_id":999,"payload":{"text":"Call back after 5 pm"}}`)
+	id := devtest.Post(t, st, `{"type":"client.comment.add","location_id":1,"client_id":999,"payload":{"text":"Call back after 5 pm"}}`)
 	seq := dlqSeq(t, st, id)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

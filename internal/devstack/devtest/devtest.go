@@ -9,16 +9,20 @@ package devtest
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/altegio-integrator/integrator/internal/devstack"
+	"github.com/altegio-integrator/integrator/internal/testenv"
 )
 
 // StartTimeout is how long Start and Run wait for the stack to listen.
@@ -104,4 +108,50 @@ func Run(cfg devstack.DevConfig) (devstack.DevStack, func() error, error) {
 		}()
 		return devstack.DevStack{}, nil, fmt.Errorf("did not start within %v", StartTimeout)
 	}
+}
+
+// Post sends body to st's ingest as the dev producer, expects 202 with one
+// command, and returns its id.
+func Post(t testing.TB, st devstack.DevStack, body string) string {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, st.IngestURL+"/v1/commands", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+devstack.DevProducerKey)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("post: %v", err)
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Commands []struct{ ID string } `json:"commands"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || resp.StatusCode != http.StatusAccepted || len(out.Commands) != 1 {
+		t.Fatalf("post %s: status %d, %+v, %v", body, resp.StatusCode, out, err)
+	}
+	return out.Commands[0].ID
+}
+
+// WaitStatus waits, at most 30 s, until st's ingest reports the status of
+// command id as want (GET /v1/commands/{id}).
+func WaitStatus(t testing.TB, st devstack.DevStack, id, want string) {
+	t.Helper()
+	testenv.WaitFor(t, 30*time.Second, func() error {
+		req, _ := http.NewRequest(http.MethodGet, st.IngestURL+"/v1/commands/"+id, nil)
+		req.Header.Set("Authorization", "Bearer "+devstack.DevProducerKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		var out struct {
+			Status string `json:"status"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+			return fmt.Errorf("status of %s: %d, %w", id, resp.StatusCode, err)
+		}
+		if out.Status != want {
+			return fmt.Errorf("command %s is %q, want %q", id, out.Status, want)
+		}
+		return nil
+	})
 }
