@@ -31,6 +31,11 @@ func Version() string {
 	if !ok {
 		return "devel"
 	}
+	return version(info)
+}
+
+// version is Version for the build information info.
+func version(info *debug.BuildInfo) string {
 	v := info.Main.Version
 	if v != "" && v != "(devel)" {
 		return v
